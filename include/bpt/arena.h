@@ -1,0 +1,31 @@
+/* arena.h — all step memory of a rank comes from one arena with a high-water mark.
+ *
+ * The arena is a stack: bpt_arena_alloc bumps, bpt_arena_mark/bpt_arena_release pop
+ * back to a mark. Its capacity is reserved once through the backend's alloc (one
+ * mmap or one cudaMalloc), so `peak` is the exact number of bytes the program ever
+ * needed at once: parameters, gradients, optimizer moments and activations.
+ * Allocations are 256-byte aligned.
+ */
+#ifndef BPT_ARENA_H
+#define BPT_ARENA_H
+
+#include <stddef.h>
+#include "../../kernels/kernels.h"
+
+typedef struct bpt_arena {
+    const bpt_kernels *k;
+    char *base;            /* backend memory */
+    size_t capacity;
+    size_t used;
+    size_t peak;
+} bpt_arena;
+
+/* Reserve capacity bytes from backend k. Returns 0 or -1 (backend alloc failed). */
+int    bpt_arena_init(bpt_arena *a, const bpt_kernels *k, size_t capacity);
+void   bpt_arena_destroy(bpt_arena *a);
+/* bytes from the top; dies with a clear message naming what and the sizes when full. */
+void  *bpt_arena_alloc(bpt_arena *a, size_t bytes, const char *what);
+size_t bpt_arena_mark(const bpt_arena *a);
+void   bpt_arena_release(bpt_arena *a, size_t mark);
+
+#endif

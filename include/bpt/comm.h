@@ -1,0 +1,38 @@
+/* comm.h — collectives over one axis of the device mesh.
+ *
+ * One implementation per memory kind: MPI for host buffers (the CPU backend), NCCL
+ * for device buffers (the CUDA backend, a later module). Every call names the axis
+ * it runs on; the comm layer counts the bytes each axis moved, which the training
+ * loop reports as comm_bytes. All calls are collective over the axis.
+ */
+#ifndef BPT_COMM_H
+#define BPT_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <mpi.h>
+
+typedef enum { BPT_AXIS_DP = 0, BPT_AXIS_FSDP, BPT_AXIS_TP, BPT_AXIS_BATCH, BPT_AXIS_WORLD,
+               BPT_NAXES } bpt_axis;
+
+typedef struct bpt_comm {
+    MPI_Comm comm[BPT_NAXES];     /* sub-communicator per axis (BATCH = dp x fsdp) */
+    int size[BPT_NAXES], rank[BPT_NAXES];
+    uint64_t bytes[BPT_NAXES];    /* bytes sent by this rank per axis, cumulative */
+} bpt_comm;
+
+const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world" */
+
+/* In-place sum over the axis. */
+void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n);
+void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n);
+/* In-place max / min of ints (agreement on errors: any rank failing -> all know). */
+int  bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v);
+/* out (size*n) = concatenation of every rank's in (n), in axis-rank order. */
+void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
+/* out (n) = sum over ranks of in[rank*n : (rank+1)*n]. */
+void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
+void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
+void bpt_barrier(bpt_comm *c, bpt_axis a);
+
+#endif

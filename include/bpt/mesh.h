@@ -1,0 +1,32 @@
+/* mesh.h — the 3-D device mesh (dp, fsdp, tp) built from mesh_dim.
+ *
+ * mesh_dim is "dp,fsdp,tp" (at most one -1, inferred from the number of ranks) or the
+ * named form "dp:1,fsdp:8,tp:1" (mp is accepted for tp). World rank r sits at
+ *   tp   = r % tp_size
+ *   fsdp = (r / tp_size) % fsdp_size
+ *   dp   = r / (tp_size * fsdp_size)
+ * so tensor parallelism is fastest-varying and stays inside a node. Each axis gets its
+ * MPI sub-communicator; the batch axis is dp x fsdp.
+ */
+#ifndef BPT_MESH_H
+#define BPT_MESH_H
+
+#include <stddef.h>
+#include "comm.h"
+
+typedef struct bpt_mesh {
+    int dp, fsdp, tp;             /* axis sizes */
+    int dp_rank, fsdp_rank, tp_rank;
+    int world_size, world_rank;
+    bpt_comm comm;
+} bpt_mesh;
+
+/* Parse mesh_dim for world_size ranks into dims[3]. 0, or -1 with a one-line error
+ * naming mesh_dim, the value and the numbers. No MPI calls. */
+int bpt_mesh_parse(const char *mesh_dim, int world_size, int dims[3], char *err, size_t errlen);
+
+/* Build the mesh over MPI_COMM_WORLD (collective). 0 or -1 with message. */
+int bpt_mesh_init(bpt_mesh *m, const char *mesh_dim, char *err, size_t errlen);
+void bpt_mesh_free(bpt_mesh *m);
+
+#endif

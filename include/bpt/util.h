@@ -1,0 +1,40 @@
+/* util.h — errors, allocation, time, counter-based random numbers. */
+#ifndef BPT_UTIL_H
+#define BPT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Internal failure: prints "bpt: internal error at file:line: what" and aborts the job. */
+#define BPT_CHECK(cond, ...) do { if (!(cond)) bpt_panic(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+void bpt_panic(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
+
+/* Bad input: prints "bpt: <message>" on rank 0 (every rank if rank 0 cannot know),
+ * then every rank exits with status 1. Must be reached by all ranks (no hang). */
+void bpt_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+/* snprintf into err if err != NULL; returns -1 (for "return bpt_err(...)"). */
+int bpt_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+void *bpt_xmalloc(size_t n);          /* never NULL */
+void *bpt_xcalloc(size_t n, size_t sz);
+char *bpt_xstrdup(const char *s);
+
+double bpt_now(void);                 /* seconds, monotonic */
+
+/* Philox4x32-10: four 32-bit words from (key, counter). Pure function. */
+void bpt_philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4]);
+/* A standard normal for element idx of the stream named (seed, name): the same
+ * value whoever computes it, so any rank can draw exactly its own slice. */
+float bpt_randn(uint64_t seed, const char *name, uint64_t idx);
+uint64_t bpt_hash64(const char *s);   /* FNV-1a */
+
+/* Human readable bytes: "1.50 GiB" into buf. */
+const char *bpt_fmt_bytes(double bytes, char *buf, size_t n);
+
+/* Create directory and parents (like mkdir -p). 0 or -1. */
+int bpt_mkdirs(const char *path);
+
+#endif

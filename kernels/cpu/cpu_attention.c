@@ -1,0 +1,424 @@
+/* cpu_attention.c — causal attention on the CPU: blockwise (flash-style) and vanilla.
+ *
+ * Layouts: q, o (B,T,H,Dh); k, v (B,T,KVH,Dh); lse (B,H,T); probs (B,H,T,T).
+ * GQA: query head h reads kv head h / G, G = H / KVH.
+ *
+ * Blockwise forward (reference §5.1): query chunk i holds positions [i*Bq, (i+1)*Bq),
+ * key chunk j [j*Bk, (j+1)*Bk). Tile (i,j) is skipped iff j*Bk >= (i+1)*Bq (its first
+ * key is after its last query); other tiles run one online-softmax step
+ *     S = q_i k_j^T / sqrt(Dh);  m' = max(m, rowmax S);  P = exp(S - m')
+ *     acc = acc * exp(m - m') + P v_j;  l = l * exp(m - m') + rowsum P;  m = m'
+ * with scores of keys after the query masked out. Only o = acc / l and
+ * lse = m + log l are kept.
+ *
+ * Rows of a query chunk are independent, so a work unit is a block of at most RQ rows
+ * of one query chunk of one head; within a tile a unit drops the trailing keys that are
+ * masked for all its rows (they would add exact zeros). The tile matmuls are
+ * single-threaded sgemm calls on per-thread scratch; exp is a vectorised polynomial.
+ *
+ * Backward (reference §5.2), two passes that each own what they write, so there are no
+ * races and the result does not depend on scheduling:
+ *   pass 1, per (b, h, query rows):   D = rowsum(dO o); for each tile recompute
+ *       P = exp(S - lse), dP = dO v_j^T, dS = P (dP - D);  dq += dS k_j / sqrt(Dh)
+ *   pass 2, per (b, kv head, key rows): for each query head of the group and each
+ *       unskipped query chunk, in order, recompute P, dS as above;
+ *       dv += P^T dO;  dk += dS^T q / sqrt(Dh)
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include "kernels/kernels.h"
+
+void bpt_cpu_blas_single_thread(void);  /* cpu_ops.c */
+
+#define RQ 64    /* query rows per work unit (forward, backward pass 1, vanilla) */
+#define RK 64    /* key rows per work unit (backward pass 2) */
+#define RQ2 256  /* query rows per step of a pass-2 unit */
+
+/* The element-wise loops are compiled for AVX2+FMA too and picked at load time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VEC_CLONES __attribute__((target_clones("avx2,fma", "default")))
+#else
+#define VEC_CLONES
+#endif
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+static void sgemm(int transA, int transB, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* exp(x) for softmax arguments (x <= ~0), relative error < 1e-7; 0 below -87.3 and
+ * for -inf, NaN stays NaN. Branch-free (integer selects only), so loops vectorise.
+ * Cephes expf: x = n ln2 + r, exp(x) = 2^n poly(r). */
+static inline float exp_sm(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    // -inf <= x < -88  ->  x = -88  (bits of -88 .. -inf are 0xC2B00000 .. 0xFF800000);
+    // a mask, not ?:, which gcc -O2 would not if-convert here
+    uint32_t clamp = -(uint32_t)(u - 0xC2B00001u <= 0xFF800000u - 0xC2B00001u);
+    u ^= (u ^ 0xC2B00000u) & clamp;
+    memcpy(&x, &u, 4);
+    float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
+    float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = (int32_t)kf + 127;                           // biased exponent of 2^n
+    e = e < 0 ? 0 : e;                                       // 2^-127 -> 0
+    e = e > 254 ? 254 : e;
+    uint32_t bits = (uint32_t)e << 23;
+    float s;
+    memcpy(&s, &bits, 4);
+    return p * s;
+}
+
+/* One row of a forward tile: s (n) scaled scores, the first nv unmasked; m, l the
+ * running max and sum. s <- P = exp(s - m') (0 where masked); returns exp(m - m'). */
+VEC_CLONES
+static float fwd_row(float *s, int nv, int n, float *m, float *l) {
+    float mx = -INFINITY;
+    #pragma omp simd reduction(max:mx)
+    for (int c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
+    float mnew = mx > *m ? mx : *m;
+    if (mnew == -INFINITY) {  // nothing unmasked yet: keep m = -inf, never -inf - -inf
+        memset(s, 0, sizeof(float) * n);
+        return 1.0f;
+    }
+    float alpha = exp_sm(*m - mnew);
+    float sum = 0.0f;
+    #pragma omp simd reduction(+:sum)
+    for (int c = 0; c < nv; c++) {
+        float p = exp_sm(s[c] - mnew);
+        s[c] = p;
+        sum += p;
+    }
+    if (nv < n) memset(s + nv, 0, sizeof(float) * (n - nv));
+    *l = *l * alpha + sum;
+    *m = mnew;
+    return alpha;
+}
+
+/* One row of a backward tile: s (n) scaled scores, dp (n) = dO v^T, the first nv
+ * unmasked. s <- P = exp(s - lse), dp <- dS = P (dp - D); both 0 where masked. */
+VEC_CLONES
+static void bwd_row(float *s, float *dp, int nv, int n, float lse, float D) {
+    #pragma omp simd
+    for (int c = 0; c < nv; c++) {
+        float p = exp_sm(s[c] - lse);
+        s[c] = p;
+        dp[c] = p * (dp[c] - D);
+    }
+    if (nv < n) {
+        memset(s + nv, 0, sizeof(float) * (n - nv));
+        memset(dp + nv, 0, sizeof(float) * (n - nv));
+    }
+}
+
+/* y (n) *= a */
+VEC_CLONES
+static void scale_row(float *y, float a, int n) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) y[i] *= a;
+}
+
+/* sum x (n) * y (n) */
+VEC_CLONES
+static float dot_row(const float *x, const float *y, int n) {
+    float s = 0.0f;
+    #pragma omp simd reduction(+:s)
+    for (int i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* ------------------------------------------------------------------------- */
+/* blockwise forward */
+
+// q (B,T,H,Dh), k, v (B,T,KVH,Dh) -> o (B,T,H,Dh), lse (B,H,T)
+void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    bpt_cpu_blas_single_thread();
+    if (Bq <= 0 || Bq > T) Bq = T;
+    if (Bk <= 0 || Bk > T) Bk = T;
+    int G = H / KVH;
+    int nI = (T + Bq - 1) / Bq, nJ = (T + Bk - 1) / Bk;
+    int rq = imin(RQ, Bq), nsub = (Bq + rq - 1) / rq;
+    int ldq = H * Dh, ldk = KVH * Dh;
+    float scale = 1.0f / sqrtf((float)Dh);
+    long units = (long)B * H * nI * nsub;
+    #pragma omp parallel
+    {
+        float *S = malloc(sizeof(float) * ((size_t)rq * Bk + (size_t)rq * Dh + 2 * rq));
+        float *acc = S + (size_t)rq * Bk, *m = acc + (size_t)rq * Dh, *l = m + rq;
+        // units cycle over threads (sub-block fastest), which balances the causal work
+        #pragma omp for schedule(static, 1)
+        for (long u = 0; u < units; u++) {
+            int sub = (int)(u % nsub), i = (int)(u / nsub % nI);
+            int h = (int)(u / nsub / nI % H), b = (int)(u / nsub / nI / H);
+            int qend = imin((i + 1) * Bq, T);      // end of query chunk i
+            int q0 = i * Bq + sub * rq, q1 = imin(q0 + rq, qend), nr = q1 - q0;
+            if (nr <= 0) continue;
+            int kvh = h / G;
+            const float *qp = q + ((size_t)(b * T + q0) * H + h) * Dh;
+            for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
+            memset(acc, 0, sizeof(float) * nr * Dh);
+            for (int j = 0; j < nJ; j++) {
+                int k0 = j * Bk;
+                if (k0 >= qend) break;             // tile (i,j) in the future: skip (and all after)
+                int nc = imin(imin(Bk, T - k0), q1 - k0);  // keys after q1-1: masked for all rows
+                if (nc <= 0) break;
+                const float *kp = k + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
+                const float *vp = v + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
+                // S (nr,nc) = q_i (nr,Dh) k_j^T (Dh,nc) / sqrt(Dh)
+                sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
+                for (int r = 0; r < nr; r++) {
+                    int nv = imax(0, imin(nc, q0 + r - k0 + 1));  // keys <= query position
+                    float alpha = fwd_row(S + (size_t)r * nc, nv, nc, &m[r], &l[r]);
+                    if (alpha != 1.0f) scale_row(acc + (size_t)r * Dh, alpha, Dh);
+                }
+                // acc (nr,Dh) += P (nr,nc) v_j (nc,Dh)
+                sgemm(0, 0, nr, Dh, nc, 1.0f, S, nc, vp, ldk, 1.0f, acc, Dh);
+            }
+            for (int r = 0; r < nr; r++) {
+                float *orow = o + ((size_t)(b * T + q0 + r) * H + h) * Dh;
+                float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+                for (int d = 0; d < Dh; d++) orow[d] = acc[(size_t)r * Dh + d] * inv;
+                lse[((size_t)b * H + h) * T + q0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+            }
+        }
+        free(S);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* blockwise backward */
+
+// dout (B,T,H,Dh) -> dq (B,T,H,Dh), dk, dv (B,T,KVH,Dh)
+void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
+                      const float *q, const float *k, const float *v,
+                      const float *o, const float *lse,
+                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    bpt_cpu_blas_single_thread();
+    if (Bq <= 0 || Bq > T) Bq = T;
+    if (Bk <= 0 || Bk > T) Bk = T;
+    int G = H / KVH;
+    int nI = (T + Bq - 1) / Bq, nJ = (T + Bk - 1) / Bk;
+    int rq = imin(RQ, Bq), nsubq = (Bq + rq - 1) / rq;
+    int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
+    int ldq = H * Dh, ldk = KVH * Dh;
+    float scale = 1.0f / sqrtf((float)Dh);
+    float *Dbuf = malloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(dO o), (B,H,T)
+    long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk;
+    size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
+    #pragma omp parallel
+    {
+        float *S = malloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
+
+        // pass 1: dq, and D for pass 2
+        #pragma omp for schedule(static, 1)
+        for (long u = 0; u < units1; u++) {
+            int sub = (int)(u % nsubq), i = (int)(u / nsubq % nI);
+            int h = (int)(u / nsubq / nI % H), b = (int)(u / nsubq / nI / H);
+            int qend = imin((i + 1) * Bq, T);
+            int q0 = i * Bq + sub * rq, q1 = imin(q0 + rq, qend), nr = q1 - q0;
+            if (nr <= 0) continue;
+            int kvh = h / G;
+            size_t row0 = (size_t)(b * T + q0) * H + h;  // (b, q0, h) row of q, o, dout, dq
+            const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
+            float *dqp = dq + row0 * Dh;
+            const float *lsep = lse + ((size_t)b * H + h) * T + q0;
+            float *Dp = Dbuf + ((size_t)b * H + h) * T + q0;
+            for (int r = 0; r < nr; r++) {
+                // D = rowsum(dO * o)
+                Dp[r] = dot_row(dop + (size_t)r * ldq, o + (row0 + (size_t)r * H) * Dh, Dh);
+                memset(dqp + (size_t)r * ldq, 0, sizeof(float) * Dh);
+            }
+            for (int j = 0; j < nJ; j++) {
+                int k0 = j * Bk;
+                if (k0 >= qend) break;             // skipped tile, as in the forward
+                int nc = imin(imin(Bk, T - k0), q1 - k0);
+                if (nc <= 0) break;
+                const float *kp = k + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
+                const float *vp = v + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
+                // S = q_i k_j^T / sqrt(Dh);  dP (nr,nc) = dO_i (nr,Dh) v_j^T (Dh,nc)
+                sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
+                sgemm(0, 1, nr, nc, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nc);
+                // P = exp(S - lse), dS = P (dP - D)
+                for (int r = 0; r < nr; r++) {
+                    int nv = imax(0, imin(nc, q0 + r - k0 + 1));
+                    bwd_row(S + (size_t)r * nc, dP + (size_t)r * nc, nv, nc, lsep[r], Dp[r]);
+                }
+                // S = q k^T / sqrt(Dh)  =>  dq_i (nr,Dh) += dS (nr,nc) k_j (nc,Dh) / sqrt(Dh)
+                sgemm(0, 0, nr, Dh, nc, scale, dP, nc, kp, ldk, 1.0f, dqp, ldq);
+            }
+        }
+        // (implicit barrier: D is complete)
+
+        // pass 2: dk, dv
+        #pragma omp for schedule(static, 1)
+        for (long u = 0; u < units2; u++) {
+            int sub = (int)(u % nsubk), j = (int)(u / nsubk % nJ);
+            int kvh = (int)(u / nsubk / nJ % KVH), b = (int)(u / nsubk / nJ / KVH);
+            int kend = imin((j + 1) * Bk, T);
+            int c0 = j * Bk + sub * rk, c1 = imin(c0 + rk, kend), nk = c1 - c0;
+            if (nk <= 0) continue;
+            size_t krow0 = (size_t)(b * T + c0) * KVH + kvh;
+            const float *kp = k + krow0 * Dh, *vp = v + krow0 * Dh;
+            float *dkp = dk + krow0 * Dh, *dvp = dv + krow0 * Dh;
+            for (int c = 0; c < nk; c++) {
+                memset(dkp + (size_t)c * ldk, 0, sizeof(float) * Dh);
+                memset(dvp + (size_t)c * ldk, 0, sizeof(float) * Dh);
+            }
+            for (int g = 0; g < G; g++) {
+                int h = kvh * G + g;
+                const float *lseh = lse + ((size_t)b * H + h) * T, *Dvec = Dbuf + ((size_t)b * H + h) * T;
+                for (int i = 0; i < nI; i++) {
+                    int qend = imin((i + 1) * Bq, T);
+                    if (j * Bk >= qend) continue;  // skipped tile, as in the forward
+                    // query rows of chunk i that see at least one of keys c0..c1-1
+                    for (int r0 = imax(i * Bq, c0); r0 < qend; r0 += RQ2) {
+                        int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
+                        size_t row0 = (size_t)(b * T + r0) * H + h;
+                        const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
+                        // S (nq,nk) = q k^T / sqrt(Dh);  dP (nq,nk) = dO v^T
+                        sgemm(0, 1, nq, nk, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nk);
+                        sgemm(0, 1, nq, nk, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nk);
+                        for (int r = 0; r < nq; r++) {
+                            int nv = imax(0, imin(nk, r0 + r - c0 + 1));
+                            bwd_row(S + (size_t)r * nk, dP + (size_t)r * nk, nv, nk, lseh[r0 + r], Dvec[r0 + r]);
+                        }
+                        // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
+                        sgemm(1, 0, nk, Dh, nq, 1.0f, S, nk, dop, ldq, 1.0f, dvp, ldk);
+                        // S = q k^T / sqrt(Dh)  =>  dk (nk,Dh) += dS^T (nk,nq) q (nq,Dh) / sqrt(Dh)
+                        sgemm(1, 0, nk, Dh, nq, scale, dP, nk, qp, ldq, 1.0f, dkp, ldk);
+                    }
+                }
+            }
+        }
+        free(S);
+    }
+    free(Dbuf);
+}
+
+/* ------------------------------------------------------------------------- */
+/* vanilla attention: the full (T,T) probabilities per head */
+
+// q (B,T,H,Dh), k, v (B,T,KVH,Dh) -> o (B,T,H,Dh), probs (B,H,T,T)
+void bpt_cpu_attn_vanilla_fwd(float *o, float *probs, const float *q, const float *k,
+                              const float *v, int B, int T, int H, int KVH, int Dh) {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    bpt_cpu_blas_single_thread();
+    int G = H / KVH, nsub = (T + RQ - 1) / RQ;
+    int ldq = H * Dh, ldk = KVH * Dh;
+    float scale = 1.0f / sqrtf((float)Dh);
+    long units = (long)B * H * nsub;
+    #pragma omp parallel for schedule(static, 1)
+    for (long u = 0; u < units; u++) {
+        int sub = (int)(u % nsub), h = (int)(u / nsub % H), b = (int)(u / nsub / H);
+        int q0 = sub * RQ, q1 = imin(q0 + RQ, T), nr = q1 - q0, kvh = h / G;
+        size_t row0 = (size_t)(b * T + q0) * H + h;
+        const float *kp = k + ((size_t)b * T * KVH + kvh) * Dh;
+        const float *vp = v + ((size_t)b * T * KVH + kvh) * Dh;
+        float *P = probs + (((size_t)b * H + h) * T + q0) * T;
+        // S (nr, q1) = q k^T / sqrt(Dh), written straight into the probs rows
+        sgemm(0, 1, nr, q1, Dh, scale, q + row0 * Dh, ldq, kp, ldk, 0.0f, P, T);
+        for (int r = 0; r < nr; r++) {
+            // P = softmax(S) over keys 0..q0+r, 0 above the diagonal
+            float m = -INFINITY, l = 0.0f, *p = P + (size_t)r * T;
+            fwd_row(p, q0 + r + 1, T, &m, &l);
+            scale_row(p, 1.0f / l, q0 + r + 1);
+        }
+        // o (nr,Dh) = P (nr,q1) v (q1,Dh)
+        sgemm(0, 0, nr, Dh, q1, 1.0f, P, T, vp, ldk, 0.0f, o + row0 * Dh, ldq);
+    }
+}
+
+// dout (B,T,H,Dh) -> dq (B,T,H,Dh), dk, dv (B,T,KVH,Dh)
+void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v,
+                              const float *probs, int B, int T, int H, int KVH, int Dh) {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    bpt_cpu_blas_single_thread();
+    int G = H / KVH, nsub = (T + RQ - 1) / RQ;
+    int ldq = H * Dh, ldk = KVH * Dh;
+    float scale = 1.0f / sqrtf((float)Dh);
+    float *Dbuf = malloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(P dP), (B,H,T)
+    long units1 = (long)B * H * nsub, units2 = (long)B * KVH * nsub;
+    #pragma omp parallel
+    {
+        float *dS = malloc(sizeof(float) * (size_t)RQ * T);
+
+        // pass 1: dq, per (b, h, query rows)
+        #pragma omp for schedule(static, 1)
+        for (long u = 0; u < units1; u++) {
+            int sub = (int)(u % nsub), h = (int)(u / nsub % H), b = (int)(u / nsub / H);
+            int q0 = sub * RQ, q1 = imin(q0 + RQ, T), nr = q1 - q0, kvh = h / G;
+            size_t row0 = (size_t)(b * T + q0) * H + h;
+            const float *kp = k + ((size_t)b * T * KVH + kvh) * Dh;
+            const float *vp = v + ((size_t)b * T * KVH + kvh) * Dh;
+            const float *P = probs + (((size_t)b * H + h) * T + q0) * T;
+            float *Dp = Dbuf + ((size_t)b * H + h) * T + q0;
+            // o = P v  =>  dP (nr,q1) = dO (nr,Dh) v^T (Dh,q1)
+            sgemm(0, 1, nr, q1, Dh, 1.0f, dout + row0 * Dh, ldq, vp, ldk, 0.0f, dS, q1);
+            for (int r = 0; r < nr; r++) {
+                // P = softmax(S)  =>  dS = P (dP - sum(P dP))
+                const float *p = P + (size_t)r * T;
+                float *ds = dS + (size_t)r * q1;
+                int n = q0 + r + 1;
+                float D = dot_row(p, ds, n);
+                Dp[r] = D;
+                for (int c = 0; c < n; c++) ds[c] = p[c] * (ds[c] - D);
+                for (int c = n; c < q1; c++) ds[c] = 0.0f;
+            }
+            // S = q k^T / sqrt(Dh)  =>  dq (nr,Dh) = dS (nr,q1) k (q1,Dh) / sqrt(Dh)
+            sgemm(0, 0, nr, Dh, q1, scale, dS, q1, kp, ldk, 0.0f, dq + row0 * Dh, ldq);
+        }
+
+        // pass 2: dk, dv, per (b, kv head, key rows), query heads of the group in order
+        #pragma omp for schedule(static, 1)
+        for (long u = 0; u < units2; u++) {
+            int sub = (int)(u % nsub), kvh = (int)(u / nsub % KVH), b = (int)(u / nsub / KVH);
+            int c0 = sub * RQ, c1 = imin(c0 + RQ, T), nk = c1 - c0;
+            size_t krow0 = (size_t)(b * T + c0) * KVH + kvh;
+            float *dkp = dk + krow0 * Dh, *dvp = dv + krow0 * Dh;
+            for (int c = 0; c < nk; c++) {
+                memset(dkp + (size_t)c * ldk, 0, sizeof(float) * Dh);
+                memset(dvp + (size_t)c * ldk, 0, sizeof(float) * Dh);
+            }
+            for (int g = 0; g < G; g++) {
+                int h = kvh * G + g;
+                for (int r0 = c0; r0 < T; r0 += RQ) {  // query rows that see these keys
+                    int r1 = imin(r0 + RQ, T), nq = r1 - r0;
+                    size_t row0 = (size_t)(b * T + r0) * H + h;
+                    const float *P = probs + (((size_t)b * H + h) * T + r0) * T + c0;
+                    const float *Dp = Dbuf + ((size_t)b * H + h) * T + r0;
+                    // dP (nq,nk) = dO (nq,Dh) v^T (Dh,nk);  dS = P (dP - D)
+                    sgemm(0, 1, nq, nk, Dh, 1.0f, dout + row0 * Dh, ldq, v + krow0 * Dh, ldk, 0.0f, dS, nk);
+                    for (int r = 0; r < nq; r++)
+                        for (int c = 0; c < nk; c++)
+                            dS[(size_t)r * nk + c] = P[(size_t)r * T + c] * (dS[(size_t)r * nk + c] - Dp[r]);
+                    // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
+                    sgemm(1, 0, nk, Dh, nq, 1.0f, P, T, dout + row0 * Dh, ldq, 1.0f, dvp, ldk);
+                    // S = q k^T / sqrt(Dh)  =>  dk (nk,Dh) += dS^T (nk,nq) q (nq,Dh) / sqrt(Dh)
+                    sgemm(1, 0, nk, Dh, nq, scale, dS, nk, q + row0 * Dh, ldq, 1.0f, dkp, ldk);
+                }
+            }
+        }
+        free(dS);
+    }
+    free(Dbuf);
+}

@@ -1,0 +1,351 @@
+/* cpu_ops.c — the CPU backend: memory, gemm (CBLAS), and every non-attention kernel.
+ *
+ * Threads come from OpenMP only. BLAS is kept single-threaded (a pthreads OpenBLAS
+ * would otherwise start its own pool and fight OpenMP for the cores); gemm splits C
+ * into one block per OpenMP thread instead. Every reduction has a fixed order that
+ * depends at most on the thread count: static schedules, per-row or per-block
+ * partial sums reduced serially, no float atomics.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include "kernels/kernels.h"
+
+/* defined in cpu_attention.c */
+void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
+void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
+                      const float *q, const float *k, const float *v,
+                      const float *o, const float *lse,
+                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
+void bpt_cpu_attn_vanilla_fwd(float *o, float *probs, const float *q, const float *k,
+                              const float *v, int B, int T, int H, int KVH, int Dh);
+void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v,
+                              const float *probs, int B, int T, int H, int KVH, int Dh);
+void bpt_cpu_blas_single_thread(void);
+
+/* ------------------------------------------------------------------------- */
+/* BLAS threading */
+
+/* OpenBLAS built with pthreads runs its own thread pool inside every call, also when
+ * called from an OpenMP thread; switch it off once. Weak, so any other CBLAS links. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_init(void) { if (openblas_set_num_threads) openblas_set_num_threads(1); }
+void bpt_cpu_blas_single_thread(void) { pthread_once(&blas_once, blas_init); }
+
+/* ------------------------------------------------------------------------- */
+/* memory */
+
+static void *cpu_alloc(size_t bytes) {
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+static void cpu_free(void *p, size_t bytes) { if (p) munmap(p, bytes ? bytes : 1); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memcpy(dst, src, bytes); }
+static void cpu_zero(void *dst, size_t bytes) { if (bytes) memset(dst, 0, bytes); }
+static void cpu_sync(void) {}
+
+/* ------------------------------------------------------------------------- */
+/* gemm */
+
+static void sgemm(int transA, int transB, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C
+// Split C into one block of rows (or of columns, when N > M) per thread; each block is
+// one single-threaded sgemm, so every element is computed by one call in one order.
+static void cpu_gemm(int transA, int transB, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    bpt_cpu_blas_single_thread();
+    int nt = omp_get_max_threads();
+    if (nt == 1 || omp_in_parallel() || 2.0 * M * N * K < 4e6) {
+        sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int rows = M >= N;
+    int len = rows ? M : N;
+    int bs = (len + nt - 1) / nt;
+    bs = (bs + 15) / 16 * 16;  // whole register tiles
+    int nb = (len + bs - 1) / bs;
+    #pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nb; blk++) {
+        int i0 = blk * bs;
+        int n = len - i0 < bs ? len - i0 : bs;
+        if (rows) {  // rows i0.. of op(A) and C
+            const float *Ab = transA ? A + i0 : A + (size_t)i0 * lda;
+            sgemm(transA, transB, n, N, K, alpha, Ab, lda, B, ldb, beta, C + (size_t)i0 * ldc, ldc);
+        } else {     // columns i0.. of op(B) and C
+            const float *Bb = transB ? B + (size_t)i0 * ldb : B + i0;
+            sgemm(transA, transB, M, n, K, alpha, A, lda, Bb, ldb, beta, C + i0, ldc);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* RMSNorm */
+
+// inp (N,D), w (D) -> out (N,D), rstd (N)
+static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *w,
+                            int N, int D, float eps) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * D;
+        float *y = out + (size_t)n * D;
+        float ss = 0.0f;
+        #pragma omp simd reduction(+:ss)
+        for (int d = 0; d < D; d++) ss += x[d] * x[d];
+        float r = 1.0f / sqrtf(ss / D + eps);
+        // out = x * rstd * w
+        for (int d = 0; d < D; d++) y[d] = x[d] * r * w[d];
+        rstd[n] = r;
+    }
+}
+
+// dout (N,D) -> dinp (N,D) (= or +=), dw (D) +=
+static void cpu_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, const float *rstd, int N, int D, int accumulate) {
+    // out[d] = x[d] * r * w[d],  r = (mean(x^2) + eps)^-1/2,  dr/dx[d] = -r^3 x[d] / D
+    // => dx[d] = r * (dout[d] w[d] - x[d] * r^2 * mean(dout * w * x))
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
+        float *dx = dinp + (size_t)n * D;
+        float r = rstd[n], dot = 0.0f;
+        #pragma omp simd reduction(+:dot)
+        for (int d = 0; d < D; d++) dot += dy[d] * w[d] * x[d];
+        float c = r * r * dot / D;
+        if (accumulate) for (int d = 0; d < D; d++) dx[d] += r * (dy[d] * w[d] - x[d] * c);
+        else            for (int d = 0; d < D; d++) dx[d]  = r * (dy[d] * w[d] - x[d] * c);
+    }
+    // dw[d] += sum_n dout[n,d] * x[n,d] * r[n]: columns in parallel, rows in order
+    int cb = 64, nb = (D + cb - 1) / cb;
+    #pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nb; blk++) {
+        int d0 = blk * cb, d1 = d0 + cb < D ? d0 + cb : D;
+        double acc[64] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
+            float r = rstd[n];
+            for (int d = d0; d < d1; d++) acc[d - d0] += (double)(dy[d] * x[d] * r);
+        }
+        for (int d = d0; d < d1; d++) dw[d] += (float)acc[d - d0];
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* RoPE (rotate_half): (x1, x2) = (x[i], x[i+Dh/2]) -> (x1 c - x2 s, x2 c + x1 s) */
+
+// x (B,T,nh,Dh), cos/sin (T,Dh/2), in place
+static void cpu_rope_fwd(float *x, const float *cos, const float *sin, int B, int T, int nh, int Dh) {
+    int half = Dh / 2;
+    #pragma omp parallel for schedule(static)
+    for (long bt = 0; bt < (long)B * T; bt++) {
+        int t = (int)(bt % T);
+        const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
+        for (int h = 0; h < nh; h++) {
+            float *x1 = x + ((size_t)bt * nh + h) * Dh, *x2 = x1 + half;
+            for (int i = 0; i < half; i++) {
+                float a = x1[i], b = x2[i];
+                x1[i] = a * c[i] - b * s[i];
+                x2[i] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}
+
+// dx (B,T,nh,Dh) in place: the transpose of the forward rotation (angle -> -angle)
+static void cpu_rope_bwd(float *dx, const float *cos, const float *sin, int B, int T, int nh, int Dh) {
+    int half = Dh / 2;
+    #pragma omp parallel for schedule(static)
+    for (long bt = 0; bt < (long)B * T; bt++) {
+        int t = (int)(bt % T);
+        const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
+        for (int h = 0; h < nh; h++) {
+            float *d1 = dx + ((size_t)bt * nh + h) * Dh, *d2 = d1 + half;
+            for (int i = 0; i < half; i++) {
+                // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s
+                float a = d1[i], b = d2[i];
+                d1[i] = a * c[i] + b * s[i];
+                d2[i] = b * c[i] - a * s[i];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* SwiGLU */
+
+// g, u (n) -> h (n) = silu(g) * u = g * sigmoid(g) * u
+static void cpu_swiglu_fwd(float *h, const float *g, const float *u, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float sig = 1.0f / (1.0f + expf(-g[i]));
+        h[i] = g[i] * sig * u[i];
+    }
+}
+
+// dh (n) -> dg, du (n)
+static void cpu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        // h = g * sig(g) * u;  d(g sig(g))/dg = sig (1 + g (1 - sig))
+        float sig = 1.0f / (1.0f + expf(-g[i]));
+        float d = dh[i];
+        dg[i] = d * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+        du[i] = d * g[i] * sig;
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Embedding */
+
+// tok (N), wte (V,D) -> out (N,D)
+static void cpu_embed_fwd(float *out, const int32_t *tok, const float *wte, int N, int D) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * D, wte + (size_t)tok[n] * D, (size_t)D * sizeof(float));
+}
+
+// dout (N,D) -> dwte (V,D) +=. Columns in parallel, tokens in order; a token outside
+// [0,V) (another rank's vocabulary slice) contributes nothing.
+static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int V) {
+    int cb = 64, nb = (D + cb - 1) / cb;
+    #pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nb; blk++) {
+        int d0 = blk * cb, d1 = d0 + cb < D ? d0 + cb : D;
+        for (int n = 0; n < N; n++) {
+            int t = tok[n];
+            if (t < 0 || t >= V) continue;
+            // out[n] = wte[tok[n]]
+            float *dw = dwte + (size_t)t * D;
+            const float *dy = dout + (size_t)n * D;
+            for (int d = d0; d < d1; d++) dw[d] += dy[d];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Cross-entropy, fused forward and backward on one chunk */
+
+// logits (N,V) -> dlogits (N,V) in place; out[0] += sum mask*nll, out[1] += sum mask*correct.
+// mask may be NULL (all ones). Rows are independent; their sums are added in row order.
+static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets, const float *mask,
+                             int N, int V, float scale) {
+    double *nll = malloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
+    double *hit = nll + N;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *x = logits + (size_t)n * V;
+        float mk = mask ? mask[n] : 1.0f;
+        int tgt = targets[n];
+        nll[n] = 0.0; hit[n] = 0.0;
+        if (mk == 0.0f) { memset(x, 0, (size_t)V * sizeof(float)); continue; }
+        // max and argmax (first index wins ties)
+        float mx = x[0]; int am = 0;
+        for (int i = 1; i < V; i++) if (x[i] > mx) { mx = x[i]; am = i; }
+        int valid = tgt >= 0 && tgt < V;
+        float xt = valid ? x[tgt] : mx;
+        // e = exp(x - max), sum in double
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) { float e = expf(x[i] - mx); x[i] = e; sum += e; }
+        double lse = mx + log(sum);
+        // nll = logsumexp - x[target]
+        nll[n] = mk * (lse - xt);
+        hit[n] = mk * (am == tgt);
+        // dloss/dx = scale * mask * (softmax - onehot)
+        float c = (float)(1.0 / sum) * scale * mk;
+        for (int i = 0; i < V; i++) x[i] *= c;
+        if (valid) x[tgt] -= scale * mk;
+    }
+    double s0 = 0.0, s1 = 0.0;
+    for (int n = 0; n < N; n++) { s0 += nll[n]; s1 += hit[n]; }
+    out[0] += s0;
+    out[1] += s1;
+    free(nll);
+}
+
+/* ------------------------------------------------------------------------- */
+/* optimizer helpers */
+
+// p, g, m, v (n): AdamW with bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
+                      float lr, float b1, float b2, float eps, float wd,
+                      float bc1, float bc2, float gscale) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
+    }
+}
+
+// x (n) -> out[0] = sum x^2: fixed 64K blocks in parallel, block sums added in order,
+// so the result does not even depend on the thread count.
+#define SUMSQ_BLOCK 65536
+static void cpu_sumsq(double *out, const float *x, size_t n) {
+    size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    double *part = malloc(sizeof(double) * (nb ? nb : 1));
+    #pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * SUMSQ_BLOCK, i1 = i0 + SUMSQ_BLOCK < n ? i0 + SUMSQ_BLOCK : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        part[b] = s;
+    }
+    double s = 0.0;
+    for (size_t b = 0; b < nb; b++) s += part[b];
+    out[0] = s;
+    free(part);
+}
+
+// y (n) += a * x (n)
+static void cpu_axpy(float *y, float a, const float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* ------------------------------------------------------------------------- */
+
+const bpt_kernels bpt_kernels_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy_h2d = cpu_copy,
+    .copy_d2h = cpu_copy,
+    .copy_d2d = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .embed_fwd = cpu_embed_fwd,
+    .embed_bwd = cpu_embed_bwd,
+    .attn_fwd = bpt_cpu_attn_fwd,
+    .attn_bwd = bpt_cpu_attn_bwd,
+    .attn_vanilla_fwd = bpt_cpu_attn_vanilla_fwd,
+    .attn_vanilla_bwd = bpt_cpu_attn_vanilla_bwd,
+    .xent_fwd_bwd = cpu_xent_fwd_bwd,
+    .adamw = cpu_adamw,
+    .sumsq = cpu_sumsq,
+    .axpy = cpu_axpy,
+};

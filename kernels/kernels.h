@@ -1,0 +1,120 @@
+/* kernels.h — the compute backend: one table of functions that model.c calls.
+ *
+ * Every pointer argument named like a tensor is backend memory (host memory on the
+ * CPU backend, device memory on CUDA); only bpt_kernels.copy_* move data across.
+ * All tensors are fp32, row-major, contiguous unless a leading dimension is given.
+ * Shapes use the project's names: B batch, T sequence, D hidden, H heads, KVH kv heads,
+ * Dh head dim, F ffn width, V vocab, N = rows (usually B*T), Bq/Bk attention chunks.
+ *
+ * Activations inside attention are laid out (B, T, H, Dh): exactly the output of the
+ * q/k/v projections, so no transpose is ever needed. GQA: query head h reads kv head
+ * h / (H / KVH); K and V are never copied per query head.
+ *
+ * Reductions run in a fixed order (static schedules, no float atomics), so a backend
+ * gives bit-identical results for the same inputs and thread count.
+ */
+#ifndef BPT_KERNELS_H
+#define BPT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bpt_kernels {
+    const char *name;            /* "cpu", "cuda", "null" */
+
+    /* --- memory (the arena calls these once; model code never does) --- */
+    void *(*alloc)(size_t bytes);              /* NULL on failure */
+    void  (*free)(void *p, size_t bytes);
+    void  (*copy_h2d)(void *dst, const void *src, size_t bytes);
+    void  (*copy_d2h)(void *dst, const void *src, size_t bytes);
+    void  (*copy_d2d)(void *dst, const void *src, size_t bytes);
+    void  (*zero)(void *dst, size_t bytes);
+    void  (*sync)(void);
+
+    /* C (M,N) = alpha * op(A) * op(B) + beta * C, row-major, op = transpose if trans*.
+     * op(A) is (M,K), op(B) is (K,N). lda/ldb/ldc are the row strides as stored. */
+    void (*gemm)(int transA, int transB, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc);
+
+    /* RMSNorm. inp (N,D), w (D) -> out (N,D), rstd (N) = 1/sqrt(mean(inp^2)+eps). */
+    void (*rmsnorm_fwd)(float *out, float *rstd, const float *inp, const float *w,
+                        int N, int D, float eps);
+    /* dinp (N,D) = (or +=, if accumulate) d/dinp; dw (D) += d/dw. */
+    void (*rmsnorm_bwd)(float *dinp, float *dw, const float *dout, const float *inp,
+                        const float *w, const float *rstd, int N, int D, int accumulate);
+
+    /* RoPE, Hugging Face rotate_half convention, in place on x (B,T,nh,Dh):
+     * for i < Dh/2, (x[i], x[i+Dh/2]) is rotated by angle pos(t)*inv_freq[i], with
+     * cos/sin tables (T,Dh/2) precomputed in double and stored in fp32.
+     * rope_bwd rotates by the negative angle (the transpose of the forward). */
+    void (*rope_fwd)(float *x, const float *cos, const float *sin, int B, int T, int nh, int Dh);
+    void (*rope_bwd)(float *dx, const float *cos, const float *sin, int B, int T, int nh, int Dh);
+
+    /* SwiGLU. h (n) = silu(g) * u. */
+    void (*swiglu_fwd)(float *h, const float *g, const float *u, size_t n);
+    /* dg, du (n) from dh (n). */
+    void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
+
+    /* Embedding. out (N,D) = wte[tok[n]]; wte (V,D). */
+    void (*embed_fwd)(float *out, const int32_t *tok, const float *wte, int N, int D);
+    /* dwte[tok[n]] += dout[n], in token order (deterministic). */
+    void (*embed_bwd)(float *dwte, const float *dout, const int32_t *tok, int N, int D, int V);
+
+    /* Blockwise (flash-style) causal attention.
+     * q (B,T,H,Dh), k,v (B,T,KVH,Dh) -> o (B,T,H,Dh), lse (B,H,T) = log-sum-exp of the
+     * scaled scores of each row. Query chunks of Bq rows and key chunks of Bk rows;
+     * a (query chunk, key chunk) tile is skipped iff its first key position is after
+     * its last query position; tiles that straddle the diagonal are element-masked. */
+    void (*attn_fwd)(float *o, float *lse, const float *q, const float *k, const float *v,
+                     int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
+    /* dq (B,T,H,Dh), dk, dv (B,T,KVH,Dh) are overwritten. Tiles are recomputed from
+     * q, k, v and lse; o is used only for D = rowsum(do * o). */
+    void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout,
+                     const float *q, const float *k, const float *v,
+                     const float *o, const float *lse,
+                     int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
+
+    /* Vanilla causal attention: materialises probs (B,H,T,T) (upper triangle zero). */
+    void (*attn_vanilla_fwd)(float *o, float *probs, const float *q, const float *k, const float *v,
+                             int B, int T, int H, int KVH, int Dh);
+    /* dq, dk, dv overwritten; scratch (T) per thread is internal. */
+    void (*attn_vanilla_bwd)(float *dq, float *dk, float *dv, const float *dout,
+                             const float *q, const float *k, const float *v, const float *probs,
+                             int B, int T, int H, int KVH, int Dh);
+
+    /* Cross-entropy on one chunk of logits, fused forward and backward.
+     * logits (N,V) are replaced by dloss/dlogits = scale * mask[n] * (softmax - onehot).
+     * out[0] += sum_n mask[n] * nll[n]; out[1] += sum_n mask[n] * (argmax == target).
+     * out lives in backend memory (2 doubles). Ties in argmax go to the lowest id. */
+    void (*xent_fwd_bwd)(float *logits, double *out, const int32_t *targets, const float *mask,
+                         int N, int V, float scale);
+
+    /* AdamW on a flat range, decoupled weight decay, bias-corrected:
+     * g' = g * gscale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+     * p -= lr * ( (m/bc1) / (sqrt(v/bc2) + eps) + wd * p ). */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float b1, float b2, float eps, float wd,
+                  float bc1, float bc2, float gscale);
+
+    /* out[0] = sum of x[i]^2 in double (fixed order). out in backend memory. */
+    void (*sumsq)(double *out, const float *x, size_t n);
+    /* y += a * x */
+    void (*axpy)(float *y, float a, const float *x, size_t n);
+} bpt_kernels;
+
+/* The CPU backend (C, OpenMP, CBLAS); always built. */
+extern const bpt_kernels bpt_kernels_cpu;
+/* The null backend: address space only, kernels do nothing. Running a step on it
+ * gives the exact arena peak of any configuration in milliseconds (bpt plan, bench). */
+extern const bpt_kernels bpt_kernels_null;
+#ifdef BPT_HAVE_CUDA
+extern const bpt_kernels bpt_kernels_cuda;
+#endif
+
+/* The backend called NAME ("cpu", "cuda", "null"), or NULL when not compiled in. */
+const bpt_kernels *bpt_kernels_get(const char *name);
+/* Space-separated list of the compiled backends, e.g. "cpu cuda". */
+const char *bpt_kernels_list(void);
+
+#endif

@@ -1,0 +1,107 @@
+/* mesh.c — mesh_dim parsing and the MPI sub-communicators of the 3-D mesh. */
+#include "bpt/mesh.h"
+#include "bpt/util.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *axis_names[BPT_NAXES] = {"dp", "fsdp", "tp", "batch", "world"};
+const char *bpt_axis_name(bpt_axis a) { return axis_names[a]; }
+
+/* One integer entry: optional sign and digits only. */
+static int parse_int(const char *s, int *v) {
+    char *end;
+    while (isspace((unsigned char)*s)) s++;
+    if (!*s) return -1;
+    long x = strtol(s, &end, 10);
+    while (isspace((unsigned char)*end)) end++;
+    if (*end || x < -1 || x == 0 || x > 1 << 24) return -1;
+    *v = (int)x;
+    return 0;
+}
+
+int bpt_mesh_parse(const char *mesh_dim, int world, int dims[3], char *err, size_t errlen) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", mesh_dim);
+    int n = 0, named = strchr(buf, ':') != NULL, seen[3] = {0, 0, 0};
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == 3)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (expected three axes dp,fsdp,tp)", mesh_dim);
+        int axis = n, v;
+        char *val = tok;
+        if (named) {
+            char *colon = strchr(tok, ':');
+            if (!colon)
+                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (mix of named and plain entries)", mesh_dim);
+            *colon = 0;
+            while (isspace((unsigned char)*tok)) tok++;
+            if (!strcmp(tok, "dp")) axis = 0;
+            else if (!strcmp(tok, "fsdp")) axis = 1;
+            else if (!strcmp(tok, "tp") || !strcmp(tok, "mp")) axis = 2;
+            else
+                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (unknown axis '%s'; expected dp, fsdp, tp)", mesh_dim, tok);
+            if (seen[axis])
+                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (axis %s given twice)", mesh_dim, tok);
+            val = colon + 1;
+        }
+        if (parse_int(val, &v) != 0)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (entry '%s' is not a positive integer or -1)", mesh_dim, val);
+        seen[axis] = 1;
+        dims[axis] = v;
+        n++;
+    }
+    if (n != 3 || (named && !(seen[0] && seen[1] && seen[2])))
+        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (expected three axes dp,fsdp,tp, e.g. 1,-1,1)", mesh_dim);
+    int infer = -1, prod = 1;
+    for (int i = 0; i < 3; i++) {
+        if (dims[i] == -1) {
+            if (infer >= 0)
+                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (at most one -1)", mesh_dim);
+            infer = i;
+        } else {
+            prod *= dims[i];
+        }
+    }
+    if (infer >= 0) {
+        if (world % prod != 0)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (%d ranks are not divisible by %d; HINT: mesh_dim product must equal the number of ranks)", mesh_dim, world, prod);
+        dims[infer] = world / prod;
+        prod = world;
+    }
+    if (prod != world)
+        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (product %d != %d ranks; HINT: mesh_dim product must equal the number of ranks)", mesh_dim, prod, world);
+    return 0;
+}
+
+int bpt_mesh_init(bpt_mesh *m, const char *mesh_dim, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    MPI_Comm_size(MPI_COMM_WORLD, &m->world_size);
+    MPI_Comm_rank(MPI_COMM_WORLD, &m->world_rank);
+    int dims[3];
+    if (bpt_mesh_parse(mesh_dim, m->world_size, dims, err, errlen) != 0) return -1;
+    m->dp = dims[0];
+    m->fsdp = dims[1];
+    m->tp = dims[2];
+    int r = m->world_rank;
+    m->tp_rank = r % m->tp;
+    m->fsdp_rank = (r / m->tp) % m->fsdp;
+    m->dp_rank = r / (m->tp * m->fsdp);
+    bpt_comm *c = &m->comm;
+    /* ranks sharing every coordinate but one form that axis's communicator */
+    MPI_Comm_split(MPI_COMM_WORLD, m->dp_rank * m->fsdp + m->fsdp_rank, m->tp_rank, &c->comm[BPT_AXIS_TP]);
+    MPI_Comm_split(MPI_COMM_WORLD, m->dp_rank * m->tp + m->tp_rank, m->fsdp_rank, &c->comm[BPT_AXIS_FSDP]);
+    MPI_Comm_split(MPI_COMM_WORLD, m->fsdp_rank * m->tp + m->tp_rank, m->dp_rank, &c->comm[BPT_AXIS_DP]);
+    MPI_Comm_split(MPI_COMM_WORLD, m->tp_rank, m->dp_rank * m->fsdp + m->fsdp_rank, &c->comm[BPT_AXIS_BATCH]);
+    MPI_Comm_dup(MPI_COMM_WORLD, &c->comm[BPT_AXIS_WORLD]);
+    for (int a = 0; a < BPT_NAXES; a++) {
+        MPI_Comm_size(c->comm[a], &c->size[a]);
+        MPI_Comm_rank(c->comm[a], &c->rank[a]);
+    }
+    return 0;
+}
+
+void bpt_mesh_free(bpt_mesh *m) {
+    for (int a = 0; a < BPT_NAXES; a++)
+        if (m->comm.comm[a] != MPI_COMM_NULL && m->comm.comm[a]) MPI_Comm_free(&m->comm.comm[a]);
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# quickstart.sh — everything on a fresh Debian/Ubuntu machine.
+#   ./quickstart.sh         install missing packages, build, train the demo model
+#   ./quickstart.sh build   install missing packages and build only
+#   ./quickstart.sh test    build and run every test; ends with "N passed, N failed"
+set -euo pipefail
+cd "$(dirname "$0")"
+TOP=$(pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+PACKAGES="build-essential autoconf automake libtool pkg-config libopenmpi-dev openmpi-bin
+libhdf5-openmpi-dev hdf5-tools libyaml-dev libopenblas-dev python3"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+install_packages() {
+    local missing=()
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "apt-get is not available; install these packages (or their equivalents) yourself:"
+        printf '  %s\n' "${missing[@]}"
+        return 0
+    fi
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+build() {
+    install_packages
+    if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+        say "autoreconf"
+        autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+    fi
+    if [ ! -f Makefile ] || [ configure -nt config.status ]; then
+        say "configure"
+        ./configure -q ${BPT_CONFIGURE_FLAGS:-}
+    fi
+    say "make"
+    make -s -j"$JOBS"
+}
+
+# mpirun as root needs --allow-run-as-root; one rank needs no oversubscription.
+mpirun_cmd() {
+    local extra=""
+    [ "$(id -u)" -eq 0 ] && extra="--allow-run-as-root"
+    echo "mpirun $extra --oversubscribe"
+}
+
+demo() {
+    local out=run/demo
+    mkdir -p "$out/data"
+    if [ ! -f "$out/data/train.h5" ]; then
+        say "writing the synthetic demo corpus to $out/data"
+        src/bpt data synth --output "$out/data/train.h5" --tokens 2000000 --seed 1
+        src/bpt data synth --output "$out/data/eval.h5" --tokens 200000 --seed 2
+    fi
+    rm -f "$out/metrics.jsonl"
+    say "training the demo model (jobs/configs/demo.yaml) on one rank"
+    OMP_NUM_THREADS=$JOBS $(mpirun_cmd) -np 1 src/bpt train --config jobs/configs/demo.yaml "$@"
+    say "metrics:     $TOP/$out/metrics.jsonl"
+    say "checkpoints: $TOP/$out/ckpt/ (evaluate: src/bpt eval --config jobs/configs/demo.yaml --load_checkpoint params::$out/ckpt/latest.h5)"
+}
+
+run_tests() {
+    build
+    say "make check"
+    local rc=0
+    make -s -j1 check >/dev/null 2>&1 || rc=$?
+    local log=test-suite.log pass fail skip errs
+    [ -f "$log" ] || { echo "no test-suite.log"; echo "0 passed, 1 failed"; exit 1; }
+    for f in $(find tests -name '*.log' ! -name test-suite.log | sort); do
+        printf '%-40s %s\n' "${f%.log}" "$(grep -m1 -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR):' "${f%.log}.trs" 2>/dev/null | sed 's/^:test-result: //' || true)"
+    done
+    for t in $(grep -l -E ':test-result: (FAIL|ERROR)' $(find tests -name '*.trs') 2>/dev/null); do
+        echo "---- ${t%.trs}.log (last 40 lines) ----"; tail -n 40 "${t%.trs}.log"
+    done
+    pass=$(sed -n 's/^# PASS: *//p' "$log"); fail=$(sed -n 's/^# FAIL: *//p' "$log")
+    skip=$(sed -n 's/^# SKIP: *//p' "$log"); errs=$(sed -n 's/^# ERROR: *//p' "$log")
+    fail=$(( ${fail:-0} + ${errs:-0} ))
+    echo "${pass:-0} passed, ${fail} failed, ${skip:-0} skipped"
+    [ "$fail" -eq 0 ] && [ "$rc" -eq 0 ]
+}
+
+case "${1:-demo}" in
+    build) build ;;
+    test)  run_tests ;;
+    demo)  shift || true; build; demo "$@" ;;
+    *)     echo "usage: $0 [build|test]"; exit 2 ;;
+esac

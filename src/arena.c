@@ -1,0 +1,41 @@
+/* arena.c — one stack allocator per rank with a high-water mark. */
+#include "bpt/arena.h"
+#include "bpt/util.h"
+
+#define ARENA_ALIGN 256
+
+int bpt_arena_init(bpt_arena *a, const bpt_kernels *k, size_t capacity) {
+    a->k = k;
+    a->capacity = (capacity + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    a->used = a->peak = 0;
+    a->base = k->alloc(a->capacity);
+    return a->base ? 0 : -1;
+}
+
+void bpt_arena_destroy(bpt_arena *a) {
+    if (a->base) a->k->free(a->base, a->capacity);
+    a->base = NULL;
+}
+
+void *bpt_arena_alloc(bpt_arena *a, size_t bytes, const char *what) {
+    size_t n = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (a->used + n > a->capacity) {
+        char b1[32], b2[32], b3[32];
+        bpt_die("out of arena memory allocating %s (%s): %s of %s in use "
+                "(HINT: set arena_bytes, use smaller chunks or a remat policy)",
+                what, bpt_fmt_bytes((double)bytes, b1, sizeof b1),
+                bpt_fmt_bytes((double)a->used, b2, sizeof b2),
+                bpt_fmt_bytes((double)a->capacity, b3, sizeof b3));
+    }
+    void *p = a->base + a->used;
+    a->used += n;
+    if (a->used > a->peak) a->peak = a->used;
+    return p;
+}
+
+size_t bpt_arena_mark(const bpt_arena *a) { return a->used; }
+
+void bpt_arena_release(bpt_arena *a, size_t mark) {
+    BPT_CHECK(mark <= a->used, "arena release above top (%zu > %zu)", mark, a->used);
+    a->used = mark;
+}

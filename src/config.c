@@ -1,0 +1,1268 @@
+/* config.c — experiment configuration: defaults, YAML, command line, validation.
+ *
+ * One table (keys[] below) drives everything: each entry is a dotted key name, its
+ * kind, where it lives in struct bpt_config, its default text, its range or choices
+ * and a one-line help. Parsing, printing (bpt_config_to_yaml), the per-key checks in
+ * bpt_config_finalize and docs/config.md all follow the table.
+ *
+ * Values always travel as text: the YAML loader flattens nested mappings into dotted
+ * keys and hands scalars to the same setter the command line uses.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yaml.h>
+
+#include "bpt/config.h"
+
+/* ---- errors -------------------------------------------------------------------- */
+
+/* Format a one-line message into err (control characters become spaces). Returns -1. */
+static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t n, const char *fmt, ...) {
+    if (!err || n == 0) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    return -1;
+}
+
+/* Prefix an existing message in err with "where: ". */
+static int prefix_err(char *err, size_t n, const char *where) {
+    if (!err || n == 0) return -1;
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", err);
+    return fail(err, n, "%s: %s", where, tmp);
+}
+
+/* ---- the key table ----------------------------------------------------------------- */
+
+typedef enum {
+    K_INT,      /* int */
+    K_I64,      /* int64_t */
+    K_BYTES,    /* int64_t, accepts 4GiB, 512MiB, ... */
+    K_F64,      /* double */
+    K_BOOL,     /* int 0/1 */
+    K_STR,      /* char[size] */
+    K_ENUM,     /* char[size], one of choices (stored in canonical spelling) */
+    K_REMAT,    /* bpt_remat */
+} kind;
+
+enum {
+    F_MIN = 1,      /* lo is a lower bound */
+    F_MAX = 2,      /* hi is an upper bound */
+    F_GT = 4,       /* lower bound is exclusive */
+    F_LT = 8,       /* upper bound is exclusive */
+    F_LIST = 16,    /* a YAML sequence is accepted and joined with commas */
+    F_IGN = 32,     /* accepted for compatibility, checked, then ignored (not stored) */
+};
+
+typedef int (*check_fn)(const char *v, char *why, size_t n);
+
+typedef struct keydef {
+    const char *name;
+    kind kind;
+    size_t off, size;        /* offsetof / sizeof in bpt_config */
+    const char *def;         /* default, as text */
+    unsigned flags;
+    double lo, hi;           /* range (see F_MIN ...) */
+    const char *choices;     /* K_ENUM: "a|b|alias>b" */
+    check_fn check;          /* extra check of the raw text, with a reason */
+    const char *help;
+} keydef;
+
+static int check_mesh_dim(const char *v, char *why, size_t n);
+static int check_dtype(const char *v, char *why, size_t n);
+static int check_optimizer(const char *v, char *why, size_t n);
+static int check_ckpt_dtype(const char *v, char *why, size_t n);
+static int check_tokenizer(const char *v, char *why, size_t n);
+static int check_preset(const char *v, char *why, size_t n);
+
+#define F(m) .off = offsetof(bpt_config, m), .size = sizeof(((bpt_config *)0)->m)
+#define IGN .off = 0, .size = 0, .flags = F_IGN
+#define NONNEG .flags = F_MIN, .lo = 0
+#define POS .flags = F_MIN, .lo = 1
+#define FPOS .flags = F_MIN | F_GT, .lo = 0
+#define PROB .flags = F_MIN | F_MAX | F_LT, .lo = 0, .hi = 1
+
+#define SOURCE_KEYS(P, M)                                                                   \
+    { P ".path", K_STR, F(M.path), "", .help = "file to read" },                            \
+    { P ".seq_length", K_INT, F(M.seq_length), "1024", POS,                                 \
+      .help = "tokens per row (T); must be <= llama.max_sequence_length" },                 \
+    { P ".batch_size", K_INT, F(M.batch_size), "8", POS,                                    \
+      .help = "rows per global batch, split over the dp x fsdp ranks" }
+
+#define DATASET_KEYS(P, M)                                                                  \
+    { P ".type", K_ENUM, F(M.type), "hdf5", .choices = "hdf5|text|json>text",               \
+      .help = "hdf5: prepared token file; text: plain text or JSONL with byte tokens" },    \
+    SOURCE_KEYS(P ".hdf5_dataset", M.hdf5),                                                 \
+    SOURCE_KEYS(P ".text_dataset", M.text),                                                 \
+    { P ".text_dataset.tokenizer_processes", K_INT, IGN | F_MIN, .lo = 1, .def = "1",       \
+      .help = "ignored (the reference's tokenizer worker count)" },                         \
+    { P ".text_processor.fields", K_STR, F(M.fields), "text", F_LIST,                       \
+      .help = "JSONL keys concatenated per line (comma list)" },                            \
+    { P ".text_processor.add_bos_token", K_BOOL, F(M.add_bos_token), "false",               \
+      .help = "put llama.bos_token_id before each JSONL document" },                        \
+    { P ".text_processor.add_eos_token", K_BOOL, F(M.add_eos_token), "false",               \
+      .help = "put llama.eos_token_id after each JSONL document" }
+
+#define REMAT_HELP "'' (no remat) or a policy name"
+
+static const keydef keys[] = {
+    /* top level */
+    { "seed", K_I64, F(seed), "42", NONNEG, .help = "random seed (weights, data order)" },
+    { "mesh_dim", K_STR, F(mesh_dim), "1,-1,1", F_LIST, .check = check_mesh_dim,
+      .help = "dp,fsdp,tp mesh (one may be -1), or dp:1,fsdp:-1,tp:1" },
+    { "dtype", K_ENUM, F(dtype), "bf16", .choices = "bf16|bfloat16>bf16|fp32|float32>fp32",
+      .check = check_dtype, .help = "compute dtype; master weights are always fp32" },
+    { "device", K_ENUM, F(device), "cpu", .choices = "cpu|cuda", .help = "compute backend" },
+    { "total_steps", K_I64, F(total_steps), "10000", NONNEG,
+      .help = "train steps start_step ... total_steps-1" },
+    { "log_freq", K_I64, F(log_freq), "50", POS, .help = "log (and eval) every N steps" },
+    { "save_model_freq", K_I64, F(save_model_freq), "0", NONNEG,
+      .help = ">0: save the latest checkpoint every N steps and at the end" },
+    { "save_milestone_freq", K_I64, F(save_milestone_freq), "0", NONNEG,
+      .help = ">0: keep a step-numbered checkpoint every N steps" },
+    { "eval_steps", K_I64, F(eval_steps), "0", NONNEG,
+      .help = "eval batches per log step (0 = no eval)" },
+    { "load_llama_config", K_STR, F(load_llama_config), "", .check = check_preset,
+      .help = "model preset name ('' = the llama.* keys alone)" },
+    { "update_llama_config", K_STR, F(update_llama_config), "",
+      .help = "llama field overrides: {a: 1} or dict(a=1)" },
+    { "load_checkpoint", K_STR, F(load_checkpoint), "", .help = "checkpoint to start from" },
+    { "load_dataset_state", K_STR, F(load_dataset_state), "", .help = "saved loader state" },
+    { "autoresume", K_BOOL, F(autoresume), "false",
+      .help = "resume from the latest complete checkpoint in logger.output_dir" },
+    { "log_all_worker", K_BOOL, F(log_all_worker), "false", .help = "log from every rank" },
+    { "peak_flops", K_F64, F(peak_flops), "0", NONNEG,
+      .help = "per-rank peak FLOP/s for MFU (0 = measure at start)" },
+    { "arena_bytes", K_BYTES, F(arena_bytes), "0", NONNEG,
+      .help = "per-rank arena size (0 = exactly the planned peak)" },
+    { "num_threads", K_INT, F(num_threads), "0", NONNEG,
+      .help = "OpenMP threads per rank (0 = OpenMP's default)" },
+
+    /* llama.* */
+    { "llama.vocab_size", K_INT, F(llama.vocab_size), "32000", POS, .help = "V" },
+    { "llama.hidden_size", K_INT, F(llama.hidden_size), "4096", POS, .help = "D" },
+    { "llama.intermediate_size", K_INT, F(llama.intermediate_size), "11008", POS,
+      .help = "F, SwiGLU width" },
+    { "llama.num_hidden_layers", K_INT, F(llama.num_hidden_layers), "32", POS, .help = "L" },
+    { "llama.num_attention_heads", K_INT, F(llama.num_attention_heads), "32", POS,
+      .help = "H; head dim D/H must be even" },
+    { "llama.num_key_value_heads", K_INT, F(llama.num_key_value_heads), "0", NONNEG,
+      .help = "KVH for grouped-query attention (0 = H)" },
+    { "llama.max_sequence_length", K_INT, F(llama.max_sequence_length), "2048", POS,
+      .help = "RoPE table length; must be >= every seq_length" },
+    { "llama.rms_norm_eps", K_F64, F(llama.rms_norm_eps), "1e-6", FPOS, .help = "RMSNorm epsilon" },
+    { "llama.initializer_range", K_F64, F(llama.initializer_range), "0.02", NONNEG,
+      .help = "std of the normal init of matrices and embeddings" },
+    { "llama.rope_theta", K_F64, F(llama.rope_theta), "10000", FPOS, .help = "RoPE base" },
+    { "llama.tie_word_embeddings", K_BOOL, F(llama.tie_word_embeddings), "false",
+      .help = "lm_head shares the embedding" },
+    { "llama.bos_token_id", K_INT, F(llama.bos_token_id), "0", NONNEG, .help = "BOS id" },
+    { "llama.eos_token_id", K_INT, F(llama.eos_token_id), "1", NONNEG, .help = "EOS id" },
+    { "llama.resid_pdrop", K_F64, F(llama.resid_pdrop), "0", PROB, .help = "must be 0" },
+    { "llama.embd_pdrop", K_F64, F(llama.embd_pdrop), "0", PROB, .help = "must be 0" },
+    { "llama.attn_pdrop", K_F64, F(llama.attn_pdrop), "0", PROB, .help = "must be 0" },
+    { "llama.fcm_min_ratio", K_F64, F(llama.fcm_min_ratio), "0", .flags = F_MIN | F_MAX,
+      .lo = 0, .hi = 1, .help = "forgetful causal mask; must be 0" },
+    { "llama.fcm_max_ratio", K_F64, F(llama.fcm_max_ratio), "0", .flags = F_MIN | F_MAX,
+      .lo = 0, .hi = 1, .help = "forgetful causal mask; must be 0" },
+    { "llama.use_cache", K_BOOL, F(llama.use_cache), "true", .help = "accepted; no effect on training" },
+    { "llama.remat_block", K_REMAT, F(llama.remat_block), "", .help = REMAT_HELP " for the whole block" },
+    { "llama.remat_attention", K_REMAT, F(llama.remat_attention), "", .help = REMAT_HELP " for attention" },
+    { "llama.remat_mlp", K_REMAT, F(llama.remat_mlp), "", .help = REMAT_HELP " for the feed-forward" },
+    { "llama.scan_attention", K_BOOL, F(llama.scan_attention), "false", .help = "blockwise attention" },
+    { "llama.scan_mlp", K_BOOL, F(llama.scan_mlp), "false", .help = "blockwise feed-forward" },
+    { "llama.scan_loss", K_BOOL, F(llama.scan_loss), "false", .help = "blockwise LM head + loss" },
+    { "llama.scan_query_chunk_size", K_INT, F(llama.scan_query_chunk_size), "1024", POS, .help = "Bq" },
+    { "llama.scan_key_chunk_size", K_INT, F(llama.scan_key_chunk_size), "1024", POS, .help = "Bk" },
+    { "llama.scan_mlp_chunk_size", K_INT, F(llama.scan_mlp_chunk_size), "1024", POS, .help = "Bf" },
+    { "llama.scan_loss_chunk_size", K_INT, F(llama.scan_loss_chunk_size), "1024", POS,
+      .help = "tokens per loss chunk" },
+    { "llama.scan_layers", K_BOOL, F(llama.scan_layers), "true", .help = "accepted; no effect" },
+    { "llama.param_scan_axis", K_INT, F(llama.param_scan_axis), "0", .flags = F_MIN | F_MAX,
+      .lo = 0, .hi = 1, .help = "accepted; no effect" },
+
+    /* optimizer.* */
+    { "optimizer.type", K_ENUM, F(optimizer.type), "adamw", .choices = "adamw",
+      .check = check_optimizer, .help = "only adamw" },
+    { "optimizer.accumulate_gradient_steps", K_INT, F(optimizer.accumulate_gradient_steps), "1", POS,
+      .help = "micro-batches per update" },
+    { "optimizer.adamw_optimizer.init_lr", K_F64, F(optimizer.adamw.init_lr), "0", NONNEG,
+      .help = "learning rate at step 0" },
+    { "optimizer.adamw_optimizer.lr", K_F64, F(optimizer.adamw.lr), "0.01", NONNEG,
+      .help = "peak learning rate, reached after the warmup" },
+    { "optimizer.adamw_optimizer.end_lr", K_F64, F(optimizer.adamw.end_lr), "0.001", NONNEG,
+      .help = "learning rate after lr_decay_steps" },
+    { "optimizer.adamw_optimizer.lr_warmup_steps", K_INT, F(optimizer.adamw.lr_warmup_steps), "2000",
+      NONNEG, .help = "linear warmup steps" },
+    { "optimizer.adamw_optimizer.lr_decay_steps", K_INT, F(optimizer.adamw.lr_decay_steps), "500000",
+      NONNEG, .help = "end of the cosine decay (counts the warmup)" },
+    { "optimizer.adamw_optimizer.b1", K_F64, F(optimizer.adamw.b1), "0.9", PROB, .help = "Adam beta1" },
+    { "optimizer.adamw_optimizer.b2", K_F64, F(optimizer.adamw.b2), "0.95", PROB, .help = "Adam beta2" },
+    { "optimizer.adamw_optimizer.eps", K_F64, F(optimizer.adamw.eps), "1e-8", NONNEG, .help = "Adam epsilon" },
+    { "optimizer.adamw_optimizer.clip_gradient", K_F64, F(optimizer.adamw.clip_gradient), "1.0", FPOS,
+      .help = "global gradient-norm clip" },
+    { "optimizer.adamw_optimizer.weight_decay", K_F64, F(optimizer.adamw.weight_decay), "1e-4", NONNEG,
+      .help = "decoupled weight decay" },
+    { "optimizer.adamw_optimizer.bf16_momentum", K_BOOL, F(optimizer.adamw.bf16_momentum), "false",
+      .help = "must be false" },
+    { "optimizer.adamw_optimizer.multiply_by_parameter_scale", K_BOOL,
+      F(optimizer.adamw.multiply_by_parameter_scale), "false", .help = "must be false" },
+
+    /* datasets, tokenizer */
+    DATASET_KEYS("train_dataset", train_dataset),
+    DATASET_KEYS("eval_dataset", eval_dataset),
+    { "tokenizer.vocab_file", K_STR, F(tokenizer_vocab_file), "", .check = check_tokenizer,
+      .help = "'' or bytes: the built-in byte-level tokenizer" },
+
+    /* checkpointer.* */
+    { "checkpointer.float_dtype", K_ENUM, F(ckpt_float_dtype), "fp32", .choices = "fp32|float32>fp32",
+      .check = check_ckpt_dtype, .help = "dtype of saved tensors" },
+    { "checkpointer.save_optimizer_state", K_BOOL, F(ckpt_save_optimizer_state), "false",
+      .help = "also save the AdamW moments and the step (needed to resume)" },
+
+    /* logger.* */
+    { "logger.output_dir", K_STR, F(output_dir), "/tmp/bpt",
+      .help = "run directory: logs, checkpoints" },
+    { "logger.experiment_id", K_STR, IGN, .def = "", .help = "ignored" },
+    { "logger.append_uuid", K_BOOL, IGN, .def = "true", .help = "ignored" },
+    { "logger.online", K_BOOL, IGN, .def = "false", .help = "ignored" },
+    { "logger.project_id", K_STR, IGN, .def = "", .help = "ignored" },
+    { "logger.project_entity", K_STR, IGN, .def = "", .help = "ignored" },
+    { "logger.experiment_note", K_STR, IGN, .def = "", .help = "ignored" },
+    { "logger.wandb_dir", K_STR, IGN, .def = "", .help = "ignored" },
+    { "logger.profile_dir", K_STR, IGN, .def = "", .help = "ignored" },
+    { "logger.reinit", K_BOOL, IGN, .def = "false", .help = "ignored" },
+    { "logger.resume", K_STR, IGN, .def = "allow", .help = "ignored" },
+};
+
+#define NKEYS ((int)(sizeof keys / sizeof keys[0]))
+#define LLAMA "llama."
+
+static const char *remat_names[] = { "", "everything_saveable", "nothing_saveable",
+                                     "dots_saveable", "dots_with_no_batch_dims_saveable" };
+
+const char *bpt_remat_name(bpt_remat r) {
+    return (unsigned)r < 5 ? remat_names[r] : "?";
+}
+
+static int is_llama(const keydef *k) { return strncmp(k->name, LLAMA, strlen(LLAMA)) == 0; }
+
+/* Find a key by its dotted name (with the json_dataset -> text_dataset alias). */
+static const keydef *find_key(const char *name) {
+    char buf[256];
+    const char *alias = strstr(name, ".json_dataset.");
+    if (alias && strlen(name) < sizeof buf) {
+        size_t pre = (size_t)(alias - name);
+        snprintf(buf, sizeof buf, "%.*s.text_dataset.%s", (int)pre, name, alias + 14);
+        name = buf;
+    }
+    for (int i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0) return &keys[i];
+    return NULL;
+}
+
+/* ---- "did you mean" ------------------------------------------------------------------ */
+
+/* Weighted edit distance (optimal string alignment) from what was typed (a) to a valid
+ * name (b): a missing character costs 1, an extra one 2, a wrong one 2, two swapped
+ * neighbours 1. Forgetting letters ("scan_attn") is thus cheaper than a different word. */
+static int edit_distance(const char *a, const char *b) {
+    enum { ADD = 1, DEL = 2, SUB = 2, SWAP = 1, MAXL = 128 };
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > MAXL) la = MAXL;
+    if (lb > MAXL) lb = MAXL;
+    int rows[3][MAXL + 1];                 /* rows i-2, i-1, i (indices mod 3) */
+    for (size_t j = 0; j <= lb; j++) rows[0][j] = (int)j * ADD;
+    for (size_t i = 1; i <= la; i++) {
+        int *cur = rows[i % 3], *up = rows[(i - 1) % 3], *up2 = rows[(i + 1) % 3];
+        cur[0] = (int)i * DEL;
+        for (size_t j = 1; j <= lb; j++) {
+            int best = up[j - 1] + (a[i - 1] == b[j - 1] ? 0 : SUB);
+            if (up[j] + DEL < best) best = up[j] + DEL;
+            if (cur[j - 1] + ADD < best) best = cur[j - 1] + ADD;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && up2[j - 2] + SWAP < best)
+                best = up2[j - 2] + SWAP;
+            cur[j] = best;
+        }
+    }
+    return rows[la % 3][lb];
+}
+
+static const char *leaf(const char *s) {
+    const char *d = strrchr(s, '.');
+    return d ? d + 1 : s;
+}
+
+/* Closest of the candidates to name, or NULL if nothing is reasonably close. A match on
+ * the last component alone (a forgotten or wrong prefix) scores its distance plus 1. */
+static const char *closest(const char *name, const char *const *cand, int ncand) {
+    const char *best = NULL;
+    int bestd = INT_MAX;
+    for (int i = 0; i < ncand; i++) {
+        int d = edit_distance(name, cand[i]);
+        int dl = edit_distance(leaf(name), leaf(cand[i])) + 1;
+        if (dl < d) d = dl;
+        if (d < bestd) { bestd = d; best = cand[i]; }
+    }
+    if (!best) return NULL;
+    int limit = 3 + (int)strlen(leaf(best)) / 2;
+    return bestd <= limit ? best : NULL;
+}
+
+/* Error for an unknown key; extra are more valid names (command-line options). */
+static int unknown_key(const char *name, const char *const *extra, int nextra, char *err, size_t n) {
+    const char *cand[NKEYS + 8];
+    int nc = 0;
+    for (int i = 0; i < NKEYS; i++) cand[nc++] = keys[i].name;
+    for (int i = 0; i < nextra && nc < NKEYS + 8; i++) cand[nc++] = extra[i];
+    size_t len = strlen(name);
+    for (int i = 0; i < NKEYS; i++)         /* a section name such as "llama" */
+        if (len && strncmp(keys[i].name, name, len) == 0 && keys[i].name[len] == '.')
+            return fail(err, n, "unknown config key '%s' (it is a section: set its keys, e.g. '%s')",
+                        name, keys[i].name);
+    const char *best = closest(name, cand, nc);
+    if (best) return fail(err, n, "unknown config key '%s' (did you mean '%s'?)", name, best);
+    return fail(err, n, "unknown config key '%s' (see docs/config.md for the list)", name);
+}
+
+/* ---- parsing values ------------------------------------------------------------------ */
+
+static void trim(const char *s, char *out, size_t n) {
+    while (isspace((unsigned char)*s)) s++;
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
+    if (len >= n) len = n - 1;
+    memcpy(out, s, len);
+    out[len] = 0;
+}
+
+/* Integer: decimal, or a number in exponent form that is an exact integer (1e6). */
+static int parse_i64(const char *s, int64_t *out) {
+    char t[128];
+    if (strlen(s) >= sizeof t) return -1;
+    trim(s, t, sizeof t);
+    if (!t[0]) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(t, &end, 10);
+    if (*end == 0 && errno == 0) { *out = v; return 0; }
+    errno = 0;
+    double d = strtod(t, &end);
+    if (*end || errno || !isfinite(d) || d != floor(d) || fabs(d) > 9.2e18) return -1;
+    if (strchr(t, 'x') || strchr(t, 'X')) return -1;      /* no hex floats */
+    *out = (int64_t)d;
+    return 0;
+}
+
+static int parse_f64(const char *s, double *out) {
+    char t[128];
+    if (strlen(s) >= sizeof t) return -1;
+    trim(s, t, sizeof t);
+    if (!t[0] || strchr(t, 'x') || strchr(t, 'X')) return -1;
+    char *end;
+    errno = 0;
+    double d = strtod(t, &end);
+    if (*end || errno == ERANGE || !isfinite(d)) return -1;
+    *out = d;
+    return 0;
+}
+
+/* Byte count: a number with an optional suffix K/M/G/T or KiB..TiB (powers of 1024)
+ * or KB..TB (powers of 1000); B alone is bytes. */
+static int parse_bytes(const char *s, int64_t *out) {
+    char t[128];
+    if (strlen(s) >= sizeof t) return -1;
+    trim(s, t, sizeof t);
+    size_t len = strlen(t);
+    size_t num = len;
+    while (num > 0 && isalpha((unsigned char)t[num - 1])) num--;
+    const char *suf = t + num;
+    static const struct { const char *s; double m; } units[] = {
+        { "", 1 }, { "b", 1 },
+        { "k", 1024.0 }, { "kib", 1024.0 }, { "kb", 1e3 },
+        { "m", 1048576.0 }, { "mib", 1048576.0 }, { "mb", 1e6 },
+        { "g", 1073741824.0 }, { "gib", 1073741824.0 }, { "gb", 1e9 },
+        { "t", 1099511627776.0 }, { "tib", 1099511627776.0 }, { "tb", 1e12 },
+    };
+    double mult = 0;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcasecmp(suf, units[i].s) == 0) mult = units[i].m;
+    if (mult == 0) return -1;
+    t[num] = 0;
+    double d;
+    if (parse_f64(t, &d) != 0) return -1;
+    d *= mult;
+    if (d != floor(d) || d < 0 || d > 9.2e18) return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+    char t[16];
+    if (strlen(s) >= sizeof t) return -1;
+    trim(s, t, sizeof t);
+    static const char *yes[] = { "true", "yes", "on", "1" }, *no[] = { "false", "no", "off", "0" };
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(t, yes[i]) == 0) { *out = 1; return 0; }
+        if (strcasecmp(t, no[i]) == 0) { *out = 0; return 0; }
+    }
+    return -1;
+}
+
+/* K_ENUM: the canonical spelling of v in choices "a|b|alias>b", or -1. */
+static int parse_enum(const char *choices, const char *v, char *out, size_t n) {
+    char t[64];
+    if (strlen(v) >= sizeof t) return -1;
+    trim(v, t, sizeof t);
+    const char *p = choices;
+    while (*p) {
+        size_t len = strcspn(p, "|");
+        char item[64];
+        snprintf(item, sizeof item, "%.*s", (int)len, p);
+        char *gt = strchr(item, '>');
+        const char *canon = gt ? gt + 1 : item;
+        if (gt) *gt = 0;
+        if (strcasecmp(item, t) == 0) { snprintf(out, n, "%s", canon); return 0; }
+        p += len;
+        if (*p) p++;
+    }
+    return -1;
+}
+
+static int parse_remat(const char *v, bpt_remat *out) {
+    char t[64];
+    if (strlen(v) >= sizeof t) return -1;
+    trim(v, t, sizeof t);
+    for (int i = 0; i < 5; i++)
+        if (strcmp(t, remat_names[i]) == 0) { *out = (bpt_remat)i; return 0; }
+    return -1;
+}
+
+/* What a key expects, for messages and docs. */
+static void expected(const keydef *k, char *buf, size_t n) {
+    char range[96] = "";
+    if ((k->flags & F_MIN) && (k->flags & F_MAX))
+        snprintf(range, sizeof range, " in %s%g, %g%s", (k->flags & F_GT) ? "(" : "[", k->lo, k->hi,
+                 (k->flags & F_LT) ? ")" : "]");
+    else if (k->flags & F_MIN)
+        snprintf(range, sizeof range, " %s %g", (k->flags & F_GT) ? ">" : ">=", k->lo);
+    else if (k->flags & F_MAX)
+        snprintf(range, sizeof range, " %s %g", (k->flags & F_LT) ? "<" : "<=", k->hi);
+    switch (k->kind) {
+    case K_INT: case K_I64: snprintf(buf, n, "an integer%s", range); break;
+    case K_BYTES: snprintf(buf, n, "a byte count such as 4294967296, 512MiB or 4GiB"); break;
+    case K_F64: snprintf(buf, n, "a number%s", range); break;
+    case K_BOOL: snprintf(buf, n, "true or false"); break;
+    case K_STR: snprintf(buf, n, "a single-line string of at most %zu characters",
+                         (k->flags & F_IGN) ? (size_t)BPT_STR - 1 : k->size - 1); break;
+    case K_REMAT:
+        snprintf(buf, n, "'' or one of nothing_saveable, everything_saveable, dots_saveable, "
+                 "dots_with_no_batch_dims_saveable");
+        break;
+    case K_ENUM: {
+        char list[128] = "";
+        const char *p = k->choices;
+        while (*p) {
+            size_t len = strcspn(p, "|");
+            if (!memchr(p, '>', len)) {
+                size_t l = strlen(list);
+                snprintf(list + l, sizeof list - l, "%s%.*s", l ? ", " : "", (int)len, p);
+            }
+            p += len;
+            if (*p) p++;
+        }
+        snprintf(buf, n, "one of %s", list);
+        break;
+    }
+    }
+}
+
+static int bad_value(const keydef *k, const char *v, const char *why, char *err, size_t n) {
+    char exp[256];
+    if (why) return fail(err, n, "bad value for %s: '%.200s' (%s)", k->name, v, why);
+    expected(k, exp, sizeof exp);
+    return fail(err, n, "bad value for %s: '%.200s' (expected %s)", k->name, v, exp);
+}
+
+static int in_range(const keydef *k, double x) {
+    if (k->flags & F_MIN) {
+        if ((k->flags & F_GT) ? !(x > k->lo) : !(x >= k->lo)) return 0;
+    }
+    if (k->flags & F_MAX) {
+        if ((k->flags & F_LT) ? !(x < k->hi) : !(x <= k->hi)) return 0;
+    }
+    return 1;
+}
+
+/* Parse v for key k; store it in c unless store is 0 or the key is ignored. */
+static int set_value(bpt_config *c, const keydef *k, const char *v, int store, char *err, size_t n) {
+    char why[256];
+    if (k->check && k->check(v, why, sizeof why) != 0) return bad_value(k, v, why, err, n);
+    if (k->flags & F_IGN) store = 0;
+    char *field = store ? (char *)c + k->off : NULL;
+    switch (k->kind) {
+    case K_INT: case K_I64: case K_BYTES: {
+        int64_t x;
+        int rc = k->kind == K_BYTES ? parse_bytes(v, &x) : parse_i64(v, &x);
+        if (rc != 0 || !in_range(k, (double)x) || (k->kind == K_INT && (x < INT_MIN || x > INT_MAX)))
+            return bad_value(k, v, NULL, err, n);
+        if (field && k->kind == K_INT) *(int *)field = (int)x;
+        else if (field) *(int64_t *)field = x;
+        break;
+    }
+    case K_F64: {
+        double x;
+        if (parse_f64(v, &x) != 0 || !in_range(k, x)) return bad_value(k, v, NULL, err, n);
+        if (field) *(double *)field = x;
+        break;
+    }
+    case K_BOOL: {
+        int b;
+        if (parse_bool(v, &b) != 0) return bad_value(k, v, NULL, err, n);
+        if (field) *(int *)field = b;
+        break;
+    }
+    case K_STR: {
+        size_t cap = (k->flags & F_IGN) ? BPT_STR : k->size;
+        if (strlen(v) >= cap) return bad_value(k, v, NULL, err, n);
+        for (const char *p = v; *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\t') return bad_value(k, v, NULL, err, n);
+        if (field) snprintf(field, k->size, "%s", v);
+        break;
+    }
+    case K_ENUM: {
+        char canon[64];
+        if (parse_enum(k->choices, v, canon, sizeof canon) != 0) return bad_value(k, v, NULL, err, n);
+        if (field) snprintf(field, k->size, "%s", canon);
+        break;
+    }
+    case K_REMAT: {
+        bpt_remat r;
+        if (parse_remat(v, &r) != 0) return bad_value(k, v, NULL, err, n);
+        if (field) *(bpt_remat *)field = r;
+        break;
+    }
+    }
+    return 0;
+}
+
+/* ---- the special checks ---------------------------------------------------------------- */
+
+/* mesh_dim: three comma-separated integers (>= 1, or -1 at most once), or the named
+ * form dp:A,fsdp:B,tp:C in any order (mp is an alias of tp). */
+static int check_mesh_dim(const char *v, char *why, size_t n) {
+    const char *ex = "expected three comma-separated integers like 1,-1,1 or dp:1,fsdp:-1,tp:1";
+    char s[BPT_STR];
+    if (strlen(v) >= sizeof s) return fail(why, n, "too long; %s", ex);
+    trim(v, s, sizeof s);
+    if (s[0] == '!') return fail(why, n, "a leading '!' (plain device order) is not supported; %s", ex);
+    int nparts = 0, nminus = 0, named = 0, seen[3] = { 0, 0, 0 };
+    char *save = NULL;
+    for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        nparts++;
+        char part[64];
+        trim(tok, part, sizeof part);
+        char *colon = strchr(part, ':');
+        const char *num = part;
+        if (colon) {
+            *colon = 0;
+            char name[32];
+            trim(part, name, sizeof name);
+            int axis = !strcmp(name, "dp") ? 0 : !strcmp(name, "fsdp") ? 1
+                     : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : -1;
+            if (axis < 0) return fail(why, n, "unknown axis '%s' (axes are dp, fsdp, tp)", name);
+            if (seen[axis]++) return fail(why, n, "axis '%s' given twice", name);
+            named++;
+            num = colon + 1;
+        }
+        int64_t x;
+        if (parse_i64(num, &x) != 0 || (x < 1 && x != -1) || x > INT_MAX)
+            return fail(why, n, "each size must be a positive integer or -1; %s", ex);
+        if (x == -1) nminus++;
+    }
+    if (nparts != 3) return fail(why, n, "%d parts; %s", nparts, ex);
+    if (named && named != 3) return fail(why, n, "name every axis or none; %s", ex);
+    if (nminus > 1) return fail(why, n, "at most one size may be -1; %s", ex);
+    return 0;
+}
+
+static int check_dtype(const char *v, char *why, size_t n) {
+    static const char *unsupported[] = { "fp16", "float16", "fp64", "float64" };
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(v, unsupported[i]) == 0)
+            return fail(why, n, "%s is not supported; supported values: bf16 (bfloat16), fp32 (float32)", v);
+    return 0;
+}
+
+static int check_optimizer(const char *v, char *why, size_t n) {
+    if (strcasecmp(v, "palm") == 0)
+        return fail(why, n, "the palm optimizer is not supported; expected adamw");
+    return 0;
+}
+
+static int check_ckpt_dtype(const char *v, char *why, size_t n) {
+    if (strcasecmp(v, "bf16") == 0 || strcasecmp(v, "bfloat16") == 0)
+        return fail(why, n, "bf16 checkpoints are not supported yet; expected fp32");
+    return 0;
+}
+
+static int check_tokenizer(const char *v, char *why, size_t n) {
+    if (v[0] && strcmp(v, "bytes") != 0)
+        return fail(why, n, "real tokenizers are not available yet; expected '' or 'bytes' "
+                    "for the built-in byte-level tokenizer");
+    return 0;
+}
+
+static int check_preset(const char *v, char *why, size_t n) {
+    bpt_llama_config l;
+    if (!v[0]) return 0;
+    if (strncmp(v, "json::", 6) == 0 || strncmp(v, "pickle::", 8) == 0)
+        return fail(why, n, "loading a model config from a json:: or pickle:: file is not supported; "
+                    "expected a preset: %s", bpt_llama_preset_names());
+    if (bpt_llama_preset(&l, v) != 0)
+        return fail(why, n, "unknown preset; valid presets: %s", bpt_llama_preset_names());
+    return 0;
+}
+
+/* ---- printing values --------------------------------------------------------------------- */
+
+/* Shortest %g form that reads back to exactly x (integral values as 10000.0). */
+static void fmt_double(double x, char *buf, size_t n) {
+    if (x == floor(x) && fabs(x) < 1e9) { snprintf(buf, n, "%.1f", x); return; }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+/* The key's current value as (unquoted) text. */
+static void fmt_value(const bpt_config *c, const keydef *k, char *buf, size_t n) {
+    const char *field = (const char *)c + k->off;
+    switch (k->kind) {
+    case K_INT: snprintf(buf, n, "%d", *(const int *)field); break;
+    case K_I64: case K_BYTES: snprintf(buf, n, "%" PRId64, *(const int64_t *)field); break;
+    case K_F64: fmt_double(*(const double *)field, buf, n); break;
+    case K_BOOL: snprintf(buf, n, "%s", *(const int *)field ? "true" : "false"); break;
+    case K_STR: case K_ENUM: snprintf(buf, n, "%s", field); break;
+    case K_REMAT: snprintf(buf, n, "%s", bpt_remat_name(*(const bpt_remat *)field)); break;
+    }
+}
+
+/* ---- setting keys ------------------------------------------------------------------------ */
+
+/* Record "field=value" (canonical text) in c->llama_explicit, replacing an earlier entry. */
+static int record_explicit(bpt_config *c, const keydef *k, char *err, size_t n) {
+    const char *fname = k->name + strlen(LLAMA);
+    size_t flen = strlen(fname);
+    char *list = c->llama_explicit;
+    char *p = list;
+    while (*p) {                                   /* drop an existing line for this field */
+        char *eol = strchr(p, '\n');
+        size_t linelen = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        if (strncmp(p, fname, flen) == 0 && p[flen] == '=') memmove(p, p + linelen, strlen(p + linelen) + 1);
+        else p += linelen;
+    }
+    char val[128];
+    fmt_value(c, k, val, sizeof val);
+    size_t used = strlen(list), need = flen + strlen(val) + 2;
+    if (used + need >= sizeof c->llama_explicit)
+        return fail(err, n, "too many explicit llama.* settings (internal limit)");
+    snprintf(list + used, sizeof c->llama_explicit - used, "%s=%s\n", fname, val);
+    return 0;
+}
+
+static int set_key(bpt_config *c, const keydef *k, const char *value, char *err, size_t n) {
+    if (set_value(c, k, value, 1, err, n) != 0) return -1;
+    if (is_llama(k)) return record_explicit(c, k, err, n);
+    return 0;
+}
+
+void bpt_config_defaults(bpt_config *c) {
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < NKEYS; i++) {
+        char err[256];
+        int rc = set_value(c, &keys[i], keys[i].def, 1, err, sizeof err);
+        if (rc != 0) {                              /* a bad default is a bug in the table */
+            fprintf(stderr, "bpt: internal error at %s:%d: %s\n", __FILE__, __LINE__, err);
+            abort();
+        }
+    }
+}
+
+int bpt_config_set(bpt_config *c, const char *key, const char *value, char *err, size_t errlen) {
+    const keydef *k = find_key(key);
+    if (!k) return unknown_key(key, NULL, 0, err, errlen);
+    return set_key(c, k, value, err, errlen);
+}
+
+/* ---- YAML ----------------------------------------------------------------------------------- */
+
+typedef struct yctx {
+    bpt_config *c;
+    yaml_document_t *doc;
+    const char *fname;
+    unsigned char seen[NKEYS];
+    char *err;
+    size_t n;
+} yctx;
+
+static int yfail_at(yctx *y, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int yfail_at(yctx *y, yaml_mark_t m, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(y->err, y->n, "%s:%zu:%zu: %s", y->fname, m.line + 1, m.column + 1, msg);
+}
+
+/* Prefix the message already in y->err with the location. */
+static int yprefix_at(yctx *y, yaml_mark_t m) {
+    char where[600];
+    snprintf(where, sizeof where, "%s:%zu:%zu", y->fname, m.line + 1, m.column + 1);
+    return prefix_err(y->err, y->n, where);
+}
+
+static const char *scalar_text(const yaml_node_t *nd) {
+    const char *s = (const char *)nd->data.scalar.value;
+    if (nd->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL")))
+        return "";
+    return s;
+}
+
+/* A scalar for flow text: plain if it is safe, else single-quoted. */
+static void append_flow_scalar(char *buf, size_t n, const char *s) {
+    size_t l = strlen(buf);
+    int plain = s[0] != 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_.+-", *p)) plain = 0;
+    if (plain) { snprintf(buf + l, n - l, "%s", s); return; }
+    if (l + 1 < n) buf[l++] = '\'';
+    for (const char *p = s; *p && l + 2 < n; p++) {
+        if (*p == '\'') buf[l++] = '\'';
+        buf[l++] = *p;
+    }
+    if (l + 1 < n) buf[l++] = '\'';
+    buf[l < n ? l : n - 1] = 0;
+}
+
+/* update_llama_config given as a YAML mapping: store it as flow text "{a: 1, b: x}". */
+static int map_to_flow(yctx *y, yaml_node_t *m, char *out, size_t n) {
+    out[0] = 0;
+    snprintf(out, n, "{");
+    int first = 1;
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = yaml_document_get_node(y->doc, pr->key);
+        yaml_node_t *vn = yaml_document_get_node(y->doc, pr->value);
+        if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE)
+            return yfail_at(y, kn->start_mark, "update_llama_config must map llama field names to plain values");
+        size_t l = strlen(out);
+        snprintf(out + l, n - l, "%s", first ? "" : ", ");
+        append_flow_scalar(out, n, scalar_text(kn));
+        l = strlen(out);
+        snprintf(out + l, n - l, ": ");
+        append_flow_scalar(out, n, scalar_text(vn));
+        first = 0;
+    }
+    size_t l = strlen(out);
+    snprintf(out + l, n - l, "}");
+    if (strlen(out) + 1 >= n) return yfail_at(y, m->start_mark, "update_llama_config is too long");
+    return 0;
+}
+
+static int yset(yctx *y, const char *path, const char *value, yaml_mark_t keymark) {
+    const keydef *k = find_key(path);
+    if (!k) {
+        unknown_key(path, NULL, 0, y->err, y->n);
+        return yprefix_at(y, keymark);
+    }
+    if (y->seen[k - keys]++) return yfail_at(y, keymark, "config key '%s' given twice", k->name);
+    if (set_key(y->c, k, value, y->err, y->n) != 0) return yprefix_at(y, keymark);
+    return 0;
+}
+
+static int walk_map(yctx *y, yaml_node_t *m, const char *prefix) {
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = yaml_document_get_node(y->doc, pr->key);
+        yaml_node_t *vn = yaml_document_get_node(y->doc, pr->value);
+        if (kn->type != YAML_SCALAR_NODE) return yfail_at(y, kn->start_mark, "expected a key name");
+        char path[512];
+        int len = snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
+                           (const char *)kn->data.scalar.value);
+        if (len >= (int)sizeof path) return yfail_at(y, kn->start_mark, "key name too long");
+        const keydef *k = find_key(path);
+        if (vn->type == YAML_SCALAR_NODE) {
+            if (yset(y, path, scalar_text(vn), kn->start_mark) != 0) return -1;
+        } else if (vn->type == YAML_MAPPING_NODE) {
+            if (k && strcmp(k->name, "update_llama_config") == 0) {
+                char flow[sizeof y->c->update_llama_config + 64];
+                if (map_to_flow(y, vn, flow, sizeof flow) != 0) return -1;
+                if (yset(y, path, flow, kn->start_mark) != 0) return -1;
+            } else if (k) {
+                char exp[256];
+                expected(k, exp, sizeof exp);
+                return yfail_at(y, vn->start_mark, "bad value for %s: a mapping (expected %s)", k->name, exp);
+            } else if (walk_map(y, vn, path) != 0) {
+                return -1;
+            }
+        } else if (vn->type == YAML_SEQUENCE_NODE) {
+            if (!k) {
+                unknown_key(path, NULL, 0, y->err, y->n);
+                return yprefix_at(y, kn->start_mark);
+            }
+            if (!(k->flags & F_LIST)) {
+                char exp[256];
+                expected(k, exp, sizeof exp);
+                return yfail_at(y, vn->start_mark, "bad value for %s: a list (expected %s)", k->name, exp);
+            }
+            char joined[BPT_STR] = "";
+            for (yaml_node_item_t *it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
+                yaml_node_t *e = yaml_document_get_node(y->doc, *it);
+                if (e->type != YAML_SCALAR_NODE)
+                    return yfail_at(y, e->start_mark, "bad value for %s: nested list", k->name);
+                size_t l = strlen(joined);
+                snprintf(joined + l, sizeof joined - l, "%s%s", l ? "," : "", scalar_text(e));
+            }
+            if (yset(y, path, joined, kn->start_mark) != 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int yaml_syntax_error(yaml_parser_t *p, const char *fname, char *err, size_t n) {
+    const char *problem = p->problem ? p->problem : "unknown problem";
+    if (p->context)
+        return fail(err, n, "%s:%zu:%zu: YAML syntax error: %s %s", fname, p->problem_mark.line + 1,
+                    p->problem_mark.column + 1, problem, p->context);
+    return fail(err, n, "%s:%zu:%zu: YAML syntax error: %s", fname, p->problem_mark.line + 1,
+                p->problem_mark.column + 1, problem);
+}
+
+/* Load the keys of one YAML document from an initialised parser into c. */
+static int load_yaml(bpt_config *c, yaml_parser_t *p, const char *fname, char *err, size_t n) {
+    yaml_document_t doc;
+    if (!yaml_parser_load(p, &doc)) return yaml_syntax_error(p, fname, err, n);
+    int rc = 0;
+    yctx *y = calloc(1, sizeof *y);
+    if (!y) { yaml_document_delete(&doc); return fail(err, n, "out of memory"); }
+    y->c = c; y->doc = &doc; y->fname = fname; y->err = err; y->n = n;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root) {
+        if (root->type != YAML_MAPPING_NODE)
+            rc = yfail_at(y, root->start_mark, "expected a mapping of config keys at the top level");
+        else
+            rc = walk_map(y, root, "");
+    }
+    yaml_document_delete(&doc);
+    if (rc == 0 && root) {                    /* exactly one document */
+        yaml_document_t more;
+        if (!yaml_parser_load(p, &more)) {
+            rc = yaml_syntax_error(p, fname, err, n);
+        } else {
+            yaml_node_t *r2 = yaml_document_get_root_node(&more);
+            if (r2) rc = yfail_at(y, r2->start_mark, "more than one YAML document; expected one");
+            yaml_document_delete(&more);
+        }
+    }
+    free(y);
+    return rc;
+}
+
+static int load_yaml_file(bpt_config *c, const char *path, char *err, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, n, "cannot open config file '%s': %s", path, strerror(errno));
+    yaml_parser_t p;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_file(&p, f);
+    int rc = load_yaml(c, &p, path, err, n);
+    yaml_parser_delete(&p);
+    fclose(f);
+    return rc;
+}
+
+static int load_yaml_string(bpt_config *c, const char *text, const char *name, char *err, size_t n) {
+    yaml_parser_t p;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
+    int rc = load_yaml(c, &p, name, err, n);
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* ---- assembling the model config ------------------------------------------------------------ */
+
+static const keydef *find_llama_field(const char *field) {
+    char full[256];
+    snprintf(full, sizeof full, LLAMA "%s", field);
+    const keydef *k = find_key(full);
+    return k && is_llama(k) ? k : NULL;
+}
+
+/* Apply one update_llama_config entry. */
+static int update_field(bpt_config *c, const char *field, const char *value, char *err, size_t n) {
+    const keydef *k = find_llama_field(field);
+    if (!k) {
+        const char *cand[NKEYS];
+        int nc = 0;
+        for (int i = 0; i < NKEYS; i++)
+            if (is_llama(&keys[i])) cand[nc++] = keys[i].name + strlen(LLAMA);
+        const char *best = closest(field, cand, nc);
+        if (best)
+            return fail(err, n, "unknown llama field '%s' in update_llama_config (did you mean '%s'?)", field, best);
+        return fail(err, n, "unknown llama field '%s' in update_llama_config", field);
+    }
+    if (set_value(c, k, value, 1, err, n) != 0) return prefix_err(err, n, "update_llama_config");
+    return 0;
+}
+
+/* dict(a=1, b='x', c=True) */
+static int apply_update_dict(bpt_config *c, const char *s, char *err, size_t n) {
+    const char *p = s + 5;
+    const char *shown = c->update_llama_config;
+    for (;;) {
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == ')') break;
+        char name[128], value[BPT_STR];
+        size_t len = 0;
+        while ((isalnum((unsigned char)*p) || *p == '_') && len + 1 < sizeof name) name[len++] = *p++;
+        name[len] = 0;
+        while (isspace((unsigned char)*p)) p++;
+        if (!len || *p != '=')
+            return fail(err, n, "bad value for update_llama_config: '%.200s' (expected dict(name=value, ...))", shown);
+        p++;
+        while (isspace((unsigned char)*p)) p++;
+        len = 0;
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            while (*p && *p != q && len + 1 < sizeof value) value[len++] = *p++;
+            if (*p != q)
+                return fail(err, n, "bad value for update_llama_config: '%.200s' (unterminated string)", shown);
+            p++;
+        } else {
+            while (*p && *p != ',' && *p != ')' && len + 1 < sizeof value) value[len++] = *p++;
+            while (len > 0 && isspace((unsigned char)value[len - 1])) len--;
+        }
+        value[len] = 0;
+        if (update_field(c, name, value, err, n) != 0) return -1;
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == ',') { p++; continue; }
+        if (*p == ')') break;
+        return fail(err, n, "bad value for update_llama_config: '%.200s' (expected ',' or ')' in dict(...))", shown);
+    }
+    p++;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p) return fail(err, n, "bad value for update_llama_config: '%.200s' (text after dict(...))", shown);
+    return 0;
+}
+
+/* {a: 1, b: x} (any YAML mapping of scalars) */
+static int apply_update_yaml(bpt_config *c, const char *s, char *err, size_t n) {
+    yaml_parser_t p;
+    yaml_document_t doc;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)s, strlen(s));
+    int rc = 0;
+    if (!yaml_parser_load(&p, &doc)) {
+        rc = fail(err, n, "bad value for update_llama_config: '%.200s' (YAML error at column %zu: %s)", s,
+                  p.problem_mark.column + 1, p.problem ? p.problem : "?");
+        yaml_parser_delete(&p);
+        return rc;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        rc = fail(err, n, "bad value for update_llama_config: '%.200s' (expected a mapping like "
+                  "{max_sequence_length: 4096} or dict(max_sequence_length=4096))", s);
+    } else {
+        for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; rc == 0 && pr < root->data.mapping.pairs.top; pr++) {
+            yaml_node_t *kn = yaml_document_get_node(&doc, pr->key);
+            yaml_node_t *vn = yaml_document_get_node(&doc, pr->value);
+            if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE)
+                rc = fail(err, n, "bad value for update_llama_config: '%.200s' (expected name: value pairs)", s);
+            else
+                rc = update_field(c, (const char *)kn->data.scalar.value, scalar_text(vn), err, n);
+        }
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+static int apply_update(bpt_config *c, char *err, size_t n) {
+    char s[sizeof c->update_llama_config];
+    trim(c->update_llama_config, s, sizeof s);
+    if (!s[0]) return 0;
+    if (strncmp(s, "dict(", 5) == 0) return apply_update_dict(c, s, err, n);
+    return apply_update_yaml(c, s, err, n);
+}
+
+/* Re-apply the "field=value" lines of llama_explicit. */
+static int apply_explicit(bpt_config *c, char *err, size_t n) {
+    const char *p = c->llama_explicit;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)len, p);
+        char *eq = strchr(line, '=');
+        if (eq) {
+            *eq = 0;
+            const keydef *k = find_llama_field(line);
+            if (k && set_value(c, k, eq + 1, 1, err, n) != 0) return -1;
+        }
+        p += len + (eol ? 1 : 0);
+    }
+    return 0;
+}
+
+/* ---- validation ------------------------------------------------------------------------------- */
+
+/* Re-check the current value of every key (fields may have been edited directly). */
+static int check_keys(const bpt_config *c, int llama, char *err, size_t n) {
+    for (int i = 0; i < NKEYS; i++) {
+        const keydef *k = &keys[i];
+        if ((k->flags & F_IGN) || is_llama(k) != llama) continue;
+        char v[4 * BPT_STR + 64];
+        fmt_value(c, k, v, sizeof v);
+        if (set_value((bpt_config *)c, k, v, 0, err, n) != 0) return -1;
+    }
+    return 0;
+}
+
+static int check_model(const bpt_config *c, char *err, size_t n) {
+    const bpt_llama_config *l = &c->llama;
+    int H = l->num_attention_heads, KVH = bpt_kv_heads(l);
+    if (l->hidden_size % H != 0)
+        return fail(err, n, "llama.hidden_size (%d) must be divisible by llama.num_attention_heads (%d)",
+                    l->hidden_size, H);
+    if (bpt_head_dim(l) % 2 != 0)
+        return fail(err, n, "head dim llama.hidden_size / llama.num_attention_heads = %d / %d = %d must be even "
+                    "(RoPE rotates pairs)", l->hidden_size, H, bpt_head_dim(l));
+    if (H % KVH != 0)
+        return fail(err, n, "llama.num_attention_heads (%d) must be divisible by llama.num_key_value_heads (%d)",
+                    H, KVH);
+    if (l->bos_token_id >= l->vocab_size)
+        return fail(err, n, "llama.bos_token_id (%d) must be < llama.vocab_size (%d)", l->bos_token_id, l->vocab_size);
+    if (l->eos_token_id >= l->vocab_size)
+        return fail(err, n, "llama.eos_token_id (%d) must be < llama.vocab_size (%d)", l->eos_token_id, l->vocab_size);
+    static const char *drop[] = { "resid_pdrop", "embd_pdrop", "attn_pdrop", "fcm_min_ratio", "fcm_max_ratio" };
+    const double vals[] = { l->resid_pdrop, l->embd_pdrop, l->attn_pdrop, l->fcm_min_ratio, l->fcm_max_ratio };
+    for (int i = 0; i < 5; i++)
+        if (vals[i] != 0)
+            return fail(err, n, "llama.%s = %g: %s is not supported (must be 0)", drop[i], vals[i],
+                        i < 3 ? "dropout" : "the forgetful causal mask");
+    if (c->optimizer.adamw.bf16_momentum)
+        return fail(err, n, "optimizer.adamw_optimizer.bf16_momentum = true is not supported (must be false)");
+    if (c->optimizer.adamw.multiply_by_parameter_scale)
+        return fail(err, n, "optimizer.adamw_optimizer.multiply_by_parameter_scale = true is not supported "
+                    "(must be false)");
+    return 0;
+}
+
+/* Chunk check: the chunk, clamped to T, must divide T. */
+static int check_chunk(int T, const char *tkey, int chunk, const char *ckey, const char *flag,
+                       char *err, size_t n) {
+    int eff = chunk < T ? chunk : T;
+    if (T % eff != 0)
+        return fail(err, n, "%s (%d) must be divisible by llama.%s (%d) when llama.%s is true",
+                    tkey, T, ckey, chunk, flag);
+    return 0;
+}
+
+static int check_dataset(const bpt_config *c, const bpt_dataset_config *d, const char *name,
+                         char *err, size_t n) {
+    const bpt_llama_config *l = &c->llama;
+    const bpt_source_config *s = bpt_dataset_source(d);
+    char tkey[128];
+    snprintf(tkey, sizeof tkey, "%s.%s_dataset.seq_length", name, s == &d->hdf5 ? "hdf5" : "text");
+    int T = s->seq_length;
+    if (T > l->max_sequence_length)
+        return fail(err, n, "%s (%d) exceeds llama.max_sequence_length (%d): the RoPE table would not cover "
+                    "every position; raise llama.max_sequence_length", tkey, T, l->max_sequence_length);
+    if (l->scan_attention) {
+        if (check_chunk(T, tkey, l->scan_query_chunk_size, "scan_query_chunk_size", "scan_attention", err, n) ||
+            check_chunk(T, tkey, l->scan_key_chunk_size, "scan_key_chunk_size", "scan_attention", err, n))
+            return -1;
+    }
+    if (l->scan_mlp && check_chunk(T, tkey, l->scan_mlp_chunk_size, "scan_mlp_chunk_size", "scan_mlp", err, n))
+        return -1;
+    if (l->scan_loss && check_chunk(T, tkey, l->scan_loss_chunk_size, "scan_loss_chunk_size", "scan_loss", err, n))
+        return -1;
+    if (!strcmp(d->type, "text") && l->vocab_size < 256)
+        return fail(err, n, "llama.vocab_size (%d) is smaller than the byte-level tokenizer's 256 tokens "
+                    "(%s.type is text)", l->vocab_size, name);
+    return 0;
+}
+
+int bpt_config_finalize(bpt_config *c, char *err, size_t errlen) {
+    if (check_keys(c, 0, err, errlen) != 0) return -1;
+    /* a. the preset replaces the whole model config; without one, the llama.* values stand */
+    if (c->load_llama_config[0] && bpt_llama_preset(&c->llama, c->load_llama_config) != 0)
+        return fail(err, errlen, "unknown preset '%s' for load_llama_config (valid: %s)",
+                    c->load_llama_config, bpt_llama_preset_names());
+    /* b. explicit llama.* keys; c. update_llama_config */
+    if (apply_explicit(c, err, errlen) != 0) return -1;
+    if (apply_update(c, err, errlen) != 0) return -1;
+    if (check_keys(c, 1, err, errlen) != 0) return -1;
+    if (check_model(c, err, errlen) != 0) return -1;
+    if (check_dataset(c, &c->train_dataset, "train_dataset", err, errlen) != 0) return -1;
+    if (c->eval_steps > 0 && check_dataset(c, &c->eval_dataset, "eval_dataset", err, errlen) != 0) return -1;
+    return 0;
+}
+
+/* ---- entry points ---------------------------------------------------------------------------- */
+
+int bpt_config_from_yaml_string(bpt_config *c, const char *yaml, char *err, size_t errlen) {
+    bpt_config_defaults(c);
+    if (load_yaml_string(c, yaml, "<yaml>", err, errlen) != 0) return -1;
+    return bpt_config_finalize(c, err, errlen);
+}
+
+int bpt_config_from_args(bpt_config *c, int argc, char **argv, char *err, size_t errlen) {
+    static const char *const extra[] = { "config", "print_config" };
+    const char **ov_key = calloc((size_t)argc + 1, sizeof *ov_key);
+    const char **ov_val = calloc((size_t)argc + 1, sizeof *ov_val);
+    char *names = calloc((size_t)argc + 1, 256);
+    int nov = 0, rc = -1;
+    bpt_config_defaults(c);
+    if (!ov_key || !ov_val || !names) { fail(err, errlen, "out of memory"); goto out; }
+    /* pass 1: options; overrides are collected and applied after the YAML file */
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || !a[2]) {
+            fail(err, errlen, "unexpected argument '%s' (options are --key=value or --key value)", a);
+            goto out;
+        }
+        const char *eq = strchr(a + 2, '=');
+        char *name = names + (size_t)i * 256;
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nlen >= 256) { fail(err, errlen, "option name too long: '%.60s...'", a); goto out; }
+        memcpy(name, a + 2, nlen);
+        name[nlen] = 0;
+        const char *value = eq ? eq + 1 : NULL;
+        const keydef *k = find_key(name);
+        int is_bool = (k && k->kind == K_BOOL) || !strcmp(name, "print_config");
+        if (!k && strcmp(name, "config") && strcmp(name, "print_config")) {
+            unknown_key(name, extra, 2, err, errlen);
+            goto out;
+        }
+        if (!value) {
+            int has_next = i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0;
+            if (has_next) value = argv[++i];
+            else if (is_bool) value = "true";
+            else { fail(err, errlen, "missing value for --%s", name); goto out; }
+        }
+        if (!strcmp(name, "config")) {
+            if (c->config_file[0]) { fail(err, errlen, "--config given twice"); goto out; }
+            if (!value[0] || strlen(value) >= sizeof c->config_file) {
+                fail(err, errlen, "bad value for --config: '%.200s' (expected a file name)", value);
+                goto out;
+            }
+            snprintf(c->config_file, sizeof c->config_file, "%s", value);
+        } else if (!strcmp(name, "print_config")) {
+            if (parse_bool(value, &c->print_config) != 0) {
+                fail(err, errlen, "bad value for --print_config: '%.200s' (expected true or false)", value);
+                goto out;
+            }
+        } else {
+            ov_key[nov] = name;
+            ov_val[nov++] = value;
+        }
+    }
+    /* the YAML file, then the overrides in order */
+    if (c->config_file[0] && load_yaml_file(c, c->config_file, err, errlen) != 0) goto out;
+    for (int i = 0; i < nov; i++)
+        if (bpt_config_set(c, ov_key[i], ov_val[i], err, errlen) != 0) goto out;
+    rc = bpt_config_finalize(c, err, errlen);
+out:
+    free(ov_key);
+    free(ov_val);
+    free(names);
+    return rc;
+}
+
+/* ---- printing the config ------------------------------------------------------------------------- */
+
+typedef struct sbuf { char *s; size_t len, cap; } sbuf;
+
+static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0) return;
+    if (b->len + (size_t)need + 1 > b->cap) {
+        size_t cap = (b->cap ? b->cap : 4096);
+        while (cap < b->len + (size_t)need + 1) cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) { fprintf(stderr, "bpt: out of memory\n"); abort(); }
+        b->s = s;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)need;
+}
+
+static void sb_quoted(sbuf *b, const char *s) {
+    sb_add(b, "'");
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'') sb_add(b, "''");
+        else sb_add(b, "%c", *p);
+    }
+    sb_add(b, "'");
+}
+
+/* Split a dotted name into at most 8 components (pointers into buf). */
+static int split_name(const char *name, char *buf, size_t n, char **comp) {
+    snprintf(buf, n, "%s", name);
+    int nc = 0;
+    for (char *p = buf; nc < 8;) {
+        comp[nc++] = p;
+        char *d = strchr(p, '.');
+        if (!d) break;
+        *d = 0;
+        p = d + 1;
+    }
+    return nc;
+}
+
+char *bpt_config_to_yaml(const bpt_config *c) {
+    sbuf b = { 0 };
+    sb_add(&b, "# bpt config, resolved%s%s\n", c->config_file[0] ? " from " : "", c->config_file);
+    char prevbuf[256], *prev[8];
+    int nprev = 0;
+    for (int i = 0; i < NKEYS; i++) {
+        const keydef *k = &keys[i];
+        if (k->flags & F_IGN) continue;
+        char buf[256], *comp[8];
+        int nc = split_name(k->name, buf, sizeof buf, comp);
+        int common = 0;   /* shared leading mapping names (excluding the leaves) */
+        while (common < nc - 1 && common < nprev - 1 && !strcmp(comp[common], prev[common])) common++;
+        for (int j = common; j < nc - 1; j++) sb_add(&b, "%*s%s:\n", 2 * j, "", comp[j]);
+        char v[4 * BPT_STR + 64];
+        fmt_value(c, k, v, sizeof v);
+        sb_add(&b, "%*s%s: ", 2 * (nc - 1), "", comp[nc - 1]);
+        if (k->kind == K_STR || k->kind == K_ENUM || k->kind == K_REMAT) sb_quoted(&b, v);
+        else sb_add(&b, "%s", v);
+        sb_add(&b, "\n");
+        nprev = split_name(k->name, prevbuf, sizeof prevbuf, prev);
+    }
+    return b.s;
+}

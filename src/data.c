@@ -1,0 +1,748 @@
+/* data.c — token datasets and the batch loader (see include/bpt/data.h, docs/data.md).
+ *
+ * Two sources:
+ *   hdf5 — /tokens (1-D integer) and optional /loss_mask in a prepared file. The file
+ *          stays open; each batch window is read with hyperslab selections, so the
+ *          stream is never loaded whole. Every token id is checked at open.
+ *   text — the whole file is read and tokenized at open by the byte-level tokenizer
+ *          (token id = byte value). A .jsonl / .json file holds one JSON object per
+ *          line; text_processor.fields picks the string fields of each line.
+ *
+ * The batch rule (the only thing resume depends on): with c = tokens consumed, row r
+ * of the next global batch of B rows x T tokens reads the window that starts at
+ * s = c + r*T, inputs stream[s+t], targets stream[s+t+1], loss mask mask[s+t+1], all
+ * indices modulo the stream length; then c += B*T. Consecutive rows share their
+ * boundary token, so rows [row0, row0+rows) are one contiguous range of
+ * rows*T + 1 tokens starting at c + row0*T.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hdf5.h>
+#include <mpi.h>
+
+#include "bpt/data.h"
+#include "bpt/util.h"
+
+enum { SRC_HDF5 = 1, SRC_TEXT = 2 };
+
+struct bpt_loader {
+    char path[BPT_STR];
+    int src;                    /* SRC_HDF5 or SRC_TEXT */
+    uint64_t n;                 /* stream length in tokens */
+    uint64_t consumed;          /* tokens consumed: the loader state */
+
+    /* text: the whole stream in memory */
+    uint32_t *tokens;
+    uint8_t *mask;              /* NULL = all ones */
+
+    /* hdf5: the open file; windows are read on demand */
+    hid_t file, dtok, dmask, stok, smask;   /* datasets and their file dataspaces */
+
+    /* the window of the current call: rows*T + 1 tokens */
+    uint32_t *wtok;
+    uint8_t *wmask;
+    size_t wcap;
+
+    /* JSONL lines skipped because they were not a JSON object with the wanted
+     * string fields (a warning is printed once, at open). */
+    uint64_t malformed_lines;
+    uint64_t first_malformed_line;  /* 1-based line number, 0 if none */
+};
+
+/* Bad input messages print on rank 0 only (or always when MPI is not running). */
+static int is_rank0(void) {
+    int init = 0, fin = 0, rank = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (!init || fin) return 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank == 0;
+}
+
+/* 0 if path is a readable regular file, else -1 with "<path>: ..." in err. */
+static int check_file(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (path[0] == '\0')
+        return bpt_err(err, errlen, "dataset path is empty (set <dataset>.<type>_dataset.path)");
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return bpt_err(err, errlen, "%s: no such file", path);
+        return bpt_err(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) return bpt_err(err, errlen, "%s: is a directory, expected a file", path);
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* growable byte and token buffers                                           */
+
+typedef struct { char *s; size_t n, cap; } sbuf;
+
+static void sb_reserve(sbuf *b, size_t extra) {
+    if (b->n + extra <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra) cap *= 2;
+    char *s = realloc(b->s, cap);
+    BPT_CHECK(s != NULL, "out of memory (%zu bytes)", cap);
+    b->s = s;
+    b->cap = cap;
+}
+static void sb_putc(sbuf *b, char c) { sb_reserve(b, 1); b->s[b->n++] = c; }
+
+typedef struct { uint32_t *tok; uint8_t *mask; size_t n, cap; } tbuf;
+
+static void tb_push(tbuf *b, uint32_t tok, uint8_t mask) {
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 4096;
+        uint32_t *t = realloc(b->tok, cap * sizeof *t);
+        uint8_t *m = realloc(b->mask, cap);
+        BPT_CHECK(t != NULL && m != NULL, "out of memory (%zu tokens)", cap);
+        b->tok = t;
+        b->mask = m;
+        b->cap = cap;
+    }
+    b->tok[b->n] = tok;
+    b->mask[b->n] = mask;
+    b->n++;
+}
+
+/* ------------------------------------------------------------------------- */
+/* A small JSON reader: one object per line, string values of top-level keys. */
+
+typedef struct { const char *p, *end; } jcur;
+
+static void jws(jcur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n'))
+        c->p++;
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Four hex digits at c->p into *v. */
+static int jhex4(jcur *c, unsigned *v) {
+    if (c->end - c->p < 4) return -1;
+    unsigned x = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(c->p[i]);
+        if (h < 0) return -1;
+        x = x * 16 + (unsigned)h;
+    }
+    c->p += 4;
+    *v = x;
+    return 0;
+}
+
+static void put_utf8(sbuf *b, unsigned cp) {
+    if (cp < 0x80) {
+        sb_putc(b, (char)cp);
+    } else if (cp < 0x800) {
+        sb_putc(b, (char)(0xC0 | (cp >> 6)));
+        sb_putc(b, (char)(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        sb_putc(b, (char)(0xE0 | (cp >> 12)));
+        sb_putc(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
+        sb_putc(b, (char)(0x80 | (cp & 0x3F)));
+    } else {
+        sb_putc(b, (char)(0xF0 | (cp >> 18)));
+        sb_putc(b, (char)(0x80 | ((cp >> 12) & 0x3F)));
+        sb_putc(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
+        sb_putc(b, (char)(0x80 | (cp & 0x3F)));
+    }
+}
+
+/* A JSON string at c->p (the opening quote), decoded to UTF-8 into out (or only
+ * checked if out is NULL). Escapes: \" \\ \/ \b \f \n \r \t \uXXXX; a surrogate pair
+ * \uD8xx\uDCxx becomes one code point; a lone surrogate becomes U+FFFD. Raw control
+ * characters are invalid. Other bytes are copied as they are. 0 or -1. */
+static int jstring(jcur *c, sbuf *out) {
+    if (c->p >= c->end || *c->p != '"') return -1;
+    c->p++;
+    while (c->p < c->end) {
+        unsigned char ch = (unsigned char)*c->p++;
+        if (ch == '"') return 0;
+        if (ch < 0x20) return -1;
+        if (ch != '\\') {
+            if (out) sb_putc(out, (char)ch);
+            continue;
+        }
+        if (c->p >= c->end) return -1;
+        ch = (unsigned char)*c->p++;
+        char e;
+        switch (ch) {
+        case '"': e = '"'; break;
+        case '\\': e = '\\'; break;
+        case '/': e = '/'; break;
+        case 'b': e = '\b'; break;
+        case 'f': e = '\f'; break;
+        case 'n': e = '\n'; break;
+        case 'r': e = '\r'; break;
+        case 't': e = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            if (jhex4(c, &cp)) return -1;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                /* high surrogate: a low one must follow to make a pair */
+                const char *save = c->p;
+                unsigned lo;
+                if (c->end - c->p >= 6 && c->p[0] == '\\' && c->p[1] == 'u') {
+                    c->p += 2;
+                    if (jhex4(c, &lo)) return -1;
+                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    } else {
+                        c->p = save;          /* reread that escape on its own */
+                        cp = 0xFFFD;
+                    }
+                } else {
+                    cp = 0xFFFD;
+                }
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                cp = 0xFFFD;                  /* lone low surrogate */
+            }
+            if (out) put_utf8(out, cp);
+            continue;
+        }
+        default:
+            return -1;
+        }
+        if (out) sb_putc(out, e);
+    }
+    return -1;                                /* unterminated */
+}
+
+static int jdigits(jcur *c) {
+    const char *s = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
+    return c->p > s ? 0 : -1;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int jnumber(jcur *c) {
+    if (c->p < c->end && *c->p == '-') c->p++;
+    if (c->p < c->end && *c->p == '0') c->p++;
+    else if (jdigits(c)) return -1;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        if (jdigits(c)) return -1;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
+        if (jdigits(c)) return -1;
+    }
+    return 0;
+}
+
+static int jliteral(jcur *c, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return -1;
+    c->p += n;
+    return 0;
+}
+
+/* Skip any JSON value (nesting limited to 64 levels). 0 or -1. */
+static int jskip(jcur *c, int depth) {
+    if (depth > 64 || c->p >= c->end) return -1;
+    char ch = *c->p;
+    if (ch == '"') return jstring(c, NULL);
+    if (ch == '{' || ch == '[') {
+        char close = ch == '{' ? '}' : ']';
+        c->p++;
+        jws(c);
+        if (c->p < c->end && *c->p == close) { c->p++; return 0; }
+        for (;;) {
+            if (ch == '{') {
+                if (jstring(c, NULL)) return -1;
+                jws(c);
+                if (c->p >= c->end || *c->p != ':') return -1;
+                c->p++;
+                jws(c);
+            }
+            if (jskip(c, depth + 1)) return -1;
+            jws(c);
+            if (c->p >= c->end) return -1;
+            if (*c->p == ',') { c->p++; jws(c); continue; }
+            if (*c->p == close) { c->p++; return 0; }
+            return -1;
+        }
+    }
+    if (ch == 't') return jliteral(c, "true");
+    if (ch == 'f') return jliteral(c, "false");
+    if (ch == 'n') return jliteral(c, "null");
+    return jnumber(c);
+}
+
+/* One top-level member of the line's object. */
+typedef struct { size_t key_off, key_len; const char *val; int is_string; } jmember;
+
+typedef struct {
+    sbuf keys;                 /* decoded keys, back to back */
+    jmember *m;
+    size_t n, cap;
+} jobject;
+
+/* Parse the line [p, end) as exactly one JSON object; record its members. 0 or -1. */
+static int jparse_object(jobject *o, const char *p, const char *end) {
+    jcur c = { p, end };
+    o->keys.n = 0;
+    o->n = 0;
+    jws(&c);
+    if (c.p >= c.end || *c.p != '{') return -1;
+    c.p++;
+    jws(&c);
+    if (c.p < c.end && *c.p == '}') {
+        c.p++;
+    } else {
+        for (;;) {
+            size_t key_off = o->keys.n;
+            if (jstring(&c, &o->keys)) return -1;
+            jws(&c);
+            if (c.p >= c.end || *c.p != ':') return -1;
+            c.p++;
+            jws(&c);
+            const char *val = c.p;
+            if (jskip(&c, 1)) return -1;
+            if (o->n == o->cap) {
+                o->cap = o->cap ? 2 * o->cap : 16;
+                o->m = realloc(o->m, o->cap * sizeof *o->m);
+                BPT_CHECK(o->m != NULL, "out of memory");
+            }
+            o->m[o->n].key_off = key_off;
+            o->m[o->n].key_len = o->keys.n - key_off;
+            o->m[o->n].val = val;
+            o->m[o->n].is_string = *val == '"';
+            o->n++;
+            jws(&c);
+            if (c.p >= c.end) return -1;
+            if (*c.p == ',') { c.p++; jws(&c); continue; }
+            if (*c.p == '}') { c.p++; break; }
+            return -1;
+        }
+    }
+    jws(&c);
+    return c.p == c.end ? 0 : -1;
+}
+
+/* The member called key (the last one, as Python's json does with duplicates). */
+static const jmember *jfind(const jobject *o, const char *key, size_t key_len) {
+    for (size_t i = o->n; i-- > 0;) {
+        const jmember *m = &o->m[i];
+        if (m->key_len == key_len && memcmp(o->keys.s + m->key_off, key, key_len) == 0) return m;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* text_processor.fields                                                     */
+
+/* One comma-separated item: a field (or a+b subfields joined by ' '), <|bos|> or
+ * <|eos|>; [item] gives its tokens loss mask 0. */
+typedef struct { const char *name; size_t len; uint8_t mask; int special; } field_item;
+enum { FIELD_TEXT = 0, FIELD_BOS, FIELD_EOS };
+
+#define MAX_FIELDS 64
+
+static int parse_fields(const char *spec, char *store, field_item *items, int *nitems,
+                        char *err, size_t errlen) {
+    strcpy(store, spec);
+    int n = 0;
+    char *p = store;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        while (*p == ' ' || *p == '\t') p++;
+        char *e = p + strlen(p);
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
+        if (*p) {
+            if (n == MAX_FIELDS)
+                return bpt_err(err, errlen, "text_processor.fields: more than %d fields", MAX_FIELDS);
+            field_item *it = &items[n++];
+            it->mask = 1;
+            if (p[0] == '[' && e > p + 1 && e[-1] == ']') {
+                it->mask = 0;
+                p++;
+                *--e = '\0';
+            }
+            if (*p == '\0')
+                return bpt_err(err, errlen, "text_processor.fields: empty field name in '%s'", spec);
+            it->name = p;
+            it->len = strlen(p);
+            it->special = strcmp(p, "<|bos|>") == 0 ? FIELD_BOS
+                        : strcmp(p, "<|eos|>") == 0 ? FIELD_EOS : FIELD_TEXT;
+        }
+        if (!comma) break;
+        p = comma + 1;
+    }
+    *nitems = n;
+    return 0;
+}
+
+/* Tokenize one JSONL document into out. -1 if the line is malformed (not an object,
+ * or a wanted field missing or not a string); out is then left as it was. */
+static int tokenize_jsonl_line(jobject *o, sbuf *text, const char *line, const char *end,
+                               const field_item *items, int nitems, int add_bos, int add_eos,
+                               uint32_t bos, uint32_t eos, tbuf *out) {
+    if (jparse_object(o, line, end)) return -1;
+    size_t n0 = out->n;
+    if (add_bos) tb_push(out, bos, 0);
+    for (int i = 0; i < nitems; i++) {
+        const field_item *it = &items[i];
+        if (it->special == FIELD_BOS) { tb_push(out, bos, it->mask); continue; }
+        if (it->special == FIELD_EOS) { tb_push(out, eos, it->mask); continue; }
+        text->n = 0;
+        const char *s = it->name, *stop = it->name + it->len;
+        while (s < stop) {                  /* a+b: subfields joined by one space */
+            const char *plus = memchr(s, '+', (size_t)(stop - s));
+            const char *se = plus ? plus : stop;
+            const jmember *m = jfind(o, s, (size_t)(se - s));
+            if (!m || !m->is_string) { out->n = n0; return -1; }
+            if (s != it->name) sb_putc(text, ' ');
+            jcur c = { m->val, end };
+            if (jstring(&c, text)) { out->n = n0; return -1; }
+            s = plus ? plus + 1 : stop;
+        }
+        for (size_t k = 0; k < text->n; k++) tb_push(out, (unsigned char)text->s[k], it->mask);
+    }
+    if (add_eos) tb_push(out, eos, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* text source                                                               */
+
+static int read_whole_file(const char *path, char **data, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return bpt_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    sbuf b = { 0 };
+    char chunk[1 << 16];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        sb_reserve(&b, got);
+        memcpy(b.s + b.n, chunk, got);
+        b.n += got;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b.s);
+        return bpt_err(err, errlen, "%s: read error", path);
+    }
+    *data = b.s;
+    *len = b.n;
+    return 0;
+}
+
+static int open_text(bpt_loader *l, const bpt_dataset_config *d, int vocab_size, int bos_id,
+                     int eos_id, char *err, size_t errlen) {
+    if (vocab_size < 256)
+        return bpt_err(err, errlen,
+                       "llama.vocab_size = %d is too small for the byte-level tokenizer of "
+                       "the text dataset %s (needs >= 256)", vocab_size, l->path);
+    char *data = NULL;
+    size_t len = 0;
+    if (read_whole_file(l->path, &data, &len, err, errlen)) return -1;
+
+    tbuf out = { 0 };
+    int jsonl = ends_with(l->path, ".jsonl") || ends_with(l->path, ".json");
+    if (!jsonl) {
+        /* plain text: the bytes are the tokens, every mask 1 */
+        out.tok = bpt_xmalloc((len ? len : 1) * sizeof *out.tok);
+        for (size_t i = 0; i < len; i++) out.tok[i] = (unsigned char)data[i];
+        out.n = len;
+    } else {
+        char store[BPT_STR];
+        field_item items[MAX_FIELDS];
+        int nitems = 0;
+        if (parse_fields(d->fields, store, items, &nitems, err, errlen)) { free(data); return -1; }
+        if (nitems == 0) {                     /* default: the "text" field */
+            items[0] = (field_item){ "text", 4, 1, FIELD_TEXT };
+            nitems = 1;
+        }
+        int uses_bos = d->add_bos_token, uses_eos = d->add_eos_token;
+        for (int i = 0; i < nitems; i++) {
+            if (items[i].special == FIELD_BOS) uses_bos = 1;
+            if (items[i].special == FIELD_EOS) uses_eos = 1;
+        }
+        if (uses_bos && (bos_id < 0 || bos_id >= vocab_size)) {
+            free(data);
+            return bpt_err(err, errlen, "llama.bos_token_id = %d is outside the vocabulary [0, %d)",
+                           bos_id, vocab_size);
+        }
+        if (uses_eos && (eos_id < 0 || eos_id >= vocab_size)) {
+            free(data);
+            return bpt_err(err, errlen, "llama.eos_token_id = %d is outside the vocabulary [0, %d)",
+                           eos_id, vocab_size);
+        }
+        jobject obj = { 0 };
+        sbuf text = { 0 };
+        const char *p = data, *stop = data + len;
+        uint64_t lineno = 0;
+        while (p < stop) {
+            const char *nl = memchr(p, '\n', (size_t)(stop - p));
+            const char *e = nl ? nl : stop;
+            lineno++;
+            const char *q = p;                 /* blank lines are skipped silently */
+            while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+            if (q < e && tokenize_jsonl_line(&obj, &text, p, e, items, nitems, d->add_bos_token,
+                                             d->add_eos_token, (uint32_t)bos_id, (uint32_t)eos_id,
+                                             &out)) {
+                if (l->malformed_lines++ == 0) l->first_malformed_line = lineno;
+            }
+            p = nl ? nl + 1 : stop;
+        }
+        free(obj.m);
+        free(obj.keys.s);
+        free(text.s);
+        if (l->malformed_lines > 0 && is_rank0())
+            fprintf(stderr, "bpt: warning: %s: skipped %llu malformed line%s (first: line %llu; "
+                    "each line must be a JSON object with string fields %s)\n",
+                    l->path, (unsigned long long)l->malformed_lines,
+                    l->malformed_lines == 1 ? "" : "s",
+                    (unsigned long long)l->first_malformed_line,
+                    d->fields[0] ? d->fields : "text");
+    }
+    free(data);
+
+    if (out.n < 2) {
+        free(out.tok);
+        free(out.mask);
+        return bpt_err(err, errlen, "%s: the dataset has %zu token%s; at least 2 are needed",
+                       l->path, out.n, out.n == 1 ? "" : "s");
+    }
+    l->tokens = out.tok;
+    l->mask = out.mask;                        /* NULL for plain text: all ones */
+    l->n = out.n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* hdf5 source                                                               */
+
+/* Read stream[start, start+count) (no wrap) from the open HDF5 datasets. */
+static int h5_read(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *tok, uint8_t *mask) {
+    hsize_t off = start, cnt = count;
+    hid_t mem = H5Screate_simple(1, &cnt, NULL);
+    if (mem < 0) return -1;
+    int rc = -1;
+    if (H5Sselect_hyperslab(l->stok, H5S_SELECT_SET, &off, NULL, &cnt, NULL) >= 0 &&
+        H5Dread(l->dtok, H5T_NATIVE_UINT32, mem, l->stok, H5P_DEFAULT, tok) >= 0) {
+        rc = 0;
+        if (mask && l->dmask >= 0) {
+            if (H5Sselect_hyperslab(l->smask, H5S_SELECT_SET, &off, NULL, &cnt, NULL) < 0 ||
+                H5Dread(l->dmask, H5T_NATIVE_UINT8, mem, l->smask, H5P_DEFAULT, mask) < 0)
+                rc = -1;
+        } else if (mask) {
+            memset(mask, 1, count);
+        }
+    }
+    H5Sclose(mem);
+    return rc;
+}
+
+/* 1-D length of dataset ds, or -1 if it is not 1-D. */
+static int64_t h5_length(hid_t space) {
+    if (H5Sget_simple_extent_ndims(space) != 1) return -1;
+    hsize_t dim;
+    H5Sget_simple_extent_dims(space, &dim, NULL);
+    return (int64_t)dim;
+}
+
+static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
+    const char *path = l->path;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* our own one-line errors instead */
+    if (H5Fis_hdf5(path) <= 0)
+        return bpt_err(err, errlen, "%s: not an HDF5 file", path);
+    l->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (l->file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file (HINT: on a file "
+                       "system without locking set HDF5_USE_FILE_LOCKING=FALSE)", path);
+    if (H5Lexists(l->file, "tokens", H5P_DEFAULT) <= 0)
+        return bpt_err(err, errlen, "%s: no dataset /tokens", path);
+    l->dtok = H5Dopen2(l->file, "tokens", H5P_DEFAULT);
+    if (l->dtok < 0) return bpt_err(err, errlen, "%s: /tokens is not a dataset", path);
+
+    hid_t type = H5Dget_type(l->dtok);
+    H5T_class_t cls = H5Tget_class(type);
+    size_t size = H5Tget_size(type);
+    H5Tclose(type);
+    if (cls != H5T_INTEGER || size > 8)
+        return bpt_err(err, errlen, "%s: /tokens must hold integers (uint16, uint32, int32 or "
+                       "int64)", path);
+    l->stok = H5Dget_space(l->dtok);
+    int64_t n = h5_length(l->stok);
+    if (n < 0) return bpt_err(err, errlen, "%s: /tokens must be 1-D", path);
+    if (n < 2)
+        return bpt_err(err, errlen, "%s: /tokens has %lld token%s; at least 2 are needed", path,
+                       (long long)n, n == 1 ? "" : "s");
+    l->n = (uint64_t)n;
+
+    if (H5Lexists(l->file, "loss_mask", H5P_DEFAULT) > 0) {
+        l->dmask = H5Dopen2(l->file, "loss_mask", H5P_DEFAULT);
+        if (l->dmask < 0) return bpt_err(err, errlen, "%s: /loss_mask is not a dataset", path);
+        type = H5Dget_type(l->dmask);
+        cls = H5Tget_class(type);
+        H5Tclose(type);
+        if (cls != H5T_INTEGER)
+            return bpt_err(err, errlen, "%s: /loss_mask must hold integers (uint8: 1 = counted "
+                           "in the loss)", path);
+        l->smask = H5Dget_space(l->dmask);
+        int64_t nm = h5_length(l->smask);
+        if (nm != n)
+            return bpt_err(err, errlen, "%s: /loss_mask has %lld elements, /tokens %lld; they "
+                           "must be 1-D and of the same length", path, (long long)nm, (long long)n);
+    }
+
+    /* Every token id must be in [0, vocab_size). Read as int64 so that negative ids
+     * in a signed dataset are seen as such, in blocks of 1M tokens. */
+    const uint64_t blk = 1u << 20;
+    int64_t *buf = bpt_xmalloc(blk * sizeof *buf);
+    int rc = 0;
+    for (uint64_t s = 0; s < l->n && rc == 0; s += blk) {
+        hsize_t off = s, cnt = l->n - s < blk ? l->n - s : blk;
+        hid_t mem = H5Screate_simple(1, &cnt, NULL);
+        if (H5Sselect_hyperslab(l->stok, H5S_SELECT_SET, &off, NULL, &cnt, NULL) < 0 ||
+            H5Dread(l->dtok, H5T_NATIVE_INT64, mem, l->stok, H5P_DEFAULT, buf) < 0) {
+            rc = bpt_err(err, errlen, "%s: cannot read /tokens at offset %llu", path,
+                         (unsigned long long)s);
+        } else {
+            for (hsize_t i = 0; i < cnt; i++) {
+                if (buf[i] < 0 || buf[i] >= vocab_size) {
+                    rc = bpt_err(err, errlen, "%s: token id %lld at offset %llu is outside the "
+                                 "vocabulary [0, %d) (llama.vocab_size)", path, (long long)buf[i],
+                                 (unsigned long long)(s + i), vocab_size);
+                    break;
+                }
+            }
+        }
+        H5Sclose(mem);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+
+bpt_loader *bpt_loader_open(const bpt_dataset_config *d, int vocab_size, int bos_id, int eos_id,
+                            char *err, size_t errlen) {
+    int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT : 0;
+    if (!src) {
+        bpt_err(err, errlen, "bad dataset type '%s' (expected hdf5 or text)", d->type);
+        return NULL;
+    }
+    const bpt_source_config *s = bpt_dataset_source(d);
+    if (check_file(s->path, err, errlen)) return NULL;
+    if (vocab_size <= 0) {
+        bpt_err(err, errlen, "llama.vocab_size = %d must be positive", vocab_size);
+        return NULL;
+    }
+
+    bpt_loader *l = bpt_xcalloc(1, sizeof *l);
+    snprintf(l->path, sizeof l->path, "%s", s->path);
+    l->src = src;
+    l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
+    int rc = src == SRC_HDF5 ? open_hdf5(l, vocab_size, err, errlen)
+                             : open_text(l, d, vocab_size, bos_id, eos_id, err, errlen);
+    if (rc) {
+        bpt_loader_close(l);
+        return NULL;
+    }
+    return l;
+}
+
+void bpt_loader_close(bpt_loader *l) {
+    if (!l) return;
+    if (l->smask >= 0) H5Sclose(l->smask);
+    if (l->dmask >= 0) H5Dclose(l->dmask);
+    if (l->stok >= 0) H5Sclose(l->stok);
+    if (l->dtok >= 0) H5Dclose(l->dtok);
+    if (l->file >= 0) H5Fclose(l->file);
+    free(l->tokens);
+    free(l->mask);
+    free(l->wtok);
+    free(l->wmask);
+    free(l);
+}
+
+void bpt_batch_alloc(bpt_batch *b, int rows, int T) {
+    size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(T > 0 ? T : 0);
+    if (n == 0) n = 1;
+    b->rows = rows;
+    b->T = T;
+    b->inputs = bpt_xmalloc(n * sizeof *b->inputs);
+    b->targets = bpt_xmalloc(n * sizeof *b->targets);
+    b->mask = bpt_xmalloc(n * sizeof *b->mask);
+}
+
+void bpt_batch_free(bpt_batch *b) {
+    free(b->inputs);
+    free(b->targets);
+    free(b->mask);
+    memset(b, 0, sizeof *b);
+}
+
+/* stream[start, start+count) modulo the stream length into tok and mask. */
+static int read_range(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *tok, uint8_t *mask) {
+    uint64_t pos = start % l->n, done = 0;
+    while (done < count) {
+        uint64_t k = l->n - pos;
+        if (k > count - done) k = count - done;
+        if (l->src == SRC_HDF5) {
+            if (h5_read(l, pos, k, tok + done, mask + done)) return -1;
+        } else {
+            memcpy(tok + done, l->tokens + pos, k * sizeof *tok);
+            if (l->mask) memcpy(mask + done, l->mask + pos, k);
+            else memset(mask + done, 1, k);
+        }
+        done += k;
+        pos = 0;
+    }
+    return 0;
+}
+
+int bpt_loader_next(bpt_loader *l, bpt_batch *b, int batch_rows, int row0, char *err, size_t errlen) {
+    if (batch_rows <= 0 || b->T <= 0 || b->rows < 0 || row0 < 0 || row0 + b->rows > batch_rows)
+        return bpt_err(err, errlen, "bpt_loader_next: rows [%d, %d) of T=%d do not fit a global "
+                       "batch of %d rows", row0, row0 + b->rows, b->T, batch_rows);
+    uint64_t T = (uint64_t)b->T;
+    size_t nt = (size_t)b->rows * (size_t)b->T;
+    size_t need = nt + 1;
+    if (need > l->wcap) {
+        free(l->wtok);
+        free(l->wmask);
+        l->wtok = bpt_xmalloc(need * sizeof *l->wtok);
+        l->wmask = bpt_xmalloc(need);
+        l->wcap = need;
+    }
+    uint64_t start = l->consumed + (uint64_t)row0 * T;
+    if (read_range(l, start, need, l->wtok, l->wmask))
+        return bpt_err(err, errlen, "%s: cannot read tokens [%llu, %llu) of the stream", l->path,
+                       (unsigned long long)(start % l->n),
+                       (unsigned long long)(start % l->n + need));
+    for (size_t i = 0; i < nt; i++) {
+        b->inputs[i] = (int32_t)l->wtok[i];
+        b->targets[i] = (int32_t)l->wtok[i + 1];
+        b->mask[i] = l->wmask[i + 1] ? 1.0f : 0.0f;
+    }
+    l->consumed += (uint64_t)batch_rows * T;
+    return 0;
+}
+
+uint64_t bpt_loader_tokens_consumed(const bpt_loader *l) { return l->consumed; }
+void bpt_loader_set_tokens_consumed(bpt_loader *l, uint64_t tokens) { l->consumed = tokens; }
+uint64_t bpt_loader_stream_length(const bpt_loader *l) { return l->n; }
+
+/* Not (yet) in data.h: JSONL lines skipped as malformed at open. */
+uint64_t bpt_loader_malformed_lines(const bpt_loader *l);
+uint64_t bpt_loader_malformed_lines(const bpt_loader *l) { return l->malformed_lines; }
