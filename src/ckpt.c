@@ -385,7 +385,7 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
     if (H5Fis_hdf5(path) <= 0) return bpt_err(err, errlen, "%s: not a bpt checkpoint (not an "
                                               "HDF5 file)", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file (HINT: on a file "
+    if (file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file: truncated or corrupted? (HINT: on a file "
                        "system without locking set HDF5_USE_FILE_LOCKING=FALSE)", path);
 
     int rc = 0;

@@ -23,8 +23,9 @@ expect_error() {
     if [ "$rc" -eq 0 ]; then fail "$name: exit 0, expected an error"; return; fi
     if [ "$rc" -eq 124 ]; then fail "$name: timed out (hang)"; return; fi
     if ! grep -qE -- "$pat" "$WORK/err"; then fail "$name: stderr does not match /$pat/: $(head -c 300 "$WORK/err")"; return; fi
+    # one line from bpt (mpirun may add its own report after it)
     local lines
-    lines=$(grep -c . "$WORK/err")
-    if [ "$lines" -ne 1 ]; then fail "$name: expected one line on stderr, got $lines: $(head -c 300 "$WORK/err")"; return; fi
-    ok "$name (exit $rc): $(cat "$WORK/err")"
+    lines=$(grep -c '^bpt: ' "$WORK/err")
+    if [ "$lines" -ne 1 ]; then fail "$name: expected one 'bpt:' line on stderr, got $lines: $(head -c 300 "$WORK/err")"; return; fi
+    ok "$name (exit $rc): $(grep '^bpt: ' "$WORK/err")"
 }

@@ -8,7 +8,7 @@ rc=0; "$BPT" frobnicate 2>/dev/null || rc=$?; [ $rc -eq 2 ] && ok "unknown comma
 
 # the resolved config printed as YAML reads back to the same config
 "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --print_config --llama.max_sequence_length=4096 > "$WORK/a.yaml" &&
-"$BPT" train --config "$WORK/a.yaml" --print_config > "$WORK/b.yaml" && cmp -s "$WORK/a.yaml" "$WORK/b.yaml" &&
+"$BPT" train --config "$WORK/a.yaml" --print_config > "$WORK/b.yaml" && cmp -s <(grep -v "^#" "$WORK/a.yaml") <(grep -v "^#" "$WORK/b.yaml") &&
 grep -q "max_sequence_length: 4096" "$WORK/a.yaml" && ok "print_config round trip, override honoured on a preset" ||
 fail "print_config round trip"
 "$BPT" train --load_llama_config=7b --llama.scan_mlp=TRUE --llama.scan_attention=True --print_config |
@@ -31,7 +31,7 @@ expect_error "two -1 in mesh_dim" "mesh_dim.*-1" "$BPT" train --config "$C" --me
 expect_error "missing dataset file" "nope.h5" "$BPT" train --config "$C" --train_dataset.hdf5_dataset.path="$WORK/nope.h5"
 expect_error "missing config file" "no-such.yaml" "$BPT" train --config "$WORK/no-such.yaml"
 printf 'llama:\n  scan_attention: [true\n' > "$WORK/broken.yaml"
-expect_error "YAML syntax error" "broken.yaml.*line" "$BPT" train --config "$WORK/broken.yaml"
+expect_error "YAML syntax error" "broken.yaml:[0-9]+:[0-9]+" "$BPT" train --config "$WORK/broken.yaml"
 expect_error "eval without weights" "load_checkpoint" "$BPT" eval --config "$C" --eval_steps=1
 
 # two ranks on a one-rank mesh: every rank exits non-zero, quickly, one message
