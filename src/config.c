@@ -8,6 +8,9 @@
  * Values always travel as text: the YAML loader flattens nested mappings into dotted
  * keys and hands scalars to the same setter the command line uses.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L   /* strtok_r, strcasecmp, mkstemp under -std=c11 */
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>

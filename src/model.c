@@ -358,9 +358,11 @@ static int held(const acts *a) {
 }
 
 /* Backward of layer l: dx_out (N,D) is dloss/dx_{l+1}; writes dx_in = dloss/dx_l and adds
- * the layer's weight gradients. Recomputes whatever the forward did not keep. */
+ * the layer's weight gradients. Recomputes whatever the forward did not keep. dx_out is
+ * overwritten (it becomes dloss/dx1), and one (N,D) buffer serves dxn2, do and dxn1 in
+ * turn (H*Dh == D), to keep the backward's scratch small. */
 static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, const acts *kept,
-                           const float *dx_out, float *dx_in) {
+                           float *dx_out, float *dx_in) {
     const bpt_kernels *k = m->k;
     bpt_arena *ar = m->arena;
     lw w = layer_w(m, BPT_BUF_PARAM, l), gw = layer_w(m, BPT_BUF_GRAD, l);
@@ -379,7 +381,7 @@ static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, c
         k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, N, D, eps);
 
     /* ---- feed-forward, chunk by chunk ---- */
-    float *dx1 = bpt_arena_alloc(ar, (size_t)N * D * fb, "dx1");
+    float *dx1 = dx_out;   /* becomes dloss/dx1 below, in place */
     float *dxn = bpt_arena_alloc(ar, (size_t)N * D * fb, "dxn");
     size_t cb = (size_t)R * F * fb;
     float *gs = t.g ? NULL : bpt_arena_alloc(ar, cb, "mlp gate chunk");
@@ -407,13 +409,12 @@ static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, c
         k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxn + (size_t)r0 * D, D);
     }
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
-    k->copy_d2d(dx1, dx_out, (size_t)N * D * fb);
     k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, N, D, 1);
 
     /* ---- attention ---- */
     // x1 = x + o Wo^T  =>  dWo += dx1^T o ; do = dx1 Wo
     k->gemm(1, 0, D, qd, N, 1.0f, dx1, D, t.o, qd, 1.0f, gw.wo, qd);
-    float *dO = bpt_arena_alloc(ar, (size_t)N * qd * fb, "do");
+    float *dO = dxn;       /* dxn2 is consumed; qd == D */
     float *dq = bpt_arena_alloc(ar, (size_t)N * qd * fb, "dq");
     float *dk = bpt_arena_alloc(ar, (size_t)N * kvd * fb, "dk");
     float *dv = bpt_arena_alloc(ar, (size_t)N * kvd * fb, "dv");

@@ -1,5 +1,8 @@
 /* test_config.c — configuration: defaults, YAML, command line, presets, errors,
  * round trip through bpt_config_to_yaml. Prints ok/FAIL lines; exit 0 iff all pass. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L   /* strtok_r, strcasecmp, mkstemp under -std=c11 */
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +208,9 @@ static void test_cli(void) {
     snprintf(opt, sizeof opt, "--config=%s", path);
     rc = from_args(&c, err, sizeof err, opt, "--print_config", "--dtype", "bfloat16", NULL);
     check(rc == 0 && c.seed == 3 && c.print_config && !strcmp(c.dtype, "bf16"), "--config=FILE, --print_config, --key value");
+    rc = from_args(&c, err, sizeof err, "--print_config=false", "--mesh_dim", "-1,1,2", "--seed", "-0", NULL);
+    check(rc == 0 && !c.print_config && !strcmp(c.mesh_dim, "-1,1,2") && c.seed == 0,
+          "--print_config=false; a value starting with '-' after --key (%s)", err);
     rc = from_args(&c, err, sizeof err, "--llama.scan_attention", "--autoresume", "false",
                    "--llama.scan_mlp", "--log_all_worker", "True", NULL);
     check(rc == 0 && c.llama.scan_attention && !c.autoresume && c.llama.scan_mlp && c.log_all_worker,
@@ -319,6 +325,11 @@ static void test_errors(void) {
     args_err("missing prefix", ARGS("--max_sequence_length=4096"),
              "unknown config key 'max_sequence_length'", "'llama.max_sequence_length'", NULL);
     args_err("typo in option", ARGS("--print_confg"), "did you mean 'print_config'", NULL);
+    args_err("section as a key", ARGS("--llama=7b"), "unknown config key 'llama'", "section", NULL);
+    yaml_err("section given a scalar", "optimizer:\n  adamw_optimizer: 3\n",
+             "<yaml>:2:3", "'optimizer.adamw_optimizer'", "section", NULL);
+    yaml_err("two spellings of one key", "train_dataset:\n  json_dataset: {path: a}\n  text_dataset: {path: b}\n",
+             "'train_dataset.text_dataset.path' given twice", NULL);
     yaml_err("unknown YAML key", "llama:\n  scan_atention: true\n",
              "<yaml>:2:3", "unknown config key 'llama.scan_atention'", "did you mean 'llama.scan_attention'", NULL);
     yaml_err("unknown nested dataset key", "train_dataset:\n  hdf5_dataset:\n    seqlen: 3\n",
