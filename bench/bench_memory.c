@@ -31,21 +31,26 @@ static const mode MODES[] = {
 static int g_argc;
 static char **g_argv;
 
+/* The benchmark's settings, then the mode's, then the user's overrides (later wins). */
 static void make_config(bpt_config *c, const mode *md, int T, int same_remat) {
-    char err[1024], t[32];
-    bpt_config_defaults(c);
-    if (bpt_config_from_args(c, g_argc, g_argv, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); exit(2); }
-    if (!c->load_llama_config[0]) bpt_config_set(c, "load_llama_config", "bench512", err, sizeof err);
-    for (int i = 0; md->kv[i][0]; i++) bpt_config_set(c, md->kv[i][0], md->kv[i][1], err, sizeof err);
-    if (same_remat) {
-        bpt_config_set(c, "llama.remat_attention", "nothing_saveable", err, sizeof err);
-        bpt_config_set(c, "llama.remat_mlp", "nothing_saveable", err, sizeof err);
-        bpt_config_set(c, "llama.remat_block", "nothing_saveable", err, sizeof err);
+    char err[1024], t[64], buf[16][128];
+    char *args[64];
+    int n = 0;
+    args[n++] = "--load_llama_config=bench512";
+    args[n++] = "--train_dataset.hdf5_dataset.batch_size=1";
+    snprintf(t, sizeof t, "--train_dataset.hdf5_dataset.seq_length=%d", T);
+    args[n++] = t;
+    for (int i = 0; md->kv[i][0]; i++) {
+        snprintf(buf[i], sizeof buf[i], "--%s=%s", md->kv[i][0], md->kv[i][1]);
+        args[n++] = buf[i];
     }
-    snprintf(t, sizeof t, "%d", T);
-    bpt_config_set(c, "train_dataset.hdf5_dataset.seq_length", t, err, sizeof err);
-    bpt_config_set(c, "train_dataset.hdf5_dataset.batch_size", "1", err, sizeof err);
-    if (bpt_config_finalize(c, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); exit(2); }
+    if (same_remat) {
+        args[n++] = "--llama.remat_attention=nothing_saveable";
+        args[n++] = "--llama.remat_mlp=nothing_saveable";
+        args[n++] = "--llama.remat_block=nothing_saveable";
+    }
+    for (int i = 0; i < g_argc && n < 64; i++) args[n++] = g_argv[i];
+    if (bpt_config_from_args(c, n, args, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); exit(2); }
 }
 
 static size_t plan(const mode *md, int T, int same_remat) {

@@ -50,20 +50,23 @@ int main(int argc, char **argv) {
     snprintf(tbuf, sizeof tbuf, "%s", ts);
     for (char *sv = NULL, *tok = strtok_r(tbuf, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
         int T = atoi(tok);
-        bpt_config c;
-        char err[1024], t[32];
-        bpt_config_defaults(&c);
-        const char *kv[][2] = {
-            {"load_llama_config", "bench512"}, {"llama.scan_attention", "true"}, {"llama.scan_mlp", "true"},
-            {"llama.scan_loss", "true"}, {"llama.remat_attention", "nothing_saveable"},
-            {"llama.remat_mlp", "nothing_saveable"}, {"llama.scan_query_chunk_size", "512"},
-            {"llama.scan_key_chunk_size", "1024"}, {"llama.scan_mlp_chunk_size", "1024"},
-            {"llama.scan_loss_chunk_size", "1024"}, {"train_dataset.hdf5_dataset.batch_size", "1"},
+        /* the benchmark's settings first, then the user's overrides (later wins) */
+        char t[64], err[1024];
+        snprintf(t, sizeof t, "--train_dataset.hdf5_dataset.seq_length=%d", T);
+        char *defaults[] = {
+            "--load_llama_config=bench512", "--llama.scan_attention=true", "--llama.scan_mlp=true",
+            "--llama.scan_loss=true", "--llama.remat_attention=nothing_saveable",
+            "--llama.remat_mlp=nothing_saveable", "--llama.scan_query_chunk_size=512",
+            "--llama.scan_key_chunk_size=1024", "--llama.scan_mlp_chunk_size=1024",
+            "--llama.scan_loss_chunk_size=1024", "--train_dataset.hdf5_dataset.batch_size=1", t,
         };
-        for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) bpt_config_set(&c, kv[i][0], kv[i][1], err, sizeof err);
-        snprintf(t, sizeof t, "%d", T);
-        bpt_config_set(&c, "train_dataset.hdf5_dataset.seq_length", t, err, sizeof err);
-        if (bpt_config_from_args(&c, nrest, rest, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 2; }
+        int nd = (int)(sizeof defaults / sizeof defaults[0]);
+        char **args = calloc((size_t)(nd + nrest), sizeof(char *));
+        for (int i = 0; i < nd; i++) args[i] = defaults[i];
+        for (int i = 0; i < nrest; i++) args[nd + i] = rest[i];
+        bpt_config c;
+        if (bpt_config_from_args(&c, nd + nrest, args, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 2; }
+        free(args);
         size_t cap = bpt_plan_peak_bytes(&c, 1, T);
         bpt_arena a;
         if (bpt_arena_init(&a, &bpt_kernels_cpu, cap) != 0) { fprintf(stderr, "arena\n"); return 1; }
