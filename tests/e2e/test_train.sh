@@ -59,7 +59,21 @@ out=$("$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK
 echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); assert d["tokens"]==512 and 0<d["loss"]<6, d' &&
 ok "bpt eval: $out" || fail "bpt eval: $out"
 
-# 4. a corrupted checkpoint is a clear error naming the file
+# 4. gradient accumulation: 2 micro-batches of 2 rows == one batch of 4 rows (same tokens)
+"$BPT" train "${COMMON[@]}" --total_steps=5 --train_dataset.hdf5_dataset.batch_size=2 \
+    --optimizer.accumulate_gradient_steps=2 --eval_steps=0 --logger.output_dir="$WORK/acc2" > "$WORK/a2.out" 2>&1 &&
+"$BPT" train "${COMMON[@]}" --total_steps=5 --eval_steps=0 --logger.output_dir="$WORK/acc1" > "$WORK/a1.out" 2>&1 &&
+python3 - "$WORK/acc1/metrics.jsonl" "$WORK/acc2/metrics.jsonl" <<'PY' && ok "accumulate_gradient_steps=2 equals the double batch" || fail "gradient accumulation"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 5
+for x, y in zip(a, b):
+    for k in ("loss", "gradient_norm", "param_norm"):
+        assert abs(x[k] - y[k]) <= 1e-5 * abs(x[k]), (x["step"], k, x[k], y[k])
+PY
+
+# 5. a corrupted checkpoint is a clear error naming the file
 cp "$WORK/straight/ckpt/latest.h5" "$WORK/bad.h5" && truncate -s 20000 "$WORK/bad.h5"
 expect_error "truncated checkpoint" "bad.h5" "$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK/bad.h5"
 expect_error "shape mismatch" "model.embed_tokens.weight.*shape" "$BPT" eval "${COMMON[@]}" --eval_steps=1 \
