@@ -26,6 +26,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,16 +37,26 @@
 
 void bpt_cpu_blas_single_thread(void);  /* cpu_ops.c */
 
-#define RQ 64    /* query rows per work unit (forward, backward pass 1, vanilla) */
-#define RK 64    /* key rows per work unit (backward pass 2) */
+#define RQ 128   /* query rows per work unit (forward, backward pass 1, vanilla) */
+#define RK 128   /* key rows per work unit (backward pass 2) */
 #define RQ2 256  /* query rows per step of a pass-2 unit */
 
-/* The element-wise loops are compiled for AVX2+FMA too and picked at load time. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define VEC_CLONES __attribute__((target_clones("avx2,fma", "default")))
+/* The element-wise loops are also compiled for x86-64-v3 (AVX2, FMA), picked at load time. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__)
+#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define VEC_CLONES
 #endif
+
+/* scratch memory of a kernel (a few MiB at most); there is no way to report failure */
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "bpt: out of memory: %zu bytes of kernel scratch (%s)\n", n, __FILE__);
+        abort();
+    }
+    return p;
+}
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
@@ -56,16 +67,19 @@ static void sgemm(int transA, int transB, int M, int N, int K, float alpha,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* exp(x) for softmax arguments (x <= ~0), relative error < 1e-7; 0 below -87.3 and
- * for -inf, NaN stays NaN. Branch-free (integer selects only), so loops vectorise.
- * Cephes expf: x = n ln2 + r, exp(x) = 2^n poly(r). */
+/* exp(x) with relative error < 1e-7 on [-87, 88]; 0 below -87.3 (and for -inf), exp(88)
+ * above 88 (and for +inf), NaN stays NaN. Branch-free (integer selects only), so loops
+ * over it vectorise. Cephes expf: x = n ln2 + r, exp(x) = 2^n poly(r). */
 static inline float exp_sm(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
-    // -inf <= x < -88  ->  x = -88  (bits of -88 .. -inf are 0xC2B00000 .. 0xFF800000);
-    // a mask, not ?:, which gcc -O2 would not if-convert here
-    uint32_t clamp = -(uint32_t)(u - 0xC2B00001u <= 0xFF800000u - 0xC2B00001u);
-    u ^= (u ^ 0xC2B00000u) & clamp;
+    // clamp x to [-88, 88] on the bit patterns: -88 .. -inf are 0xC2B00000 .. 0xFF800000,
+    // 88 .. +inf are 0x42B00000 .. 0x7F800000. Masks, not ?:, which gcc -O2 would not
+    // if-convert here.
+    uint32_t lo = -(uint32_t)(u - 0xC2B00001u <= 0xFF800000u - 0xC2B00001u);
+    uint32_t hi = -(uint32_t)(u - 0x42B00001u <= 0x7F800000u - 0x42B00001u);
+    u ^= (u ^ 0xC2B00000u) & lo;
+    u ^= (u ^ 0x42B00000u) & hi;
     memcpy(&x, &u, 4);
     float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
     float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
@@ -143,6 +157,20 @@ static float dot_row(const float *x, const float *y, int n) {
     return s;
 }
 
+/* y (n) = exp(a x + b), returns sum y in double (fixed order). Shared with cpu_ops.c
+ * (cross-entropy, SwiGLU) so that one vectorised exp serves the whole backend. */
+VEC_CLONES
+double bpt_cpu_vexp(float *y, const float *x, size_t n, float a, float b) {
+    double sum = 0.0;
+    #pragma omp simd reduction(+:sum)
+    for (size_t i = 0; i < n; i++) {
+        float e = exp_sm(a * x[i] + b);
+        y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
 /* ------------------------------------------------------------------------- */
 /* blockwise forward */
 
@@ -161,7 +189,7 @@ void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, cons
     long units = (long)B * H * nI * nsub;
     #pragma omp parallel
     {
-        float *S = malloc(sizeof(float) * ((size_t)rq * Bk + (size_t)rq * Dh + 2 * rq));
+        float *S = xmalloc(sizeof(float) * ((size_t)rq * Bk + (size_t)rq * Dh + 2 * rq));
         float *acc = S + (size_t)rq * Bk, *m = acc + (size_t)rq * Dh, *l = m + rq;
         // units cycle over threads (sub-block fastest), which balances the causal work
         #pragma omp for schedule(static, 1)
@@ -221,12 +249,12 @@ void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
     int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
     int ldq = H * Dh, ldk = KVH * Dh;
     float scale = 1.0f / sqrtf((float)Dh);
-    float *Dbuf = malloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(dO o), (B,H,T)
+    float *Dbuf = xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(dO o), (B,H,T)
     long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk;
     size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
     #pragma omp parallel
     {
-        float *S = malloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
+        float *S = xmalloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
 
         // pass 1: dq, and D for pass 2
         #pragma omp for schedule(static, 1)
@@ -356,11 +384,11 @@ void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout
     int G = H / KVH, nsub = (T + RQ - 1) / RQ;
     int ldq = H * Dh, ldk = KVH * Dh;
     float scale = 1.0f / sqrtf((float)Dh);
-    float *Dbuf = malloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(P dP), (B,H,T)
+    float *Dbuf = xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(P dP), (B,H,T)
     long units1 = (long)B * H * nsub, units2 = (long)B * KVH * nsub;
     #pragma omp parallel
     {
-        float *dS = malloc(sizeof(float) * (size_t)RQ * T);
+        float *dS = xmalloc(sizeof(float) * (size_t)RQ * T);
 
         // pass 1: dq, per (b, h, query rows)
         #pragma omp for schedule(static, 1)

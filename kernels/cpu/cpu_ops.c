@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,7 +30,18 @@ void bpt_cpu_attn_vanilla_fwd(float *o, float *probs, const float *q, const floa
 void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout,
                               const float *q, const float *k, const float *v,
                               const float *probs, int B, int T, int H, int KVH, int Dh);
+double bpt_cpu_vexp(float *y, const float *x, size_t n, float a, float b);  // y = exp(a x + b), sum y
 void bpt_cpu_blas_single_thread(void);
+
+/* scratch memory of a kernel (a few MiB at most); there is no way to report failure */
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "bpt: out of memory: %zu bytes of kernel scratch (%s)\n", n, __FILE__);
+        abort();
+    }
+    return p;
+}
 
 /* ------------------------------------------------------------------------- */
 /* BLAS threading */
@@ -109,6 +121,7 @@ static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const flo
         for (int d = 0; d < D; d++) ss += x[d] * x[d];
         float r = 1.0f / sqrtf(ss / D + eps);
         // out = x * rstd * w
+        #pragma omp simd
         for (int d = 0; d < D; d++) y[d] = x[d] * r * w[d];
         rstd[n] = r;
     }
@@ -127,8 +140,13 @@ static void cpu_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const flo
         #pragma omp simd reduction(+:dot)
         for (int d = 0; d < D; d++) dot += dy[d] * w[d] * x[d];
         float c = r * r * dot / D;
-        if (accumulate) for (int d = 0; d < D; d++) dx[d] += r * (dy[d] * w[d] - x[d] * c);
-        else            for (int d = 0; d < D; d++) dx[d]  = r * (dy[d] * w[d] - x[d] * c);
+        if (accumulate) {
+            #pragma omp simd
+            for (int d = 0; d < D; d++) dx[d] += r * (dy[d] * w[d] - x[d] * c);
+        } else {
+            #pragma omp simd
+            for (int d = 0; d < D; d++) dx[d] = r * (dy[d] * w[d] - x[d] * c);
+        }
     }
     // dw[d] += sum_n dout[n,d] * x[n,d] * r[n]: columns in parallel, rows in order
     int cb = 64, nb = (D + cb - 1) / cb;
@@ -139,6 +157,7 @@ static void cpu_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const flo
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
             float r = rstd[n];
+            #pragma omp simd
             for (int d = d0; d < d1; d++) acc[d - d0] += (double)(dy[d] * x[d] * r);
         }
         for (int d = d0; d < d1; d++) dw[d] += (float)acc[d - d0];
@@ -157,6 +176,7 @@ static void cpu_rope_fwd(float *x, const float *cos, const float *sin, int B, in
         const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
         for (int h = 0; h < nh; h++) {
             float *x1 = x + ((size_t)bt * nh + h) * Dh, *x2 = x1 + half;
+            #pragma omp simd
             for (int i = 0; i < half; i++) {
                 float a = x1[i], b = x2[i];
                 x1[i] = a * c[i] - b * s[i];
@@ -175,6 +195,7 @@ static void cpu_rope_bwd(float *dx, const float *cos, const float *sin, int B, i
         const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
         for (int h = 0; h < nh; h++) {
             float *d1 = dx + ((size_t)bt * nh + h) * Dh, *d2 = d1 + half;
+            #pragma omp simd
             for (int i = 0; i < half; i++) {
                 // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s
                 float a = d1[i], b = d2[i];
@@ -186,26 +207,42 @@ static void cpu_rope_bwd(float *dx, const float *cos, const float *sin, int B, i
 }
 
 /* ------------------------------------------------------------------------- */
-/* SwiGLU */
+/* SwiGLU; blocks of SW_BLK elements, exp(-g) vectorised into a stack buffer */
+
+#define SW_BLK 1024
 
 // g, u (n) -> h (n) = silu(g) * u = g * sigmoid(g) * u
 static void cpu_swiglu_fwd(float *h, const float *g, const float *u, size_t n) {
+    size_t nb = (n + SW_BLK - 1) / SW_BLK;
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float sig = 1.0f / (1.0f + expf(-g[i]));
-        h[i] = g[i] * sig * u[i];
+    for (size_t b = 0; b < nb; b++) {
+        float e[SW_BLK];
+        size_t i0 = b * SW_BLK, m = n - i0 < SW_BLK ? n - i0 : SW_BLK;
+        bpt_cpu_vexp(e, g + i0, m, -1.0f, 0.0f);  // e = exp(-g)
+        #pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            float sig = 1.0f / (1.0f + e[i]);
+            h[i0 + i] = g[i0 + i] * sig * u[i0 + i];
+        }
     }
 }
 
 // dh (n) -> dg, du (n)
 static void cpu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
+    size_t nb = (n + SW_BLK - 1) / SW_BLK;
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        // h = g * sig(g) * u;  d(g sig(g))/dg = sig (1 + g (1 - sig))
-        float sig = 1.0f / (1.0f + expf(-g[i]));
-        float d = dh[i];
-        dg[i] = d * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
-        du[i] = d * g[i] * sig;
+    for (size_t b = 0; b < nb; b++) {
+        float e[SW_BLK];
+        size_t i0 = b * SW_BLK, m = n - i0 < SW_BLK ? n - i0 : SW_BLK;
+        bpt_cpu_vexp(e, g + i0, m, -1.0f, 0.0f);
+        #pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            // h = g * sig(g) * u;  d(g sig(g))/dg = sig (1 + g (1 - sig))
+            float sig = 1.0f / (1.0f + e[i]);
+            float x = g[i0 + i], d = dh[i0 + i];
+            dg[i0 + i] = d * u[i0 + i] * sig * (1.0f + x * (1.0f - sig));
+            du[i0 + i] = d * x * sig;
+        }
     }
 }
 
@@ -232,6 +269,7 @@ static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, in
             // out[n] = wte[tok[n]]
             float *dw = dwte + (size_t)t * D;
             const float *dy = dout + (size_t)n * D;
+            #pragma omp simd
             for (int d = d0; d < d1; d++) dw[d] += dy[d];
         }
     }
@@ -244,7 +282,7 @@ static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, in
 // mask may be NULL (all ones). Rows are independent; their sums are added in row order.
 static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets, const float *mask,
                              int N, int V, float scale) {
-    double *nll = malloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
+    double *nll = xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
     double *hit = nll + N;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -253,20 +291,28 @@ static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets,
         int tgt = targets[n];
         nll[n] = 0.0; hit[n] = 0.0;
         if (mk == 0.0f) { memset(x, 0, (size_t)V * sizeof(float)); continue; }
-        // max and argmax (first index wins ties)
-        float mx = x[0]; int am = 0;
-        for (int i = 1; i < V; i++) if (x[i] > mx) { mx = x[i]; am = i; }
+        // max, vectorised per block of 256; argmax = first index of the max (ties: lowest id)
+        float mx = -INFINITY;
+        int blk = 0, am;
+        for (int b0 = 0; b0 < V; b0 += 256) {
+            int b1 = b0 + 256 < V ? b0 + 256 : V;
+            float bm = -INFINITY;
+            #pragma omp simd reduction(max:bm)
+            for (int i = b0; i < b1; i++) bm = x[i] > bm ? x[i] : bm;
+            if (bm > mx) { mx = bm; blk = b0; }
+        }
+        for (am = blk; am < V - 1 && x[am] != mx; am++) {}
         int valid = tgt >= 0 && tgt < V;
         float xt = valid ? x[tgt] : mx;
-        // e = exp(x - max), sum in double
-        double sum = 0.0;
-        for (int i = 0; i < V; i++) { float e = expf(x[i] - mx); x[i] = e; sum += e; }
+        // x <- e = exp(x - max)
+        double sum = bpt_cpu_vexp(x, x, (size_t)V, 1.0f, -mx);
         double lse = mx + log(sum);
         // nll = logsumexp - x[target]
         nll[n] = mk * (lse - xt);
         hit[n] = mk * (am == tgt);
         // dloss/dx = scale * mask * (softmax - onehot)
-        float c = (float)(1.0 / sum) * scale * mk;
+        float c = (float)(scale * mk / sum);
+        #pragma omp simd
         for (int i = 0; i < V; i++) x[i] *= c;
         if (valid) x[tgt] -= scale * mk;
     }
@@ -300,7 +346,7 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 #define SUMSQ_BLOCK 65536
 static void cpu_sumsq(double *out, const float *x, size_t n) {
     size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
-    double *part = malloc(sizeof(double) * (nb ? nb : 1));
+    double *part = xmalloc(sizeof(double) * (nb ? nb : 1));
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t i0 = b * SUMSQ_BLOCK, i1 = i0 + SUMSQ_BLOCK < n ? i0 + SUMSQ_BLOCK : n;
@@ -316,7 +362,7 @@ static void cpu_sumsq(double *out, const float *x, size_t n) {
 
 // y (n) += a * x (n)
 static void cpu_axpy(float *y, float a, const float *x, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 

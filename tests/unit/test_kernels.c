@@ -385,7 +385,7 @@ static double swiglu_loss(void *p) {
 }
 
 static void test_swiglu(void) {
-    size_t n = 111;
+    size_t n = 2501;  // several internal blocks of 1024 and a tail
     float *g = frand(n, -12, 12), *u = frand(n, -2, 2), *W = frand(n, -1, 1);
     g[0] = -90.0f; g[1] = 90.0f; g[2] = 0.0f;  // saturated sigmoids, and zero
     float *h = fnan(n), *dg = fnan(n), *du = fnan(n);
@@ -402,8 +402,8 @@ static void test_swiglu(void) {
     K->swiglu_bwd(dg, du, W, g, u, n);
     check("swiglu_bwd dg", relerr(dg, dgref, n), TOL_BWD);
     check("swiglu_bwd du", relerr(du, duref, n), TOL_BWD);
-    fd_check("swiglu_bwd dg", swiglu_loss, &c, c.g, n, dg, dgref, n);
-    fd_check("swiglu_bwd du", swiglu_loss, &c, c.u, n, du, duref, n);
+    fd_check("swiglu_bwd dg", swiglu_loss, &c, c.g, n, dg, dgref, 300);
+    fd_check("swiglu_bwd du", swiglu_loss, &c, c.u, n, du, duref, 300);
     free(g); free(u); free(W); free(h); free(dg); free(du);
     free(c.g); free(c.u); free(c.W); free(href); free(dgref); free(duref);
 }
@@ -689,6 +689,28 @@ static void test_xent(void) {
     // finite differences (in double the +1000 row is harmless for FD)
     xent_ctx c = {N, V, tgt, mask, scale, xd};
     fd_check("xent_fwd_bwd dlogits", xent_loss, &c, xd, (size_t)N * V, g, gref, (size_t)N * V);
+    // a wide row: the max is searched in blocks, the argmax must still be the first index
+    {
+        int Vw = 601;
+        float *w = frand((size_t)4 * Vw, -3, 3);
+        int32_t tw[4] = {300, 500, 599, 3};
+        float mw[4] = {1, 1, 1, 1};
+        w[0 * Vw + 300] = w[0 * Vw + 500] = 7.0f;  // tie across blocks: 300 wins
+        w[1 * Vw + 500] = w[1 * Vw + 520] = 7.0f;  // tie within a block: 500 wins
+        w[2 * Vw + 599] = 7.0f;                    // max in the last, partial block
+        w[3 * Vw + 2] = w[3 * Vw + 3] = 7.0f;      // tie in the first block, target the later id
+        double ow[2] = {0, 0}, nw = 0.0;
+        for (int n = 0; n < 4; n++) {
+            double m = -INFINITY, sum = 0.0;
+            for (int i = 0; i < Vw; i++) m = fmax(m, w[n * Vw + i]);
+            for (int i = 0; i < Vw; i++) sum += exp(w[n * Vw + i] - m);
+            nw += m + log(sum) - w[n * Vw + tw[n]];
+        }
+        K->xent_fwd_bwd(w, ow, tw, mw, 4, Vw, 1.0f);
+        check("xent_fwd_bwd V=601 nll", fabs(ow[0] - nw) / fabs(nw), TOL_FWD);
+        check_true("xent_fwd_bwd V=601 argmax across blocks (3 of 4 correct)", ow[1] == 3.0);
+        free(w);
+    }
     // determinism of the sums
     double o1[2] = {0, 0}, o2[2] = {0, 0};
     int Nb = 301;
