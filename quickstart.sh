@@ -74,7 +74,7 @@ run_tests() {
     local log=test-suite.log pass fail skip errs
     [ -f "$log" ] || { echo "no test-suite.log"; echo "0 passed, 1 failed"; exit 1; }
     for f in $(find tests -name '*.log' ! -name test-suite.log | sort); do
-        printf '%-40s %s\n' "${f%.log}" "$(grep -m1 -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR):' "${f%.log}.trs" 2>/dev/null | sed 's/^:test-result: //' || true)"
+        printf '%-6s %s\n' "$(sed -n 's/^:test-result: //p' "${f%.log}.trs" 2>/dev/null | head -n 1)" "${f%.log}"
     done
     for t in $(grep -l -E ':test-result: (FAIL|ERROR)' $(find tests -name '*.trs') 2>/dev/null); do
         echo "---- ${t%.trs}.log (last 40 lines) ----"; tail -n 40 "${t%.trs}.log"

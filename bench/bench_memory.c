@@ -65,7 +65,7 @@ static size_t measure(const mode *md, int T) {
     size_t cap = bpt_plan_peak_bytes(&c, 1, T);
     bpt_arena a;
     if (bpt_arena_init(&a, &bpt_kernels_cpu, cap) != 0) return 0;
-    bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &a, 1, T, 1);
+    bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &a, 1, T, 1, NULL);
     bpt_model_init_weights(m, 1);
     int32_t *tok = calloc((size_t)T, sizeof(int32_t));
     float *mask = malloc((size_t)T * sizeof(float));

@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         size_t cap = bpt_plan_peak_bytes(&c, 1, T);
         bpt_arena a;
         if (bpt_arena_init(&a, &bpt_kernels_cpu, cap) != 0) { fprintf(stderr, "arena\n"); return 1; }
-        bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &a, 1, T, 1);
+        bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &a, 1, T, 1, NULL);
         bpt_model_init_weights(m, 1);
         int32_t *in = malloc((size_t)T * 4), *tg = malloc((size_t)T * 4);
         float *mask = malloc((size_t)T * 4);

@@ -56,10 +56,11 @@ typedef struct bpt_kernels {
     /* dg, du (n) from dh (n). */
     void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 
-    /* Embedding. out (N,D) = wte[tok[n]]; wte (V,D). */
-    void (*embed_fwd)(float *out, const int32_t *tok, const float *wte, int N, int D);
-    /* dwte[tok[n]] += dout[n], in token order (deterministic). */
-    void (*embed_bwd)(float *dwte, const float *dout, const int32_t *tok, int N, int D, int V);
+    /* Embedding over vocabulary rows [v0, v0+V): wte (V,D) holds those rows.
+     * out (N,D) = wte[tok[n] - v0], or zeros when tok[n] is outside the range. */
+    void (*embed_fwd)(float *out, const int32_t *tok, const float *wte, int N, int D, int v0, int V);
+    /* dwte[tok[n] - v0] += dout[n] for tokens in range, in token order (deterministic). */
+    void (*embed_bwd)(float *dwte, const float *dout, const int32_t *tok, int N, int D, int v0, int V);
 
     /* Blockwise (flash-style) causal attention.
      * q (B,T,H,Dh), k,v (B,T,KVH,Dh) -> o (B,T,H,Dh), lse (B,H,T) = log-sum-exp of the
@@ -89,6 +90,22 @@ typedef struct bpt_kernels {
      * out lives in backend memory (2 doubles). Ties in argmax go to the lowest id. */
     void (*xent_fwd_bwd)(float *logits, double *out, const int32_t *targets, const float *mask,
                          int N, int V, float scale);
+
+    /* The same, for logits split over tensor-parallel ranks: this rank holds vocabulary
+     * columns [v0, v0+V) of each row. Three steps with all-reduces over tp in between:
+     * 1. per row: rmax = local max, tlogit = logit of the target if local else 0,
+     *    (amax_val, amax_idx) = local max and its global id (lowest on ties);
+     *    [all-reduce: max of rmax, sum of tlogit, maxloc of (amax_val, amax_idx)]
+     * 2. sumexp = sum of exp(logit - rmax) over the local columns;  [all-reduce: sum]
+     * 3. logits <- scale*mask*(softmax - onehot) on the local columns, and on every tp
+     *    rank alike out[0] += mask*(log(sumexp) + rmax - tlogit),
+     *    out[1] += mask*(amax_idx == target). */
+    void (*xent_partial)(const float *logits, const int32_t *targets, int N, int V, int v0,
+                         float *rmax, float *tlogit, float *amax_val, int32_t *amax_idx);
+    void (*xent_sumexp)(const float *logits, const float *rmax, int N, int V, float *sumexp);
+    void (*xent_finish)(float *logits, double *out, const int32_t *targets, const float *mask,
+                        const float *rmax, const float *sumexp, const float *tlogit,
+                        const int32_t *amax_idx, int N, int V, int v0, float scale);
 
     /* AdamW on a flat range, decoupled weight decay, bias-corrected:
      * g' = g * gscale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;

@@ -24,8 +24,14 @@ static void null_rope(float *x, const float *cos, const float *sin, int B, int T
 static void null_swiglu_fwd(float *h, const float *g, const float *u, size_t n) {}
 static void null_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u,
                             size_t n) {}
-static void null_embed_fwd(float *out, const int32_t *tok, const float *wte, int N, int D) {}
-static void null_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int V) {}
+static void null_embed_fwd(float *out, const int32_t *tok, const float *wte, int N, int D, int v0, int V) {}
+static void null_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int v0, int V) {}
+static void null_xent_partial(const float *logits, const int32_t *targets, int N, int V, int v0,
+                              float *rmax, float *tlogit, float *amax_val, int32_t *amax_idx) {}
+static void null_xent_sumexp(const float *logits, const float *rmax, int N, int V, float *sumexp) {}
+static void null_xent_finish(float *logits, double *out, const int32_t *targets, const float *mask,
+                             const float *rmax, const float *sumexp, const float *tlogit,
+                             const int32_t *amax_idx, int N, int V, int v0, float scale) {}
 static void null_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {}
 static void null_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
@@ -68,6 +74,9 @@ const bpt_kernels bpt_kernels_null = {
     .attn_vanilla_fwd = null_attn_vanilla_fwd,
     .attn_vanilla_bwd = null_attn_vanilla_bwd,
     .xent_fwd_bwd = null_xent_fwd_bwd,
+    .xent_partial = null_xent_partial,
+    .xent_sumexp = null_xent_sumexp,
+    .xent_finish = null_xent_finish,
     .adamw = null_adamw,
     .sumsq = null_sumsq,
     .axpy = null_axpy,

@@ -1,26 +1,62 @@
-/* comm_mpi.c — the collectives of comm.h over MPI, for host buffers. Byte counts are
- * what this rank sends under a ring algorithm: all-reduce 2(p-1)/p n, all-gather and
- * reduce-scatter (p-1)/p of the full buffer, broadcast n. */
+/* comm_mpi.c — the collectives of comm.h over MPI, for host buffers.
+ *
+ * Byte counts are what this rank sends under ring algorithms: all-reduce 2(p-1)/p·n,
+ * all-gather and reduce-scatter (p-1)·n for n elements per rank, broadcast n (root).
+ * A dry communicator (plans) counts the same bytes and calls nothing.
+ */
 #include "bpt/comm.h"
 
-static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint64_t)bytes; }
+#include <stdlib.h>
+#include <string.h>
+
+static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint64_t)(bytes + 0.5); }
+
+void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp) {
+    memset(c, 0, sizeof *c);
+    c->dry = 1;
+    int sizes[BPT_NAXES] = {dp, fsdp, tp, dp * fsdp, dp * fsdp * tp};
+    for (int a = 0; a < BPT_NAXES; a++) { c->size[a] = sizes[a]; c->comm[a] = MPI_COMM_NULL; }
+}
+
+void bpt_comm_single(bpt_comm *c) { bpt_comm_dry(c, 1, 1, 1); c->dry = 0; }
+
+/* Nothing to do on a one-rank axis; a dry comm only counts. */
+static int skip(bpt_comm *c, bpt_axis a, double bytes) {
+    if (c->size[a] == 1) return 1;
+    count(c, a, bytes);
+    return c->dry;
+}
 
 void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
-    if (p == 1) return;
+    if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
-    count(c, a, 2.0 * (p - 1) / p * n * sizeof(float));
 }
 
 void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n) {
     int p = c->size[a];
-    if (p == 1) return;
+    if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(double))) return;
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm[a]);
-    count(c, a, 2.0 * (p - 1) / p * n * sizeof(double));
+}
+
+void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
+    int p = c->size[a];
+    if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_MAX, c->comm[a]);
+}
+
+void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n) {
+    int p = c->size[a];
+    if (skip(c, a, 2.0 * (p - 1) / p * n * (sizeof(float) + sizeof(int32_t)))) return;
+    struct { float v; int i; } *buf = malloc(n * sizeof *buf);
+    for (size_t j = 0; j < n; j++) { buf[j].v = val[j]; buf[j].i = idx[j]; }
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT_INT, MPI_MAXLOC, c->comm[a]);
+    for (size_t j = 0; j < n; j++) { val[j] = buf[j].v; idx[j] = buf[j].i; }
+    free(buf);
 }
 
 int bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v) {
-    if (c->size[a] == 1) return v;
+    if (c->size[a] == 1 || c->dry) return v;
     int out;
     MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, c->comm[a]);
     return out;
@@ -28,20 +64,37 @@ int bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v) {
 
 void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
     int p = c->size[a];
+    if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
+    if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
     MPI_Allgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a]);
-    count(c, a, (double)(p - 1) * n * sizeof(float));
+}
+
+void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
+    int p = c->size[a];
+    req->r = MPI_REQUEST_NULL;
+    if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
+    if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
+    MPI_Iallgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a], &req->r);
+}
+
+void bpt_wait(bpt_comm *c, bpt_request *req) {
+    if (req->r != MPI_REQUEST_NULL) MPI_Wait(&req->r, MPI_STATUS_IGNORE);
+    req->r = MPI_REQUEST_NULL;
 }
 
 void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
     int p = c->size[a];
+    if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
+    if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
     MPI_Reduce_scatter_block(in, out, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
-    count(c, a, (double)(p - 1) * n * sizeof(float));
 }
 
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
-    if (c->size[a] == 1) return;
+    if (skip(c, a, c->rank[a] == root ? (double)bytes : 0.0)) return;
     MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm[a]);
-    count(c, a, (double)bytes);
 }
 
-void bpt_barrier(bpt_comm *c, bpt_axis a) { MPI_Barrier(c->comm[a]); }
+void bpt_barrier(bpt_comm *c, bpt_axis a) {
+    if (c->size[a] == 1 || c->dry) return;
+    MPI_Barrier(c->comm[a]);
+}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <mpi.h>
 
 #include "bpt/ckpt.h"
 #include "bpt/util.h"
@@ -161,20 +162,38 @@ static int write_tensor(hid_t g, const bpt_tensor *t, const float *host) {
     return rc;
 }
 
+/* Every tensor of buffer which into group gname. bpt_model_get is collective over the
+ * mesh, so it runs for every tensor whatever happens to the file (file < 0: another
+ * rank writes, or an earlier step failed; then nothing is written). */
 static int write_group(hid_t file, const char *gname, const bpt_model *m, bpt_buf which,
                        float *host, const char **failed) {
-    hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) { *failed = gname; return -1; }
+    hid_t g = file >= 0 ? H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
     int rc = 0;
-    for (int i = 0; i < m->ntensors && rc == 0; i++) {
+    if (file >= 0 && g < 0) { *failed = gname; rc = -1; }
+    for (int i = 0; i < m->ntensors; i++) {
         bpt_model_get(m, which, i, host);
-        if (write_tensor(g, &m->tensors[i], host)) {
+        if (rc == 0 && g >= 0 && write_tensor(g, &m->tensors[i], host)) {
             *failed = m->tensors[i].name;
             rc = -1;
         }
     }
-    if (H5Gclose(g) < 0) rc = -1;
+    if (g >= 0 && H5Gclose(g) < 0) rc = -1;
     return rc;
+}
+
+/* The tensor sequence of a save, on a rank that does not write (see write_group). */
+static void save_follow(const bpt_model *m, int with_optimizer) {
+    size_t maxn = 1;
+    for (int i = 0; i < m->ntensors; i++)
+        if (bpt_tensor_logical_numel(&m->tensors[i]) > maxn) maxn = bpt_tensor_logical_numel(&m->tensors[i]);
+    float *host = bpt_xmalloc(maxn * sizeof *host);
+    const char *failed = NULL;
+    write_group(-1, "params", m, BPT_BUF_PARAM, host, &failed);
+    if (with_optimizer) {
+        write_group(-1, "optimizer/m", m, BPT_BUF_M, host, &failed);
+        write_group(-1, "optimizer/v", m, BPT_BUF_V, host, &failed);
+    }
+    free(host);
 }
 
 /* fsync a file or directory by path. 0 or -1 (errno set). */
@@ -188,9 +207,8 @@ static int fsync_path(const char *path, int is_dir) {
     return rc;
 }
 
-int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,
-                  const char *config_yaml, int with_optimizer, char *err, size_t errlen) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+static int save_file(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,
+                     const char *config_yaml, int with_optimizer, char *err, size_t errlen) {
     if (with_optimizer && (!m->buf[BPT_BUF_M] || !m->buf[BPT_BUF_V]))
         return bpt_err(err, errlen, "%s: cannot save the optimizer state: the model has none",
                        path);
@@ -202,6 +220,7 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     if (file < 0) {
         bpt_err(err, errlen, "%s: cannot create the checkpoint file (does the directory exist "
                 "and is it writable?)", tmp);
+        save_follow(m, with_optimizer);
         free(tmp);
         return -1;
     }
@@ -228,14 +247,16 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     /* tensors, through one host buffer as large as the largest tensor */
     size_t maxn = 1;
     for (int i = 0; i < m->ntensors; i++)
-        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
+        if (bpt_tensor_logical_numel(&m->tensors[i]) > maxn) maxn = bpt_tensor_logical_numel(&m->tensors[i]);
     float *host = bpt_xmalloc(maxn * sizeof *host);
-    if (rc == 0) rc = write_group(file, "params", m, BPT_BUF_PARAM, host, &failed);
-    if (rc == 0 && with_optimizer) {
-        hid_t g = H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0 || H5Gclose(g) < 0) { rc = -1; failed = "optimizer"; }
-        if (rc == 0) rc = write_group(file, "optimizer/m", m, BPT_BUF_M, host, &failed);
-        if (rc == 0) rc = write_group(file, "optimizer/v", m, BPT_BUF_V, host, &failed);
+    rc |= write_group(rc ? -1 : file, "params", m, BPT_BUF_PARAM, host, &failed);
+    if (with_optimizer) {
+        if (rc == 0) {
+            hid_t g = H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            if (g < 0 || H5Gclose(g) < 0) { rc = -1; failed = "optimizer"; }
+        }
+        rc |= write_group(rc ? -1 : file, "optimizer/m", m, BPT_BUF_M, host, &failed);
+        rc |= write_group(rc ? -1 : file, "optimizer/v", m, BPT_BUF_V, host, &failed);
     }
     free(host);
     if (H5Fclose(file) < 0 && rc == 0) { rc = -1; failed = "closing the file"; }
@@ -270,6 +291,26 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     rc = fsync_path(dir, 1);
     if (rc != 0) bpt_err(err, errlen, "%s: fsync of the directory failed: %s", dir, strerror(errno));
     free(dir);
+    return rc;
+}
+
+/* Collective over the mesh: every rank gathers each logical tensor, rank 0 writes. */
+int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,
+                  const char *config_yaml, int with_optimizer, char *err, size_t errlen) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (with_optimizer && (!m->buf[BPT_BUF_M] || !m->buf[BPT_BUF_V]))
+        return bpt_err(err, errlen, "%s: cannot save the optimizer state: the model has none",
+                       path);
+    int up = 0, rank = 0, size = 1;
+    MPI_Initialized(&up);
+    if (up) { MPI_Comm_rank(MPI_COMM_WORLD, &rank); MPI_Comm_size(MPI_COMM_WORLD, &size); }
+    int rc = 0;
+    if (rank == 0) rc = save_file(path, m, meta, config_yaml, with_optimizer, err, errlen);
+    else save_follow(m, with_optimizer);
+    if (size > 1) {
+        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (rc && rank != 0) bpt_err(err, errlen, "%s: rank 0 could not write the checkpoint", path);
+    }
     return rc;
 }
 
@@ -418,7 +459,7 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
 
     size_t maxn = 1;
     for (int i = 0; i < m->ntensors; i++)
-        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
+        if (bpt_tensor_logical_numel(&m->tensors[i]) > maxn) maxn = bpt_tensor_logical_numel(&m->tensors[i]);
     float *host = bpt_xmalloc(maxn * sizeof *host);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
         /* check everything before changing anything */

@@ -33,16 +33,29 @@ static const char *layer_tensor_names[T_PER_LAYER] = {
     "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
     "mlp.down_proj",
 };
+static const bpt_split layer_tensor_split[T_PER_LAYER] = {
+    BPT_SPLIT_REP, BPT_SPLIT_COL, BPT_SPLIT_COL, BPT_SPLIT_COL, BPT_SPLIT_ROW,
+    BPT_SPLIT_REP, BPT_SPLIT_COL, BPT_SPLIT_COL, BPT_SPLIT_ROW,
+};
 
-static void add_tensor(bpt_model *m, const char *name, int layer, int64_t d0, int64_t d1) {
+/* Append tensor `name` of logical shape (d0, d1) (d1 = 0: 1-D); *group_full counts the
+ * elements of the gathered group it belongs to (a layer, or the tensor alone). */
+static void add_tensor(bpt_model *m, const char *name, int layer, int64_t d0, int64_t d1,
+                       bpt_split split, size_t *group_full) {
     bpt_tensor *t = &m->tensors[m->ntensors++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->layer = layer;
     t->ndim = d1 ? 2 : 1;
     t->shape[0] = d0;
-    t->shape[1] = d1;
-    t->numel = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    t->shape[1] = d1 ? d1 : 1;
+    t->split = split;
+    t->local[0] = split == BPT_SPLIT_COL ? d0 / m->tp : d0;
+    t->local[1] = split == BPT_SPLIT_ROW ? t->shape[1] / m->tp : t->shape[1];
+    t->rows = (t->local[0] + m->fsdp - 1) / m->fsdp;
+    t->numel = (size_t)t->rows * (size_t)t->local[1];
     t->offset = m->nparams;
+    t->full_offset = *group_full;
+    *group_full += (size_t)m->fsdp * t->numel;
     t->decay = t->ndim == 2;
     m->nparams += t->numel;
 }
@@ -63,20 +76,27 @@ static void layout(bpt_model *m) {
     m->tensors = bpt_xcalloc((size_t)n, sizeof(bpt_tensor));
     m->ntensors = 0;
     m->nparams = 0;
-    add_tensor(m, "model.embed_tokens.weight", -1, V, D);
+    size_t g = 0;
+    add_tensor(m, "model.embed_tokens.weight", -1, V, D, BPT_SPLIT_COL, &g);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         int64_t shapes[T_PER_LAYER][2] = {
             {D, 0}, {qd, D}, {kvd, D}, {kvd, D}, {D, qd}, {D, 0}, {F, D}, {F, D}, {D, F},
         };
+        g = 0;
         for (int j = 0; j < T_PER_LAYER; j++) {
             char name[96];
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, layer_tensor_names[j]);
-            add_tensor(m, name, l, shapes[j][0], shapes[j][1]);
+            add_tensor(m, name, l, shapes[j][0], shapes[j][1], layer_tensor_split[j], &g);
         }
+        m->layer_full = g;
     }
-    add_tensor(m, "model.norm.weight", -1, D, 0);
-    if (!c->tie_word_embeddings) add_tensor(m, "lm_head.weight", -1, V, D);
+    g = 0;
+    add_tensor(m, "model.norm.weight", -1, D, 0, BPT_SPLIT_REP, &g);
+    g = 0;
+    if (!c->tie_word_embeddings) add_tensor(m, "lm_head.weight", -1, V, D, BPT_SPLIT_COL, &g);
 }
+
+size_t bpt_tensor_logical_numel(const bpt_tensor *t) { return (size_t)t->shape[0] * (size_t)t->shape[1]; }
 
 size_t bpt_llama_num_params(const bpt_llama_config *c) {
     size_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
@@ -95,17 +115,24 @@ double bpt_llama_flops_per_token(const bpt_llama_config *c, int T) {
 }
 
 bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, bpt_arena *a,
-                            int B, int T, int with_optimizer) {
+                            int B, int T, int with_optimizer, bpt_comm *comm) {
     bpt_model *m = bpt_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->B = B;
     m->T = T;
     m->k = k;
     m->arena = a;
+    if (!comm) { bpt_comm_single(&m->own_comm); comm = &m->own_comm; }
+    m->comm = comm;
+    m->tp = comm->size[BPT_AXIS_TP];
+    m->tp_rank = comm->rank[BPT_AXIS_TP];
+    m->fsdp = comm->size[BPT_AXIS_FSDP];
+    m->fsdp_rank = comm->rank[BPT_AXIS_FSDP];
     layout(m);
     size_t bytes = m->nparams * sizeof(float);
     m->buf[BPT_BUF_PARAM] = bpt_arena_alloc(a, bytes, "parameters");
     m->buf[BPT_BUF_GRAD] = bpt_arena_alloc(a, bytes, "gradients");
+    k->zero(m->buf[BPT_BUF_PARAM], bytes);   /* shard padding stays zero */
     if (with_optimizer) {
         m->buf[BPT_BUF_M] = bpt_arena_alloc(a, bytes, "adamw m");
         m->buf[BPT_BUF_V] = bpt_arena_alloc(a, bytes, "adamw v");
@@ -145,18 +172,28 @@ void bpt_model_free(bpt_model *m) {
     free(m);
 }
 
+/* Logical element index of element e of this rank's shard of t, or -1 for padding. */
+static int64_t shard_to_logical(const bpt_model *m, const bpt_tensor *t, size_t e) {
+    int64_t cols = t->local[1], r = (int64_t)(e / (size_t)cols), c = (int64_t)(e % (size_t)cols);
+    int64_t lrow = (int64_t)m->fsdp_rank * t->rows + r;   /* row of the tp-local piece */
+    if (lrow >= t->local[0]) return -1;
+    int64_t row = lrow, col = c;
+    if (t->split == BPT_SPLIT_COL) row += (int64_t)m->tp_rank * t->local[0];
+    if (t->split == BPT_SPLIT_ROW) col += (int64_t)m->tp_rank * t->local[1];
+    return row * t->shape[1] + col;
+}
+
 void bpt_model_init_weights(bpt_model *m, uint64_t seed) {
     float std = (float)m->cfg.initializer_range;
     for (int i = 0; i < m->ntensors; i++) {
         const bpt_tensor *t = &m->tensors[i];
         float *h = bpt_xmalloc(t->numel * sizeof(float));
-        if (t->ndim == 1) {
-            for (size_t e = 0; e < t->numel; e++) h[e] = 1.0f;
-        } else {
-            #pragma omp parallel for schedule(static)
-            for (size_t e = 0; e < t->numel; e++) h[e] = std * bpt_randn(seed, t->name, e);
+        #pragma omp parallel for schedule(static)
+        for (size_t e = 0; e < t->numel; e++) {
+            int64_t g = shard_to_logical(m, t, e);
+            h[e] = g < 0 ? 0.0f : t->ndim == 1 ? 1.0f : std * bpt_randn(seed, t->name, (uint64_t)g);
         }
-        bpt_model_set(m, BPT_BUF_PARAM, i, h);
+        m->k->copy_h2d(P(m, BPT_BUF_PARAM, i), h, t->numel * sizeof(float));
         free(h);
     }
 }
@@ -168,22 +205,65 @@ int bpt_model_find(const bpt_model *m, const char *name) {
 }
 
 void bpt_model_get(const bpt_model *m, bpt_buf which, int i, float *host) {
-    m->k->copy_d2h(host, P(m, which, i), m->tensors[i].numel * sizeof(float));
+    const bpt_tensor *t = &m->tensors[i];
+    size_t lnum = (size_t)t->local[0] * t->local[1];
+    float *shard = bpt_xmalloc(t->numel * sizeof(float));
+    float *local = bpt_xmalloc((size_t)m->fsdp * t->numel * sizeof(float));
+    m->k->copy_d2h(shard, P(m, which, i), t->numel * sizeof(float));
+    /* shards -> the tp-local piece (padding rows at the end are dropped) */
+    bpt_allgather_f32(m->comm, BPT_AXIS_FSDP, local, shard, t->numel);
+    if (t->split == BPT_SPLIT_REP || m->tp == 1) {
+        memcpy(host, local, lnum * sizeof(float));
+    } else {
+        float *all = bpt_xmalloc((size_t)m->tp * lnum * sizeof(float));
+        bpt_allgather_f32(m->comm, BPT_AXIS_TP, all, local, lnum);
+        if (t->split == BPT_SPLIT_COL) {
+            memcpy(host, all, (size_t)m->tp * lnum * sizeof(float));
+        } else {   /* ROW: piece p holds columns [p*c, (p+1)*c) of every row */
+            int64_t c = t->local[1];
+            for (int p = 0; p < m->tp; p++)
+                for (int64_t r = 0; r < t->local[0]; r++)
+                    memcpy(host + r * t->shape[1] + p * c, all + p * lnum + r * c, (size_t)c * sizeof(float));
+        }
+        free(all);
+    }
+    free(shard);
+    free(local);
 }
 
 void bpt_model_set(bpt_model *m, bpt_buf which, int i, const float *host) {
-    m->k->copy_h2d(P(m, which, i), host, m->tensors[i].numel * sizeof(float));
+    const bpt_tensor *t = &m->tensors[i];
+    float *h = bpt_xmalloc(t->numel * sizeof(float));
+    for (size_t e = 0; e < t->numel; e++) {
+        int64_t g = shard_to_logical(m, t, e);
+        h[e] = g < 0 ? 0.0f : host[g];
+    }
+    m->k->copy_h2d(P(m, which, i), h, t->numel * sizeof(float));
+    free(h);
 }
 
 void bpt_model_zero_grad(bpt_model *m) {
     m->k->zero(m->buf[BPT_BUF_GRAD], m->nparams * sizeof(float));
 }
 
+void bpt_model_reduce_grads(bpt_model *m) {
+    bpt_allreduce_f32(m->comm, BPT_AXIS_DP, m->buf[BPT_BUF_GRAD], m->nparams);
+}
+
 double bpt_model_sumsq(const bpt_model *m, bpt_buf which) {
-    double s = 0;
-    m->k->sumsq(m->d_stats + 2, m->buf[which], m->nparams);
-    m->k->copy_d2h(&s, m->d_stats + 2, sizeof s);
-    return s;
+    /* per tensor, in a fixed order; a replicated tensor counts on tp rank 0 only */
+    double s[2] = {0.0, 0.0};
+    for (int i = 0; i < m->ntensors; i++) {
+        const bpt_tensor *t = &m->tensors[i];
+        if (t->split == BPT_SPLIT_REP && m->tp_rank != 0) continue;
+        double v = 0.0;
+        m->k->sumsq(m->d_stats + 2, P(m, which, i), t->numel);
+        m->k->copy_d2h(&v, m->d_stats + 2, sizeof v);
+        s[0] += v;
+    }
+    bpt_allreduce_f64(m->comm, BPT_AXIS_FSDP, s, 1);
+    bpt_allreduce_f64(m->comm, BPT_AXIS_TP, s, 1);
+    return s[0];
 }
 
 /* ------------------------------------------------------------- keep sets -- */
@@ -223,8 +303,10 @@ static int keep_set(const bpt_llama_config *c) {
 
 /* ------------------------------------------------------ layer activations -- */
 
+/* Sizes of one micro-batch on this rank: heads, kv heads, F and V are tp-local. */
 typedef struct dims {
     int B, T, N, D, F, H, KVH, Dh, qd, kvd, Bq, Bk, vanilla;
+    int V, v0;      /* local vocabulary rows and the first one's global id */
     int mlp_rows;   /* rows per feed-forward chunk */
 } dims;
 
@@ -232,8 +314,9 @@ static dims get_dims(const bpt_model *m) {
     const bpt_llama_config *c = &m->cfg;
     dims d;
     d.B = m->B; d.T = m->T; d.N = m->B * m->T;
-    d.D = c->hidden_size; d.F = c->intermediate_size;
-    d.H = c->num_attention_heads; d.KVH = bpt_kv_heads(c); d.Dh = bpt_head_dim(c);
+    d.D = c->hidden_size; d.F = c->intermediate_size / m->tp;
+    d.H = c->num_attention_heads / m->tp; d.KVH = bpt_kv_heads(c) / m->tp; d.Dh = bpt_head_dim(c);
+    d.V = c->vocab_size / m->tp; d.v0 = m->tp_rank * d.V;
     d.qd = d.H * d.Dh; d.kvd = d.KVH * d.Dh;
     d.vanilla = !c->scan_attention;
     d.Bq = c->scan_query_chunk_size < d.T ? c->scan_query_chunk_size : d.T;
@@ -270,13 +353,90 @@ static void alloc_acts(bpt_model *m, const dims *d, acts *a, int want) {
     if ((want & K_H) && !a->h) a->h = bpt_arena_alloc(ar, N * d->F * fb, "mlp hidden");
 }
 
-/* Layer weights (or their gradients) by role. */
+/* ------------------------------------------------- weights over the mesh -- */
+
+/* A layer's tp-local weights (or their gradients) by role. */
 typedef struct lw { float *norm1, *wq, *wk, *wv, *wo, *norm2, *wg, *wu, *wd; } lw;
-static lw layer_w(const bpt_model *m, bpt_buf b, int l) {
-    lw w = {P(m, b, tidx(l, T_NORM1)), P(m, b, tidx(l, T_Q)), P(m, b, tidx(l, T_K)),
-            P(m, b, tidx(l, T_V)), P(m, b, tidx(l, T_O)), P(m, b, tidx(l, T_NORM2)),
-            P(m, b, tidx(l, T_GATE)), P(m, b, tidx(l, T_UP)), P(m, b, tidx(l, T_DOWN))};
+
+/* The layer's tensors laid out from base by full_offset: a gathered buffer, or (fsdp
+ * == 1, where a shard is the whole tp-local tensor) the flat buffer itself. */
+static lw layer_view(const bpt_model *m, float *base, int l) {
+    const bpt_tensor *t = &m->tensors[tidx(l, 0)];
+    lw w = {base + t[T_NORM1].full_offset, base + t[T_Q].full_offset, base + t[T_K].full_offset,
+            base + t[T_V].full_offset, base + t[T_O].full_offset, base + t[T_NORM2].full_offset,
+            base + t[T_GATE].full_offset, base + t[T_UP].full_offset, base + t[T_DOWN].full_offset};
     return w;
+}
+
+/* Start the all-gather of layer l's weights into buf (non-blocking, one per tensor). */
+static void gather_start(bpt_model *m, int l, float *buf, bpt_request req[T_PER_LAYER]) {
+    for (int j = 0; j < T_PER_LAYER; j++) {
+        const bpt_tensor *t = &m->tensors[tidx(l, j)];
+        req[j].r = MPI_REQUEST_NULL;
+        if (m->fsdp > 1)
+            bpt_iallgather_f32(m->comm, BPT_AXIS_FSDP, buf + t->full_offset, P(m, BPT_BUF_PARAM, tidx(l, j)),
+                               t->numel, &req[j]);
+    }
+}
+
+static lw gather_wait(bpt_model *m, int l, float *buf, bpt_request req[T_PER_LAYER]) {
+    if (m->fsdp == 1) return layer_view(m, P(m, BPT_BUF_PARAM, tidx(l, 0)), l);
+    for (int j = 0; j < T_PER_LAYER; j++) bpt_wait(m->comm, &req[j]);
+    return layer_view(m, buf, l);
+}
+
+/* Where layer l's backward accumulates its gradients: the shards themselves when
+ * fsdp == 1, else a zeroed full buffer that grads_commit reduce-scatters. */
+static lw grads_begin(bpt_model *m, int l, float *gbuf) {
+    if (m->fsdp == 1) return layer_view(m, P(m, BPT_BUF_GRAD, tidx(l, 0)), l);
+    m->k->zero(gbuf, m->layer_full * sizeof(float));
+    return layer_view(m, gbuf, l);
+}
+
+/* Reduce-scatter tensor i's full gradient over fsdp and add it to the shard. */
+static void grad_commit_tensor(bpt_model *m, int i, const float *full) {
+    const bpt_tensor *t = &m->tensors[i];
+    size_t mark = bpt_arena_mark(m->arena);
+    float *tmp = bpt_arena_alloc(m->arena, t->numel * sizeof(float), "gradient shard");
+    bpt_reduce_scatter_f32(m->comm, BPT_AXIS_FSDP, tmp, full, t->numel);
+    m->k->axpy(P(m, BPT_BUF_GRAD, i), 1.0f, tmp, t->numel);
+    bpt_arena_release(m->arena, mark);
+}
+
+static void grads_commit(bpt_model *m, int l, const float *gbuf) {
+    if (m->fsdp == 1) return;
+    for (int j = 0; j < T_PER_LAYER; j++)
+        grad_commit_tensor(m, tidx(l, j), gbuf + m->tensors[tidx(l, j)].full_offset);
+}
+
+/* A tensor outside the layers (embedding, final norm, lm_head), gathered for use. */
+static float *fetch(bpt_model *m, int i, const char *what) {
+    const bpt_tensor *t = &m->tensors[i];
+    if (m->fsdp == 1) return P(m, BPT_BUF_PARAM, i);
+    float *buf = bpt_arena_alloc(m->arena, (size_t)m->fsdp * t->numel * sizeof(float), what);
+    bpt_allgather_f32(m->comm, BPT_AXIS_FSDP, buf, P(m, BPT_BUF_PARAM, i), t->numel);
+    return buf;
+}
+
+static float *grad_begin(bpt_model *m, int i, const char *what) {
+    const bpt_tensor *t = &m->tensors[i];
+    if (m->fsdp == 1) return P(m, BPT_BUF_GRAD, i);
+    float *g = bpt_arena_alloc(m->arena, (size_t)m->fsdp * t->numel * sizeof(float), what);
+    m->k->zero(g, (size_t)m->fsdp * t->numel * sizeof(float));
+    return g;
+}
+
+static void grad_commit(bpt_model *m, int i, const float *full) {
+    if (m->fsdp > 1) grad_commit_tensor(m, i, full);
+}
+
+/* x (N,D) holds this tp rank's partial sum: complete it (row-parallel products). */
+static void tp_sum(bpt_model *m, float *x, size_t n) { bpt_allreduce_f32(m->comm, BPT_AXIS_TP, x, n); }
+
+/* out = x on tp rank 0, zeros elsewhere: a residual that a tp_sum will complete. */
+static void tp_residual(bpt_model *m, float *out, const float *x, size_t n) {
+    if (m->tp_rank == 0) m->k->copy_d2d(out, x, n * sizeof(float));
+    else m->k->zero(out, n * sizeof(float));
 }
 
 /* out (rows, n_out) = inp (rows, n_in) W^T, W (n_out, n_in): a Hugging Face linear. */
@@ -306,9 +466,10 @@ static void attn_forward(bpt_model *m, const dims *d, const lw *w, const float *
         else
             k->attn_fwd(a->o, a->lse, a->q, a->k, a->v, d->B, d->T, d->H, d->KVH, d->Dh, d->Bq, d->Bk);
     }
-    if (need & K_X1) {  // x1 = x + o Wo^T
-        k->copy_d2d(a->x1, x, (size_t)d->N * d->D * sizeof(float));
+    if (need & K_X1) {  // x1 = x + o Wo^T  (row parallel: summed over tp)
+        tp_residual(m, a->x1, x, (size_t)d->N * d->D);
         linear(k, a->x1, a->o, w->wo, d->N, d->qd, d->D, 1.0f);
+        tp_sum(m, a->x1, (size_t)d->N * d->D);
     }
 }
 
@@ -322,7 +483,7 @@ static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float
     float *gs = a->g ? NULL : bpt_arena_alloc(m->arena, cb, "mlp gate chunk");
     float *us = a->u ? NULL : bpt_arena_alloc(m->arena, cb, "mlp up chunk");
     float *hs = a->h ? NULL : bpt_arena_alloc(m->arena, cb, "mlp hidden chunk");
-    k->copy_d2d(x_out, a->x1, (size_t)d->N * D * sizeof(float));
+    tp_residual(m, x_out, a->x1, (size_t)d->N * D);
     for (int r0 = 0; r0 < d->N; r0 += R) {
         size_t off = (size_t)r0 * F;
         const float *xn = a->xn2 + (size_t)r0 * D;
@@ -332,14 +493,15 @@ static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float
         k->swiglu_fwd(h, g, u, (size_t)R * F);           // h = silu(g) * u
         linear(k, x_out + (size_t)r0 * D, h, w->wd, R, F, D, 1.0f);  // x_out += h Wd^T
     }
+    tp_sum(m, x_out, (size_t)d->N * D);   // down is row parallel
     bpt_arena_release(m->arena, mark);
 }
 
 /* Forward of layer l. Members of `keep` go in the persistent region (allocated before
  * the mark); the rest is scratch released before returning. */
-static void layer_forward(bpt_model *m, const dims *d, int l, const float *x, float *x_out,
+static void layer_forward(bpt_model *m, const dims *d, const lw *wp, const float *x, float *x_out,
                           acts *a, int keep) {
-    lw w = layer_w(m, BPT_BUF_PARAM, l);
+    lw w = *wp;
     memset(a, 0, sizeof *a);
     alloc_acts(m, d, a, keep);
     size_t mark = bpt_arena_mark(m->arena);
@@ -361,11 +523,11 @@ static int held(const acts *a) {
  * the layer's weight gradients. Recomputes whatever the forward did not keep. dx_out is
  * overwritten (it becomes dloss/dx1), and one (N,D) buffer serves dxn2, do and dxn1 in
  * turn (H*Dh == D), to keep the backward's scratch small. */
-static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, const acts *kept,
-                           float *dx_out, float *dx_in) {
+static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *gwp, const float *x,
+                           const acts *kept, float *dx_out, float *dx_in) {
     const bpt_kernels *k = m->k;
     bpt_arena *ar = m->arena;
-    lw w = layer_w(m, BPT_BUF_PARAM, l), gw = layer_w(m, BPT_BUF_GRAD, l);
+    lw w = *wp, gw = *gwp;
     int N = d->N, D = d->D, F = d->F, qd = d->qd, kvd = d->kvd, R = d->mlp_rows;
     size_t fb = sizeof(float), mark = bpt_arena_mark(ar);
     float eps = (float)m->cfg.rms_norm_eps;
@@ -408,6 +570,7 @@ static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, c
         k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxn + (size_t)r0 * D, D);
         k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxn + (size_t)r0 * D, D);
     }
+    tp_sum(m, dxn, (size_t)N * D);   // gate/up are column parallel
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
     k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, N, D, 1);
 
@@ -435,6 +598,7 @@ static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, c
     k->gemm(0, 0, N, D, qd, 1.0f, dq, qd, w.wq, D, 0.0f, dxn, D);
     k->gemm(0, 0, N, D, kvd, 1.0f, dk, kvd, w.wk, D, 1.0f, dxn, D);
     k->gemm(0, 0, N, D, kvd, 1.0f, dv, kvd, w.wv, D, 1.0f, dxn, D);
+    tp_sum(m, dxn, (size_t)N * D);   // q/k/v are column parallel
     // xn1 = rmsnorm(x); x1 = x + ...  =>  dx = dx1 + rmsnorm_bwd(dxn1)
     k->copy_d2d(dx_in, dx1, (size_t)N * D * fb);
     k->rmsnorm_bwd(dx_in, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
@@ -443,13 +607,39 @@ static void layer_backward(bpt_model *m, const dims *d, int l, const float *x, c
 
 /* --------------------------------------------------------------- a step -- */
 
+/* Cross-entropy of one chunk of logits (rows, V local), fused with its gradient. On one
+ * tp rank the fused kernel; over tp, the vocabulary-parallel version: row max, target
+ * logit and argmax, then the sum of exponentials, are all-reduced over tp. */
+static void loss_chunk(bpt_model *m, const dims *d, float *logits, const int32_t *tgt, const float *mask,
+                       int rows, float scale) {
+    const bpt_kernels *k = m->k;
+    if (m->tp == 1) {
+        k->xent_fwd_bwd(logits, m->d_stats, tgt, mask, rows, d->V, scale);
+        return;
+    }
+    size_t mark = bpt_arena_mark(m->arena), rb = (size_t)rows * sizeof(float);
+    float *rmax = bpt_arena_alloc(m->arena, rb, "xent max");
+    float *tlogit = bpt_arena_alloc(m->arena, rb, "xent target logit");
+    float *amaxv = bpt_arena_alloc(m->arena, rb, "xent argmax value");
+    float *sumexp = bpt_arena_alloc(m->arena, rb, "xent sum exp");
+    int32_t *amaxi = bpt_arena_alloc(m->arena, (size_t)rows * sizeof(int32_t), "xent argmax");
+    k->xent_partial(logits, tgt, rows, d->V, d->v0, rmax, tlogit, amaxv, amaxi);
+    bpt_allreduce_max_f32(m->comm, BPT_AXIS_TP, rmax, (size_t)rows);
+    bpt_allreduce_f32(m->comm, BPT_AXIS_TP, tlogit, (size_t)rows);
+    bpt_allreduce_maxloc(m->comm, BPT_AXIS_TP, amaxv, amaxi, (size_t)rows);
+    k->xent_sumexp(logits, rmax, rows, d->V, sumexp);
+    bpt_allreduce_f32(m->comm, BPT_AXIS_TP, sumexp, (size_t)rows);
+    k->xent_finish(logits, m->d_stats, tgt, mask, rmax, sumexp, tlogit, amaxi, rows, d->V, d->v0, scale);
+    bpt_arena_release(m->arena, mark);
+}
+
 static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, const float *mask,
                 float scale, double out[2], int train) {
     const bpt_kernels *k = m->k;
     bpt_arena *ar = m->arena;
     const bpt_llama_config *c = &m->cfg;
     dims d = get_dims(m);
-    int N = d.N, D = d.D, V = c->vocab_size, L = c->num_hidden_layers;
+    int N = d.N, D = d.D, L = c->num_hidden_layers;
     size_t fb = sizeof(float), xb = (size_t)N * D * fb, mark0 = bpt_arena_mark(ar);
     float eps = (float)c->rms_norm_eps;
     const int32_t *tok = m->d_tokens, *tgt = m->d_tokens + N;
@@ -457,55 +647,88 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     k->copy_h2d(m->d_tokens + N, targets, (size_t)N * sizeof(int32_t));
     k->copy_h2d(m->d_mask, mask, (size_t)N * fb);
 
+    /* two buffers for gathered layer weights (the one in use and the next one in
+     * flight) and one for a layer's full gradients; none when fsdp == 1 */
+    float *wbuf[2] = {NULL, NULL}, *gbuf = NULL;
+    if (m->fsdp > 1) {
+        wbuf[0] = bpt_arena_alloc(ar, m->layer_full * fb, "gathered layer weights");
+        wbuf[1] = bpt_arena_alloc(ar, m->layer_full * fb, "gathered layer weights (next)");
+        if (train) gbuf = bpt_arena_alloc(ar, m->layer_full * fb, "layer gradients");
+    }
+    bpt_request req[2][T_PER_LAYER];
+
     /* forward: the residual stream x_0..x_L is kept for training, ping-pongs for eval */
     int keep = train ? keep_set(c) : 0;
     float **xs = bpt_xcalloc((size_t)L + 1, sizeof(float *));
     acts *A = bpt_xcalloc((size_t)L + 1, sizeof(acts));
     xs[0] = bpt_arena_alloc(ar, xb, "x0");
-    k->embed_fwd(xs[0], tok, P(m, BPT_BUF_PARAM, 0), N, D);   // x0 = wte[tokens]
-    for (int l = 0; l < L; l++) {
-        xs[l + 1] = (train || l == 0) ? bpt_arena_alloc(ar, xb, "layer output") : xs[l - 1];
-        layer_forward(m, &d, l, xs[l], xs[l + 1], &A[l], keep);
+    if (L > 0) gather_start(m, 0, wbuf[0], req[0]);
+    {
+        size_t mk = bpt_arena_mark(ar);
+        const float *wte = fetch(m, 0, "gathered embedding");
+        k->embed_fwd(xs[0], tok, wte, N, D, d.v0, d.V);   // x0 = wte[tokens] (vocab parallel)
+        tp_sum(m, xs[0], (size_t)N * D);
+        bpt_arena_release(ar, mk);
     }
+    for (int l = 0; l < L; l++) {
+        lw w = gather_wait(m, l, wbuf[l % 2], req[l % 2]);
+        if (l + 1 < L) gather_start(m, l + 1, wbuf[(l + 1) % 2], req[(l + 1) % 2]);
+        xs[l + 1] = (train || l == 0) ? bpt_arena_alloc(ar, xb, "layer output") : xs[l - 1];
+        layer_forward(m, &d, &w, xs[l], xs[l + 1], &A[l], keep);
+    }
+    if (train && L > 0) gather_start(m, L - 1, wbuf[(L - 1) % 2], req[(L - 1) % 2]);
 
     /* blockwise loss: logits and their gradient one chunk of rows at a time */
     float *dxa = train ? bpt_arena_alloc(ar, xb, "dx") : NULL;
     float *dxb = train ? bpt_arena_alloc(ar, xb, "dx") : NULL;
     size_t mark1 = bpt_arena_mark(ar);
     int rows = c->scan_loss ? d.B * (c->scan_loss_chunk_size < d.T ? c->scan_loss_chunk_size : d.T) : N;
+    int ilm = idx_lm_head(m), inf = idx_norm_f(m);
+    const float *normf = fetch(m, inf, "gathered final norm");
+    const float *wlm = fetch(m, ilm, "gathered lm_head");
+    float *gnormf = train ? grad_begin(m, inf, "final norm gradient") : NULL;
+    float *gwlm = train ? grad_begin(m, ilm, "lm_head gradient") : NULL;
     float *xf = bpt_arena_alloc(ar, xb, "xf");
     float *rstdf = bpt_arena_alloc(ar, (size_t)N * fb, "rstdf");
     float *dxf = train ? bpt_arena_alloc(ar, xb, "dxf") : NULL;
-    float *logits = bpt_arena_alloc(ar, (size_t)rows * V * fb, "logits chunk");
-    const float *normf = P(m, BPT_BUF_PARAM, idx_norm_f(m));
-    const float *wlm = P(m, BPT_BUF_PARAM, idx_lm_head(m));
-    float *gwlm = P(m, BPT_BUF_GRAD, idx_lm_head(m));
+    float *logits = bpt_arena_alloc(ar, (size_t)rows * d.V * fb, "logits chunk");
     k->rmsnorm_fwd(xf, rstdf, xs[L], normf, N, D, eps);           // xf = rmsnorm(x_L)
     k->zero(m->d_stats, 2 * sizeof(double));
     for (int r0 = 0; r0 < N; r0 += rows) {
         const float *xc = xf + (size_t)r0 * D;
-        linear(k, logits, xc, wlm, rows, D, V, 0.0f);              // logits = xf Wlm^T
-        k->xent_fwd_bwd(logits, m->d_stats, tgt + r0, m->d_mask + r0, rows, V, train ? scale : 0.0f);
+        linear(k, logits, xc, wlm, rows, D, d.V, 0.0f);            // logits = xf Wlm^T
+        loss_chunk(m, &d, logits, tgt + r0, m->d_mask + r0, rows, train ? scale : 0.0f);
         if (!train) continue;
         // logits = xf Wlm^T  =>  dxf = dlogits Wlm ; dWlm += dlogits^T xf
-        k->gemm(0, 0, rows, D, V, 1.0f, logits, V, wlm, D, 0.0f, dxf + (size_t)r0 * D, D);
-        k->gemm(1, 0, V, D, rows, 1.0f, logits, V, xc, D, 1.0f, gwlm, D);
+        k->gemm(0, 0, rows, D, d.V, 1.0f, logits, d.V, wlm, D, 0.0f, dxf + (size_t)r0 * D, D);
+        k->gemm(1, 0, d.V, D, rows, 1.0f, logits, d.V, xc, D, 1.0f, gwlm, D);
     }
     double st[2] = {0.0, 0.0};
     k->copy_d2h(st, m->d_stats, sizeof st);
     out[0] += st[0];
     out[1] += st[1];
-    if (train)   // xf = rmsnorm(x_L)
-        k->rmsnorm_bwd(dxa, P(m, BPT_BUF_GRAD, idx_norm_f(m)), dxf, xs[L], normf, rstdf, N, D, 0);
+    if (train) {
+        tp_sum(m, dxf, (size_t)N * D);   // lm_head is column (vocab) parallel
+        // xf = rmsnorm(x_L)
+        k->rmsnorm_bwd(dxa, gnormf, dxf, xs[L], normf, rstdf, N, D, 0);
+        grad_commit(m, ilm, gwlm);
+        grad_commit(m, inf, gnormf);
+    }
     bpt_arena_release(ar, mark1);
 
-    /* backward: layers in reverse, then the embedding */
+    /* backward: layers in reverse (gathering the next one early), then the embedding */
     if (train) {
         for (int l = L - 1; l >= 0; l--) {
-            layer_backward(m, &d, l, xs[l], &A[l], dxa, dxb);
+            lw w = gather_wait(m, l, wbuf[l % 2], req[l % 2]);
+            if (l > 0) gather_start(m, l - 1, wbuf[(l - 1) % 2], req[(l - 1) % 2]);
+            lw gw = grads_begin(m, l, gbuf);
+            layer_backward(m, &d, &w, &gw, xs[l], &A[l], dxa, dxb);
+            grads_commit(m, l, gbuf);
             float *tmp = dxa; dxa = dxb; dxb = tmp;
         }
-        k->embed_bwd(P(m, BPT_BUF_GRAD, 0), dxa, tok, N, D, V);   // x0 = wte[tokens]
+        float *gwte = grad_begin(m, 0, "embedding gradient");
+        k->embed_bwd(gwte, dxa, tok, N, D, d.v0, d.V);   // x0 = wte[tokens]
+        grad_commit(m, 0, gwte);
     }
     free(xs);
     free(A);

@@ -20,7 +20,7 @@ size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
         reserve >>= 1;
         BPT_CHECK(reserve >= ((size_t)1 << 30), "cannot reserve address space for the memory plan");
     }
-    bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1);
+    bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, NULL);
     size_t N = (size_t)B * T;
     int32_t *tok = bpt_xcalloc(N, sizeof(int32_t));
     float *mask = bpt_xcalloc(N, sizeof(float));
@@ -140,7 +140,7 @@ int bpt_train_main(bpt_config *c) {
     if (bpt_arena_init(&arena, k, cap) != 0)
         bpt_die("cannot allocate the arena of %s on backend %s (HINT: smaller chunks, a remat policy or arena_bytes)",
                 bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name);
-    bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1);
+    bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, NULL);
 
     int64_t start = 0;
     if (c->load_checkpoint[0]) {
@@ -287,7 +287,7 @@ int bpt_eval_main(bpt_config *c) {
     bpt_arena arena;
     size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : bpt_plan_peak_bytes(c, src->batch_size, src->seq_length);
     if (bpt_arena_init(&arena, k, cap) != 0) bpt_die("cannot allocate the arena on backend %s", k->name);
-    bpt_model *m = bpt_model_create(lc, k, &arena, src->batch_size, src->seq_length, 0);
+    bpt_model *m = bpt_model_create(lc, k, &arena, src->batch_size, src->seq_length, 0, NULL);
     bpt_load_kind kind;
     char path[BPT_STR];
     if (bpt_ckpt_parse_spec(c->load_checkpoint, &kind, path, sizeof path, err, sizeof err) != 0 ||

@@ -19,7 +19,17 @@ typedef struct bpt_comm {
     MPI_Comm comm[BPT_NAXES];     /* sub-communicator per axis (BATCH = dp x fsdp) */
     int size[BPT_NAXES], rank[BPT_NAXES];
     uint64_t bytes[BPT_NAXES];    /* bytes sent by this rank per axis, cumulative */
+    int dry;                      /* count bytes only, touch nothing (plans on the null backend) */
 } bpt_comm;
+
+/* A pending non-blocking collective. */
+typedef struct bpt_request { MPI_Request r; } bpt_request;
+
+/* A dry communicator for a dp x fsdp x tp mesh, seen from rank 0 of every axis:
+ * collectives only count their bytes. No MPI calls. */
+void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp);
+/* One rank, no MPI communicators needed (all sizes 1). */
+void bpt_comm_single(bpt_comm *c);
 
 const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world" */
 
@@ -28,8 +38,15 @@ void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n);
 void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n);
 /* In-place max / min of ints (agreement on errors: any rank failing -> all know). */
 int  bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v);
+/* In-place max of floats. */
+void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n);
+/* In-place (value, index) max; equal values keep the lowest index (MPI_MAXLOC). */
+void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n);
 /* out (size*n) = concatenation of every rank's in (n), in axis-rank order. */
 void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
+/* The same, non-blocking: complete with bpt_wait before touching out or in. */
+void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req);
+void bpt_wait(bpt_comm *c, bpt_request *req);
 /* out (n) = sum over ranks of in[rank*n : (rank+1)*n]. */
 void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);

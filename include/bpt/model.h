@@ -17,6 +17,16 @@
  * A layer's tensors are contiguous in the buffer, in the order above. Gradients and
  * the AdamW moments mirror the parameter buffer element for element.
  *
+ * Sharding over the mesh (docs/mesh.md). Tensor parallelism splits each tensor along
+ * one dimension: q/k/v, gate/up, the embedding and lm_head by output rows (column
+ * parallel: whole heads, whole kv heads, F/tp, V/tp), o and down by input columns (row
+ * parallel); norms are replicated. FSDP then splits the tp-local piece along dim 0 into
+ * fsdp shards of ceil(rows/fsdp) rows (the last padded with zeros), so every shard is a
+ * plain hyperslab of the logical tensor. The flat buffers hold this rank's shards only.
+ * A layer's weights are all-gathered over fsdp just before use (the next layer's gather
+ * is started early, non-blocking) and its gradients reduce-scattered right after its
+ * backward; the model knows the mesh only through this plan and its bpt_comm.
+ *
  * A training step is bpt_model_forward_backward per micro-batch (gradients
  * accumulate) and one bpt_optim_step. What the forward keeps for the backward is
  * decided by the remat policies and nothing else (see docs/design.md).
@@ -28,13 +38,20 @@
 #include <stddef.h>
 #include "config.h"
 #include "arena.h"
+#include "comm.h"
+
+typedef enum { BPT_SPLIT_REP = 0, BPT_SPLIT_COL, BPT_SPLIT_ROW } bpt_split;
 
 typedef struct bpt_tensor {
     char name[96];
     int ndim;              /* 1 or 2 */
-    int64_t shape[2];      /* Hugging Face shape */
-    size_t offset;         /* element offset in the flat buffers */
-    size_t numel;
+    int64_t shape[2];      /* Hugging Face (logical) shape; shape[1] = 1 when 1-D */
+    bpt_split split;       /* COL: dim 0 over tp, ROW: dim 1 over tp, REP: replicated */
+    int64_t local[2];      /* tp-local shape */
+    int64_t rows;          /* rows of this rank's fsdp shard (padded): ceil(local[0]/fsdp) */
+    size_t offset;         /* element offset of the shard in the flat buffers */
+    size_t numel;          /* shard elements: rows * local[1] */
+    size_t full_offset;    /* offset of the gathered, padded tp-local tensor in its group */
     int layer;             /* -1 for embedding, final norm, lm_head */
     int decay;             /* 1: AdamW weight decay applies (matrices and embeddings) */
 } bpt_tensor;
@@ -46,20 +63,25 @@ typedef struct bpt_model {
     int B, T;                       /* micro-batch rows on this rank, sequence length */
     const bpt_kernels *k;
     bpt_arena *arena;
+    bpt_comm *comm;                 /* collectives of the mesh (a one-rank comm if none given) */
+    int tp, tp_rank, fsdp, fsdp_rank;
     bpt_tensor *tensors;
     int ntensors;
-    size_t nparams;                 /* total elements */
+    size_t nparams;                 /* elements of this rank's shards */
+    size_t layer_full;              /* elements of one gathered layer */
     float *buf[4];                  /* params, grads, m, v: backend memory */
     float *rope_cos, *rope_sin;     /* (max_sequence_length, Dh/2) */
     int32_t *d_tokens;              /* (2, B*T): inputs, targets, backend memory */
     float *d_mask;                  /* (B*T) */
     double *d_stats;                /* (4) backend scratch for reductions */
+    bpt_comm own_comm;              /* used when bpt_model_create got comm == NULL */
 } bpt_model;
 
 /* Lay out the tensors and take params, grads and moments from the arena
- * (moments only if with_optimizer). Weights are not initialised. */
+ * (moments only if with_optimizer). Weights are not initialised. comm gives the tp and
+ * fsdp sizes and ranks (NULL: one rank). B is this rank's micro-batch rows. */
 bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, bpt_arena *a,
-                            int B, int T, int with_optimizer);
+                            int B, int T, int with_optimizer, bpt_comm *comm);
 void bpt_model_free(bpt_model *m);
 
 /* Initialise weights: normal(0, initializer_range) for matrices and embeddings,
@@ -68,8 +90,12 @@ void bpt_model_init_weights(bpt_model *m, uint64_t seed);
 
 /* Index of the tensor called name, or -1. */
 int bpt_model_find(const bpt_model *m, const char *name);
-/* Copy tensor i of buffer which to / from host memory (numel floats). */
+/* Elements of the logical tensor i. */
+size_t bpt_tensor_logical_numel(const bpt_tensor *t);
+/* Copy the whole logical tensor i of buffer which to host memory (shape[0]*shape[1]
+ * floats). Collective over tp and fsdp: every rank of the mesh must call it. */
 void bpt_model_get(const bpt_model *m, bpt_buf which, int i, float *host);
+/* Take this rank's shard of tensor i from the whole logical tensor in host memory. */
 void bpt_model_set(bpt_model *m, bpt_buf which, int i, const float *host);
 
 /* One micro-batch: inputs, targets (B,T) token ids and mask (B,T) in host memory.
@@ -83,7 +109,10 @@ void bpt_model_forward(bpt_model *m, const int32_t *inputs, const int32_t *targe
                        const float *mask, double out[2]);
 
 void bpt_model_zero_grad(bpt_model *m);
-/* Sum of squares of a whole buffer (double). */
+/* All-reduce the gradient shards over dp (after the last micro-batch of a step). */
+void bpt_model_reduce_grads(bpt_model *m);
+/* Squared global L2 norm of the logical tensors of buffer which: shards summed over
+ * fsdp and tp, replicated tensors counted once. Identical on every rank. */
 double bpt_model_sumsq(const bpt_model *m, bpt_buf which);
 
 /* Parameter counts. */

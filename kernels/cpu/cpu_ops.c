@@ -249,22 +249,25 @@ static void cpu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g
 /* ------------------------------------------------------------------------- */
 /* Embedding */
 
-// tok (N), wte (V,D) -> out (N,D)
-static void cpu_embed_fwd(float *out, const int32_t *tok, const float *wte, int N, int D) {
+// tok (N), wte (V,D) rows [v0, v0+V) -> out (N,D); zeros for tokens of other rows
+static void cpu_embed_fwd(float *out, const int32_t *tok, const float *wte, int N, int D, int v0, int V) {
     #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        memcpy(out + (size_t)n * D, wte + (size_t)tok[n] * D, (size_t)D * sizeof(float));
+    for (int n = 0; n < N; n++) {
+        int t = tok[n] - v0;
+        if (t >= 0 && t < V) memcpy(out + (size_t)n * D, wte + (size_t)t * D, (size_t)D * sizeof(float));
+        else memset(out + (size_t)n * D, 0, (size_t)D * sizeof(float));
+    }
 }
 
 // dout (N,D) -> dwte (V,D) +=. Columns in parallel, tokens in order; a token outside
-// [0,V) (another rank's vocabulary slice) contributes nothing.
-static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int V) {
+// [v0,v0+V) (another rank's vocabulary slice) contributes nothing.
+static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int v0, int V) {
     int cb = 64, nb = (D + cb - 1) / cb;
     #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nb; blk++) {
         int d0 = blk * cb, d1 = d0 + cb < D ? d0 + cb : D;
         for (int n = 0; n < N; n++) {
-            int t = tok[n];
+            int t = tok[n] - v0;
             if (t < 0 || t >= V) continue;
             // out[n] = wte[tok[n]]
             float *dw = dwte + (size_t)t * D;
@@ -315,6 +318,62 @@ static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets,
         #pragma omp simd
         for (int i = 0; i < V; i++) x[i] *= c;
         if (valid) x[tgt] -= scale * mk;
+    }
+    double s0 = 0.0, s1 = 0.0;
+    for (int n = 0; n < N; n++) { s0 += nll[n]; s1 += hit[n]; }
+    out[0] += s0;
+    out[1] += s1;
+    free(nll);
+}
+
+/* ---- the vocabulary-parallel cross-entropy, in three steps (see kernels.h) ---- */
+
+static void cpu_xent_partial(const float *logits, const int32_t *targets, int N, int V, int v0,
+                             float *rmax, float *tlogit, float *amax_val, int32_t *amax_idx) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float mx = -INFINITY;
+        int am = 0;
+        for (int i = 0; i < V; i++)
+            if (x[i] > mx) { mx = x[i]; am = i; }   // first index of the max
+        int t = targets[n] - v0;
+        rmax[n] = mx;
+        amax_val[n] = mx;
+        amax_idx[n] = v0 + am;
+        tlogit[n] = (t >= 0 && t < V) ? x[t] : 0.0f;
+    }
+}
+
+static void cpu_xent_sumexp(const float *logits, const float *rmax, int N, int V, float *sumexp) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        double s = 0.0;
+        for (int i = 0; i < V; i++) s += exp((double)x[i] - rmax[n]);
+        sumexp[n] = (float)s;
+    }
+}
+
+static void cpu_xent_finish(float *logits, double *out, const int32_t *targets, const float *mask,
+                            const float *rmax, const float *sumexp, const float *tlogit,
+                            const int32_t *amax_idx, int N, int V, int v0, float scale) {
+    double *nll = xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
+    double *hit = nll + N;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *x = logits + (size_t)n * V;
+        float mk = mask ? mask[n] : 1.0f;
+        nll[n] = 0.0; hit[n] = 0.0;
+        if (mk == 0.0f) { memset(x, 0, (size_t)V * sizeof(float)); continue; }
+        // nll = log(sum exp) + max - x[target]
+        nll[n] = mk * (log((double)sumexp[n]) + rmax[n] - tlogit[n]);
+        hit[n] = mk * (amax_idx[n] == targets[n]);
+        // dloss/dx = scale * mask * (softmax - onehot)
+        float c = scale * mk / sumexp[n];
+        for (int i = 0; i < V; i++) x[i] = c * expf(x[i] - rmax[n]);
+        int t = targets[n] - v0;
+        if (t >= 0 && t < V) x[t] -= scale * mk;
     }
     double s0 = 0.0, s1 = 0.0;
     for (int n = 0; n < N; n++) { s0 += nll[n]; s1 += hit[n]; }
@@ -391,6 +450,9 @@ const bpt_kernels bpt_kernels_cpu = {
     .attn_vanilla_fwd = bpt_cpu_attn_vanilla_fwd,
     .attn_vanilla_bwd = bpt_cpu_attn_vanilla_bwd,
     .xent_fwd_bwd = cpu_xent_fwd_bwd,
+    .xent_partial = cpu_xent_partial,
+    .xent_sumexp = cpu_xent_sumexp,
+    .xent_finish = cpu_xent_finish,
     .adamw = cpu_adamw,
     .sumsq = cpu_sumsq,
     .axpy = cpu_axpy,

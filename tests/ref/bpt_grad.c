@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
     size_t peak = bpt_plan_peak_bytes(&c, B, T);
     bpt_arena arena;
     BPT_CHECK(bpt_arena_init(&arena, &bpt_kernels_cpu, peak) == 0, "arena");
-    bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &arena, B, T, 1);
+    bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &arena, B, T, 1, NULL);
 
     hid_t fp = H5Fopen(params, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (fp < 0) bpt_die("%s: cannot open", params);

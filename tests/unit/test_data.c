@@ -481,7 +481,7 @@ typedef struct { bpt_arena a; bpt_model *m; } tiny;
 static void tiny_make(tiny *t, int D, int L, int with_opt) {
     bpt_llama_config c = tiny_cfg(D, L);
     bpt_arena_init(&t->a, &host_kernels, 8u << 20);
-    t->m = bpt_model_create(&c, &host_kernels, &t->a, 1, 8, with_opt);
+    t->m = bpt_model_create(&c, &host_kernels, &t->a, 1, 8, with_opt, NULL);
 }
 
 static void tiny_free(tiny *t) {

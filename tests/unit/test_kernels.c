@@ -179,7 +179,7 @@ static void test_memory(void) {
         nk->rmsnorm_fwd(p, p, p, p, 4, 4, 1e-5f); nk->rmsnorm_bwd(p, p, p, p, p, p, 4, 4, 0);
         nk->rope_fwd(p, p, p, 1, 4, 1, 4); nk->rope_bwd(p, p, p, 1, 4, 1, 4);
         nk->swiglu_fwd(p, p, p, 16); nk->swiglu_bwd(p, p, p, p, p, 16);
-        nk->embed_fwd(p, ip, p, 4, 4); nk->embed_bwd(p, p, ip, 4, 4, 4);
+        nk->embed_fwd(p, ip, p, 4, 4, 0, 4); nk->embed_bwd(p, p, ip, 4, 4, 0, 4);
         nk->attn_fwd(p, p, p, p, p, 1, 8, 2, 1, 4, 4, 4);
         nk->attn_bwd(p, p, p, p, p, p, p, p, p, 1, 8, 2, 1, 4, 4, 4);
         nk->attn_vanilla_fwd(p, p, p, p, p, 1, 8, 2, 1, 4);
@@ -424,12 +424,12 @@ static void test_embed(void) {
     int N = 13, D = 37, V = 11;
     int32_t tok[13] = {3, 0, 10, 3, 7, 7, 7, 1, 10, 0, 5, 3, 9};  // repeats, both ends
     float *wte = frand((size_t)V * D, -1, 1), *out = fnan((size_t)N * D), *W = frand((size_t)N * D, -1, 1);
-    K->embed_fwd(out, tok, wte, N, D);
+    K->embed_fwd(out, tok, wte, N, D, 0, V);
     int ok = 1;
     for (int n = 0; n < N; n++) ok &= memcmp(out + (size_t)n * D, wte + (size_t)tok[n] * D, sizeof(float) * D) == 0;
     check_true("embed_fwd exact rows", ok);
     float *dwte = frand((size_t)V * D, -1, 1), *dw0 = fdup(dwte, (size_t)V * D);
-    K->embed_bwd(dwte, W, tok, N, D, V);
+    K->embed_bwd(dwte, W, tok, N, D, 0, V);
     double *ref = todbl(dw0, (size_t)V * D), *gref = dzeros((size_t)V * D);
     for (int n = 0; n < N; n++) for (int d = 0; d < D; d++) {
         ref[(size_t)tok[n] * D + d] += W[(size_t)n * D + d];
@@ -437,7 +437,7 @@ static void test_embed(void) {
     }
     check("embed_bwd dwte += (prefilled, repeated tokens)", relerr(dwte, ref, (size_t)V * D), TOL_BWD);
     float *g = calloc((size_t)V * D, sizeof(float));
-    K->embed_bwd(g, W, tok, N, D, V);
+    K->embed_bwd(g, W, tok, N, D, 0, V);
     embed_ctx c = {N, D, tok, todbl(wte, (size_t)V * D), todbl(W, (size_t)N * D)};
     fd_check("embed_bwd dwte", embed_loss, &c, c.wte, (size_t)V * D, g, gref, (size_t)V * D);
     free(wte); free(out); free(W); free(dwte); free(dw0); free(ref); free(gref); free(g); free(c.wte); free(c.W);
@@ -769,6 +769,94 @@ static void test_sumsq_axpy(void) {
 
 /* ------------------------------------------------------------------------- */
 
+/* The vocabulary-parallel cross-entropy: the logits split into P column pieces, the
+ * three steps with the all-reduces done by hand, must equal the fused kernel (loss,
+ * accuracy with ties across pieces, every gradient); and embeddings over ranges. */
+static void test_xent_vocab_parallel(void) {
+    int N = 11, V = 60;
+    float scale = 1.0f / 9.0f;
+    float *x = frand((size_t)N * V, -4, 4);
+    int32_t tgt[11];
+    float mask[11];
+    for (int n = 0; n < N; n++) { tgt[n] = (int32_t)(urand() * V); mask[n] = 1.0f; }
+    mask[3] = 0.0f;
+    x[5 * V + 9] = x[5 * V + 41] = 9.0f; tgt[5] = 9;    // tie across pieces: the lower id wins
+    x[6 * V + 19] = x[6 * V + 50] = 9.0f; tgt[6] = 50;  // ... so this one is wrong
+    for (int i = 0; i < V; i++) x[2 * V + i] += 500.0f;
+    float *gf = fdup(x, (size_t)N * V);
+    double of[2] = {0, 0};
+    K->xent_fwd_bwd(gf, of, tgt, mask, N, V, scale);
+    const int pieces[] = {2, 3, 5};
+    for (int pi = 0; pi < 3; pi++) {
+        int P = pieces[pi], Vl = V / P;
+        float *g = malloc(sizeof(float) * (size_t)N * V);
+        float *rmax = malloc(sizeof(float) * N * P), *tl = malloc(sizeof(float) * N * P);
+        float *av = malloc(sizeof(float) * N * P), *se = malloc(sizeof(float) * N * P);
+        int32_t *ai = malloc(sizeof(int32_t) * N * P);
+        float **loc = malloc(sizeof(float *) * P);
+        for (int p = 0; p < P; p++) {   // piece p: columns [p*Vl, (p+1)*Vl)
+            loc[p] = malloc(sizeof(float) * (size_t)N * Vl);
+            for (int n = 0; n < N; n++) memcpy(loc[p] + (size_t)n * Vl, x + (size_t)n * V + p * Vl, sizeof(float) * Vl);
+            K->xent_partial(loc[p], tgt, N, Vl, p * Vl, rmax + p * N, tl + p * N, av + p * N, ai + p * N);
+        }
+        float *gm = malloc(sizeof(float) * N), *gt = malloc(sizeof(float) * N), *gs = malloc(sizeof(float) * N);
+        int32_t *ga = malloc(sizeof(int32_t) * N);
+        for (int n = 0; n < N; n++) {   // the all-reduces: max, sum, maxloc (first piece wins ties)
+            gm[n] = -INFINITY; gt[n] = 0; gs[n] = 0; ga[n] = 0;
+            float best = -INFINITY;
+            for (int p = 0; p < P; p++) {
+                gm[n] = fmaxf(gm[n], rmax[p * N + n]);
+                gt[n] += tl[p * N + n];
+                if (av[p * N + n] > best) { best = av[p * N + n]; ga[n] = ai[p * N + n]; }
+            }
+        }
+        for (int p = 0; p < P; p++) K->xent_sumexp(loc[p], gm, N, Vl, se + p * N);
+        for (int n = 0; n < N; n++) for (int p = 0; p < P; p++) gs[n] += se[p * N + n];
+        double o[2] = {0, 0};
+        for (int p = 0; p < P; p++) {
+            double ok[2] = {0, 0};
+            K->xent_finish(loc[p], ok, tgt, mask, gm, gs, gt, ga, N, Vl, p * Vl, scale);
+            if (p == 0) { o[0] = ok[0]; o[1] = ok[1]; }
+            for (int n = 0; n < N; n++) memcpy(g + (size_t)n * V + p * Vl, loc[p] + (size_t)n * Vl, sizeof(float) * Vl);
+        }
+        char name[96];
+        snprintf(name, sizeof name, "xent vocab-parallel over %d pieces: loss", P);
+        check(name, fabs(o[0] - of[0]) / fabs(of[0]), TOL_FWD);
+        snprintf(name, sizeof name, "xent vocab-parallel over %d pieces: accuracy (ties across pieces)", P);
+        check_true(name, o[1] == of[1]);
+        snprintf(name, sizeof name, "xent vocab-parallel over %d pieces: dlogits", P);
+        check(name, relerr_ff(g, gf, (size_t)N * V), TOL_FWD);
+        for (int p = 0; p < P; p++) free(loc[p]);
+        free(loc); free(g); free(rmax); free(tl); free(av); free(se); free(ai); free(gm); free(gt); free(gs); free(ga);
+    }
+    free(x); free(gf);
+
+    // embedding over a vocabulary range: rows outside are zero, gradients land only in range
+    int D = 5, Ve = 12, n = 7;
+    int32_t tok[7] = {0, 5, 6, 11, 6, 3, 8};
+    float *wte = frand((size_t)Ve * D, -1, 1), *out = fnan((size_t)n * D);
+    int v0 = 4, Vl = 4;   // rows 4..7
+    K->embed_fwd(out, tok, wte + (size_t)v0 * D, n, D, v0, Vl);
+    int good = 1;
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < D; d++) {
+            float want = (tok[i] >= v0 && tok[i] < v0 + Vl) ? wte[(size_t)tok[i] * D + d] : 0.0f;
+            good &= out[(size_t)i * D + d] == want;
+        }
+    check_true("embed_fwd over rows [4,8): own rows copied, others zero", good);
+    float *dw = calloc((size_t)Vl * D, sizeof(float)), *dy = frand((size_t)n * D, -1, 1);
+    K->embed_bwd(dw, dy, tok, n, D, v0, Vl);
+    good = 1;
+    for (int r = 0; r < Vl; r++)
+        for (int d = 0; d < D; d++) {
+            float want = 0.0f;
+            for (int i = 0; i < n; i++) if (tok[i] == v0 + r) want += dy[(size_t)i * D + d];
+            good &= fabsf(dw[(size_t)r * D + d] - want) <= 1e-6f;
+        }
+    check_true("embed_bwd over rows [4,8): only tokens in range", good);
+    free(wte); free(out); free(dw); free(dy);
+}
+
 int main(void) {
     K = &bpt_kernels_cpu;
     double t0 = omp_get_wtime();
@@ -781,6 +869,7 @@ int main(void) {
     test_embed();
     test_attention();
     test_xent();
+    test_xent_vocab_parallel();
     test_adamw();
     test_sumsq_axpy();
     printf("# %d passed, %d failed (%.1f s)\n", npass, nfail, omp_get_wtime() - t0);

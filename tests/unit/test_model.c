@@ -46,7 +46,7 @@ static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
     size_t plan = bpt_plan_peak_bytes(c, B, T);
     bpt_arena a;
     if (bpt_arena_init(&a, k, plan) != 0) { printf("arena init failed\n"); exit(1); }
-    bpt_model *m = bpt_model_create(&c->llama, k, &a, B, T, 1);
+    bpt_model *m = bpt_model_create(&c->llama, k, &a, B, T, 1, NULL);
     bpt_model_init_weights(m, 7);
     /* norms away from 1 so their gradients matter */
     for (int i = 0; i < m->ntensors; i++) {
