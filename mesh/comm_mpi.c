@@ -62,6 +62,13 @@ int bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v) {
     return out;
 }
 
+uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v) {
+    if (c->size[a] == 1 || c->dry) return v;
+    uint64_t out;
+    MPI_Allreduce(&v, &out, 1, MPI_UINT64_T, MPI_MAX, c->comm[a]);
+    return out;
+}
+
 void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
     int p = c->size[a];
     if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }

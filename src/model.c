@@ -656,6 +656,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         if (train) gbuf = bpt_arena_alloc(ar, m->layer_full * fb, "layer gradients");
     }
     bpt_request req[2][T_PER_LAYER];
+    size_t mark_acts = bpt_arena_mark(ar);
 
     /* forward: the residual stream x_0..x_L is kept for training, ping-pongs for eval */
     int keep = train ? keep_set(c) : 0;
@@ -676,6 +677,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         xs[l + 1] = (train || l == 0) ? bpt_arena_alloc(ar, xb, "layer output") : xs[l - 1];
         layer_forward(m, &d, &w, xs[l], xs[l + 1], &A[l], keep);
     }
+    if (train) m->kept_bytes = bpt_arena_mark(ar) - mark_acts;
     if (train && L > 0) gather_start(m, L - 1, wbuf[(L - 1) % 2], req[(L - 1) % 2]);
 
     /* blockwise loss: logits and their gradient one chunk of rows at a time */

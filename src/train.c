@@ -1,4 +1,4 @@
-/* train.c — the training loop, evaluation and the memory plan. */
+/* train.c — the training loop, evaluation and the plan of a step. */
 #include "bpt/bpt.h"
 
 #include <math.h>
@@ -9,36 +9,110 @@
 
 #define ERRLEN 1024
 
-/* ----------------------------------------------------------- memory plan -- */
+/* ------------------------------------------------------------------ a step -- */
 
-size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
-    /* Run one whole training step on the null backend: no memory is touched and no
-     * math is done, but every arena allocation happens exactly as on a real backend. */
+typedef struct step_result {
+    double loss, accuracy, count;     /* token-weighted over the global batch */
+    bpt_optim_stats opt;
+} step_result;
+
+/* One optimizer step from `accum` micro-batches of this rank's rows (host memory).
+ * The loss is the token-weighted mean over every unmasked target of the global batch
+ * of all micro-batches, so the count is reduced first (over the batch axis). */
+static void train_step(bpt_model *m, bpt_comm *comm, bpt_batch *bs, int accum,
+                       const bpt_adamw_config *o, int64_t step, step_result *r) {
+    size_t n = (size_t)m->B * m->T;
+    double count = 0;
+    for (int a = 0; a < accum; a++)
+        for (size_t i = 0; i < n; i++) count += bs[a].mask[i];
+    bpt_allreduce_f64(comm, BPT_AXIS_BATCH, &count, 1);
+    float scale = count > 0 ? (float)(1.0 / count) : 0.0f;
+    double stats[2] = {0, 0};
+    bpt_model_zero_grad(m);
+    for (int a = 0; a < accum; a++)
+        bpt_model_forward_backward(m, bs[a].inputs, bs[a].targets, bs[a].mask, scale, stats);
+    bpt_model_reduce_grads(m);
+    bpt_optim_step(m, o, step, &r->opt);
+    bpt_allreduce_f64(comm, BPT_AXIS_BATCH, stats, 2);
+    r->count = count;
+    r->loss = count > 0 ? stats[0] / count : 0;
+    r->accuracy = count > 0 ? stats[1] / count : 0;
+}
+
+/* ------------------------------------------------------------------- plan -- */
+
+int bpt_plan_check_mesh(const bpt_config *c, const int dims[3], char *err, size_t errlen) {
+    const bpt_llama_config *l = &c->llama;
+    int tp = dims[2], batch = dims[0] * dims[1];
+    struct { const char *key; int v; } div[] = {
+        {"llama.num_attention_heads", l->num_attention_heads}, {"llama.num_key_value_heads", bpt_kv_heads(l)},
+        {"llama.intermediate_size", l->intermediate_size}, {"llama.vocab_size", l->vocab_size},
+    };
+    for (size_t i = 0; i < sizeof div / sizeof div[0]; i++)
+        if (div[i].v % tp != 0)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (tp=%d does not divide %s=%d)",
+                           c->mesh_dim, tp, div[i].key, div[i].v);
+    const bpt_dataset_config *ds[2] = {&c->train_dataset, &c->eval_dataset};
+    const char *names[2] = {"train_dataset", "eval_dataset"};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && c->eval_steps <= 0) continue;
+        const bpt_source_config *s = bpt_dataset_source(ds[i]);
+        if (s->batch_size % batch != 0)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (dp*fsdp=%d does not divide %s batch_size=%d)",
+                           c->mesh_dim, batch, names[i], s->batch_size);
+    }
+    return 0;
+}
+
+static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_plan *p) {
+    /* every arena allocation of a real step, no memory touched, no math done */
     bpt_arena a;
     size_t reserve = (size_t)1 << 46;
     while (bpt_arena_init(&a, &bpt_kernels_null, reserve) != 0) {
         reserve >>= 1;
         BPT_CHECK(reserve >= ((size_t)1 << 30), "cannot reserve address space for the memory plan");
     }
-    bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, NULL);
-    size_t N = (size_t)B * T;
-    int32_t *tok = bpt_xcalloc(N, sizeof(int32_t));
-    float *mask = bpt_xcalloc(N, sizeof(float));
-    double out[2] = {0, 0};
-    bpt_model_forward_backward(m, tok, tok, mask, 1.0f, out);
-    bpt_optim_stats st;
-    bpt_optim_step(m, &c->optimizer.adamw, 0, &st);
-    size_t peak = a.peak;
-    free(tok);
-    free(mask);
+    bpt_comm comm;
+    bpt_comm_dry(&comm, dims[0], dims[1], dims[2]);
+    bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, &comm);
+    int accum = c->optimizer.accumulate_gradient_steps;
+    bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
+    for (int i = 0; i < accum; i++) bpt_batch_alloc(&bs[i], B, T);
+    memset(comm.bytes, 0, sizeof comm.bytes);
+    step_result r;
+    train_step(m, &comm, bs, accum, &c->optimizer.adamw, 0, &r);
+    memset(p, 0, sizeof *p);
+    p->dp = dims[0]; p->fsdp = dims[1]; p->tp = dims[2];
+    p->B = B; p->T = T;
+    p->param_bytes = m->nparams * sizeof(float);
+    p->kept_bytes = m->kept_bytes;
+    p->peak_bytes = a.peak;
+    for (int i = 0; i < BPT_NAXES; i++) p->comm_bytes[i] = comm.bytes[i];
+    for (int i = 0; i < accum; i++) bpt_batch_free(&bs[i]);
+    free(bs);
     bpt_model_free(m);
     bpt_arena_destroy(&a);
-    return peak;
+    return 0;
+}
+
+int bpt_plan_step(const bpt_config *c, int world_size, bpt_plan *p, char *err, size_t errlen) {
+    int dims[3];
+    if (bpt_mesh_parse(c->mesh_dim, world_size, dims, err, errlen) != 0) return -1;
+    if (bpt_plan_check_mesh(c, dims, err, errlen) != 0) return -1;
+    const bpt_source_config *s = bpt_dataset_source(&c->train_dataset);
+    return plan_run(c, dims, s->batch_size / (dims[0] * dims[1]), s->seq_length, p);
+}
+
+size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
+    int dims[3] = {1, 1, 1};
+    bpt_plan p;
+    plan_run(c, dims, B, T, &p);
+    return p.peak_bytes;
 }
 
 /* --------------------------------------------------------------- helpers -- */
 
-/* FLOP/s of the CPU sgemm on this rank, measured on 1024^3 products. */
+/* FLOP/s of the backend's sgemm on this rank, measured on 1024^3 products. */
 static double measure_peak_flops(const bpt_kernels *k) {
     int n = 1024;
     float *a = bpt_xcalloc((size_t)n * n, sizeof(float)), *b = bpt_xcalloc((size_t)n * n, sizeof(float));
@@ -72,23 +146,34 @@ static void fmt_duration(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%ds", se);
 }
 
-typedef struct eval_result { double loss, accuracy; uint64_t tokens; } eval_result;
+/* The mesh, checked against the config; dies with one line on failure. */
+static void mesh_or_die(bpt_mesh *mesh, const bpt_config *c) {
+    char err[ERRLEN];
+    if (bpt_mesh_init(mesh, c->mesh_dim, err, sizeof err) != 0) bpt_die("%s", err);
+    int dims[3] = {mesh->dp, mesh->fsdp, mesh->tp};
+    if (bpt_plan_check_mesh(c, dims, err, sizeof err) != 0) bpt_die("%s", err);
+}
 
-/* Mean over nsteps batches of the loader: token-weighted loss and accuracy. */
-static int evaluate(bpt_model *m, bpt_loader *ld, int rows, int64_t nsteps, eval_result *r,
-                    char *err, size_t errlen) {
+typedef struct eval_result { double loss, accuracy, tokens; } eval_result;
+
+/* Mean over nsteps global batches of the loader (this rank reads its rows): token
+ * weighted loss and accuracy, reduced over the batch axis. */
+static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows, int64_t nsteps,
+                    eval_result *r, char *err, size_t errlen) {
     bpt_batch b;
-    bpt_batch_alloc(&b, rows, m->T);
-    double sum[2] = {0, 0}, count = 0;
+    bpt_batch_alloc(&b, m->B, m->T);
+    int row0 = comm->rank[BPT_AXIS_BATCH] * m->B;
+    double sum[3] = {0, 0, 0};
     for (int64_t s = 0; s < nsteps; s++) {
-        if (bpt_loader_next(ld, &b, rows, 0, err, errlen) != 0) { bpt_batch_free(&b); return -1; }
-        for (size_t i = 0; i < (size_t)rows * m->T; i++) count += b.mask[i];
+        if (bpt_loader_next(ld, &b, batch_rows, row0, err, errlen) != 0) { bpt_batch_free(&b); return -1; }
+        for (size_t i = 0; i < (size_t)m->B * m->T; i++) sum[2] += b.mask[i];
         bpt_model_forward(m, b.inputs, b.targets, b.mask, sum);
     }
     bpt_batch_free(&b);
-    r->loss = count > 0 ? sum[0] / count : 0;
-    r->accuracy = count > 0 ? sum[1] / count : 0;
-    r->tokens = (uint64_t)count;
+    bpt_allreduce_f64(comm, BPT_AXIS_BATCH, sum, 3);
+    r->loss = sum[2] > 0 ? sum[0] / sum[2] : 0;
+    r->accuracy = sum[2] > 0 ? sum[1] / sum[2] : 0;
+    r->tokens = sum[2];
     return 0;
 }
 
@@ -109,15 +194,15 @@ static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t st
 int bpt_train_main(bpt_config *c) {
     char err[ERRLEN];
     bpt_mesh mesh;
-    if (bpt_mesh_init(&mesh, c->mesh_dim, err, sizeof err) != 0) bpt_die("%s", err);
-    if (mesh.world_size != 1)
-        bpt_die("mesh_dim: '%s' on %d ranks: this build trains on one rank only "
-                "(data, FSDP and tensor parallelism come with the mesh module)", c->mesh_dim, mesh.world_size);
+    mesh_or_die(&mesh, c);
+    bpt_comm *comm = &mesh.comm;
+    int root = mesh.world_rank == 0;
     if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
     const bpt_kernels *k = backend_or_die(c);
     const bpt_llama_config *lc = &c->llama;
     const bpt_source_config *src = bpt_dataset_source(&c->train_dataset);
-    int B = src->batch_size, T = src->seq_length, accum = c->optimizer.accumulate_gradient_steps;
+    int Bg = src->batch_size, T = src->seq_length, accum = c->optimizer.accumulate_gradient_steps;
+    int B = Bg / (mesh.dp * mesh.fsdp), row0 = comm->rank[BPT_AXIS_BATCH] * B;
 
     bpt_loader *ld = bpt_loader_open(&c->train_dataset, lc->vocab_size, lc->bos_token_id,
                                      lc->eos_token_id, err, sizeof err);
@@ -125,22 +210,23 @@ int bpt_train_main(bpt_config *c) {
     bpt_loader *eld = NULL;
     if (c->eval_steps > 0) {
         const bpt_source_config *es = bpt_dataset_source(&c->eval_dataset);
-        if (es->seq_length != T || es->batch_size != B)
+        if (es->seq_length != T || es->batch_size != Bg)
             bpt_die("eval_dataset: seq_length %d and batch_size %d must equal the train_dataset's (%d, %d)",
-                    es->seq_length, es->batch_size, T, B);
+                    es->seq_length, es->batch_size, T, Bg);
         eld = bpt_loader_open(&c->eval_dataset, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
         if (!eld) bpt_die("eval_dataset: %s", err);
     }
 
     /* one arena, exactly as large as the planned peak */
-    size_t planned = bpt_plan_peak_bytes(c, B, T);
-    size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : planned;
+    bpt_plan plan;
+    if (bpt_plan_step(c, mesh.world_size, &plan, err, sizeof err) != 0) bpt_die("%s", err);
+    size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : plan.peak_bytes;
     bpt_arena arena;
     char b1[32], b2[32];
     if (bpt_arena_init(&arena, k, cap) != 0)
         bpt_die("cannot allocate the arena of %s on backend %s (HINT: smaller chunks, a remat policy or arena_bytes)",
                 bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name);
-    bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, NULL);
+    bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, comm);
 
     int64_t start = 0;
     if (c->load_checkpoint[0]) {
@@ -163,72 +249,77 @@ int bpt_train_main(bpt_config *c) {
     if (measured) peak_flops = measure_peak_flops(k);
     double fpt = bpt_llama_flops_per_token(lc, T);
 
-    if (bpt_mkdirs(c->output_dir) != 0) bpt_die("logger.output_dir: cannot create directory '%s'", c->output_dir);
     char mpath[BPT_STR + 32];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->output_dir);
-    FILE *mf = fopen(mpath, start > 0 ? "a" : "w");
-    if (!mf) bpt_die("logger.output_dir: cannot write '%s'", mpath);
-
-    const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
-    printf("bpt %s | backend %s (compute fp32%s) | %d thread%s\n", PACKAGE_VERSION, k->name,
-           strcmp(c->dtype, "fp32") && !strcmp(k->name, "cpu") ? "; dtype bf16 applies on cuda" : "",
-           omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "");
-    printf("model: %.2fM parameters, L=%d D=%d H=%d KVH=%d F=%d V=%d | T=%d batch=%d x %d accum | mode %s\n",
-           m->nparams / 1e6, lc->num_hidden_layers, lc->hidden_size, lc->num_attention_heads,
-           bpt_kv_heads(lc), lc->intermediate_size, lc->vocab_size, T, B, accum, mode);
-    printf("memory: arena %s (planned peak %s) | peak FLOP/s %.1f G (%s)\n",
-           bpt_fmt_bytes((double)cap, b1, sizeof b1), bpt_fmt_bytes((double)planned, b2, sizeof b2),
-           peak_flops / 1e9, measured ? "measured: sgemm 1024^3 at start" : "config peak_flops");
-    if (start > 0) printf("resumed from %s at step %lld\n", c->load_checkpoint, (long long)start);
-    fflush(stdout);
+    FILE *mf = NULL;
+    if (root) {
+        if (bpt_mkdirs(c->output_dir) != 0) bpt_die("logger.output_dir: cannot create directory '%s'", c->output_dir);
+        mf = fopen(mpath, start > 0 ? "a" : "w");
+        if (!mf) bpt_die("logger.output_dir: cannot write '%s'", mpath);
+        const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
+        printf("bpt %s | backend %s (compute fp32%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
+               strcmp(c->dtype, "fp32") && !strcmp(k->name, "cpu") ? "; dtype bf16 applies on cuda" : "",
+               omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "");
+        printf("mesh: %d rank%s = dp %d x fsdp %d x tp %d | %d rows per rank per micro-batch\n", mesh.world_size,
+               mesh.world_size > 1 ? "s" : "", mesh.dp, mesh.fsdp, mesh.tp, B);
+        printf("model: %.2fM parameters, L=%d D=%d H=%d KVH=%d F=%d V=%d | T=%d batch=%d x %d accum | mode %s\n",
+               bpt_llama_num_params(lc) / 1e6, lc->num_hidden_layers, lc->hidden_size, lc->num_attention_heads,
+               bpt_kv_heads(lc), lc->intermediate_size, lc->vocab_size, T, Bg, accum, mode);
+        printf("memory per rank: arena %s (planned peak %s) | peak FLOP/s per rank %.1f G (%s)\n",
+               bpt_fmt_bytes((double)cap, b1, sizeof b1), bpt_fmt_bytes((double)plan.peak_bytes, b2, sizeof b2),
+               peak_flops / 1e9, measured ? "measured: sgemm 1024^3 at start" : "config peak_flops");
+        if (start > 0) printf("resumed from %s at step %lld\n", c->load_checkpoint, (long long)start);
+        fflush(stdout);
+    }
 
     if (c->save_model_freq > 0 && start == 0) save(c, m, "latest.h5", 0, 0);
 
     bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
     for (int a = 0; a < accum; a++) bpt_batch_alloc(&bs[a], B, T);
-    int tty = isatty(STDERR_FILENO);
+    int tty = root && isatty(STDERR_FILENO);
     double t_start = bpt_now(), last_loss = NAN;
     int64_t done = 0;
     for (int64_t step = start; step < c->total_steps; step++) {
         double t0 = bpt_now();
-        /* read the step's micro-batches first: the loss is the token-weighted mean
-         * over all of them, so the scale needs the total count of unmasked targets */
-        double count = 0;
-        for (int a = 0; a < accum; a++) {
-            if (bpt_loader_next(ld, &bs[a], B, 0, err, sizeof err) != 0) bpt_die("train_dataset: %s", err);
-            for (size_t i = 0; i < (size_t)B * T; i++) count += bs[a].mask[i];
-        }
-        float scale = count > 0 ? (float)(1.0 / count) : 0.0f;
-        double stats[2] = {0, 0};
-        bpt_model_zero_grad(m);
+        uint64_t bytes0[BPT_NAXES];
+        memcpy(bytes0, comm->bytes, sizeof bytes0);
         for (int a = 0; a < accum; a++)
-            bpt_model_forward_backward(m, bs[a].inputs, bs[a].targets, bs[a].mask, scale, stats);
-        bpt_optim_stats st;
-        bpt_optim_step(m, &c->optimizer.adamw, step, &st);
+            if (bpt_loader_next(ld, &bs[a], Bg, row0, err, sizeof err) != 0) bpt_die("train_dataset: %s", err);
+        step_result r;
+        train_step(m, comm, bs, accum, &c->optimizer.adamw, step, &r);
         double dt = bpt_now() - t0;
-        double loss = count > 0 ? stats[0] / count : 0, acc = count > 0 ? stats[1] / count : 0;
-        double tps = (double)accum * B * T / dt, mfu = tps * fpt / peak_flops;
-        last_loss = loss;
+        uint64_t sent[BPT_NAXES];
+        for (int a = 0; a < BPT_NAXES; a++) sent[a] = comm->bytes[a] - bytes0[a];
+        /* tokens/s of the whole job; MFU against the peak of all ranks together */
+        double tps = (double)accum * Bg * T / dt, mfu = tps * fpt / (peak_flops * mesh.world_size);
+        last_loss = r.loss;
         done++;
-        if (!isfinite(loss)) bpt_die("loss is %f at step %lld (HINT: lower optimizer.adamw_optimizer.lr)", loss, (long long)step);
+        if (!isfinite(r.loss)) bpt_die("loss is %f at step %lld (HINT: lower optimizer.adamw_optimizer.lr)", r.loss, (long long)step);
 
         int is_log = step % c->log_freq == 0 || step == c->total_steps - 1;
         if (is_log) {
             eval_result ev = {0, 0, 0};
-            if (eld && evaluate(m, eld, B, c->eval_steps, &ev, err, sizeof err) != 0) bpt_die("eval_dataset: %s", err);
-            fprintf(mf, "{\"step\": %lld, \"loss\": %.8g, \"accuracy\": %.8g, \"learning_rate\": %.8g, "
-                        "\"gradient_norm\": %.8g, \"param_norm\": %.8g, \"tokens_per_second\": %.6g, "
-                        "\"mfu\": %.6g, \"peak_memory_bytes\": %zu",
-                    (long long)step, loss, acc, st.lr, st.grad_norm, st.param_norm, tps, mfu, arena.peak);
-            if (eld) fprintf(mf, ", \"eval_loss\": %.8g, \"eval_accuracy\": %.8g", ev.loss, ev.accuracy);
-            fprintf(mf, "}\n");
-            fflush(mf);
-            if (tty) fputs("\r\033[K", stderr);
-            printf("step %6lld | loss %.4f | acc %.3f | lr %.3e | gnorm %.3f | %.0f tok/s | mfu %.1f%%",
-                   (long long)step, loss, acc, st.lr, st.grad_norm, tps, 100 * mfu);
-            if (eld) printf(" | eval loss %.4f", ev.loss);
-            printf("\n");
-            fflush(stdout);
+            if (eld && evaluate(m, comm, eld, Bg, c->eval_steps, &ev, err, sizeof err) != 0) bpt_die("eval_dataset: %s", err);
+            uint64_t peak = bpt_allreduce_max_u64(comm, BPT_AXIS_WORLD, arena.peak);
+            if (root) {
+                fprintf(mf, "{\"step\": %lld, \"loss\": %.8g, \"accuracy\": %.8g, \"learning_rate\": %.8g, "
+                            "\"gradient_norm\": %.8g, \"param_norm\": %.8g, \"tokens_per_second\": %.6g, "
+                            "\"mfu\": %.6g, \"peak_memory_bytes\": %llu, "
+                            "\"comm_bytes\": {\"dp\": %llu, \"fsdp\": %llu, \"tp\": %llu, \"batch\": %llu, \"world\": %llu}",
+                        (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, r.opt.param_norm, tps, mfu,
+                        (unsigned long long)peak, (unsigned long long)sent[BPT_AXIS_DP],
+                        (unsigned long long)sent[BPT_AXIS_FSDP], (unsigned long long)sent[BPT_AXIS_TP],
+                        (unsigned long long)sent[BPT_AXIS_BATCH], (unsigned long long)sent[BPT_AXIS_WORLD]);
+                if (eld) fprintf(mf, ", \"eval_loss\": %.8g, \"eval_accuracy\": %.8g", ev.loss, ev.accuracy);
+                fprintf(mf, "}\n");
+                fflush(mf);
+                if (tty) fputs("\r\033[K", stderr);
+                printf("step %6lld | loss %.4f | acc %.3f | lr %.3e | gnorm %.3f | %.0f tok/s | mfu %.1f%%",
+                       (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, tps, 100 * mfu);
+                if (eld) printf(" | eval loss %.4f", ev.loss);
+                printf("\n");
+                fflush(stdout);
+            }
         }
         if (tty) {
             double frac = (double)(step + 1) / c->total_steps, eta = (bpt_now() - t_start) / done * (c->total_steps - step - 1);
@@ -236,7 +327,7 @@ int bpt_train_main(bpt_config *c) {
             fmt_duration(eta, e, sizeof e);
             int w = 30, fill = (int)(frac * w);
             fprintf(stderr, "\r[%.*s%*s] %lld/%lld loss %.4f ETA %s", fill, "##############################",
-                    w - fill, "", (long long)step + 1, (long long)c->total_steps, loss, e);
+                    w - fill, "", (long long)step + 1, (long long)c->total_steps, r.loss, e);
             fflush(stderr);
         }
         uint64_t tok = bpt_loader_tokens_consumed(ld);
@@ -250,14 +341,17 @@ int bpt_train_main(bpt_config *c) {
         }
     }
     if (tty) fputs("\r\033[K", stderr);
-    if (c->save_model_freq > 0 && done > 0) save(c, m, "latest.h5", c->total_steps, bpt_loader_tokens_consumed(ld));
-    char e[32];
-    fmt_duration(bpt_now() - t_start, e, sizeof e);
-    printf("done: %lld steps in %s, final loss %.4f, peak arena memory %s\n", (long long)done, e, last_loss,
-           bpt_fmt_bytes((double)arena.peak, b1, sizeof b1));
-    printf("metrics: %s\n", mpath);
-    if (c->save_model_freq > 0 || c->save_milestone_freq > 0) printf("checkpoints: %s/ckpt/\n", c->output_dir);
-    fclose(mf);
+    if (c->save_model_freq > 0 && done > 0 && c->total_steps % c->save_model_freq != 0)
+        save(c, m, "latest.h5", c->total_steps, bpt_loader_tokens_consumed(ld));
+    if (root) {
+        char e[32];
+        fmt_duration(bpt_now() - t_start, e, sizeof e);
+        printf("done: %lld steps in %s, final loss %.4f, peak arena memory %s per rank\n", (long long)done, e,
+               last_loss, bpt_fmt_bytes((double)arena.peak, b1, sizeof b1));
+        printf("metrics: %s\n", mpath);
+        if (c->save_model_freq > 0 || c->save_milestone_freq > 0) printf("checkpoints: %s/ckpt/\n", c->output_dir);
+        fclose(mf);
+    }
     for (int a = 0; a < accum; a++) bpt_batch_free(&bs[a]);
     free(bs);
     bpt_loader_close(ld);
@@ -272,30 +366,37 @@ int bpt_train_main(bpt_config *c) {
 
 int bpt_eval_main(bpt_config *c) {
     char err[ERRLEN];
-    bpt_mesh mesh;
-    if (bpt_mesh_init(&mesh, c->mesh_dim, err, sizeof err) != 0) bpt_die("%s", err);
-    if (mesh.world_size != 1) bpt_die("mesh_dim: '%s': bpt eval runs on one rank in this build", c->mesh_dim);
-    if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
     if (!c->load_checkpoint[0])
         bpt_die("load_checkpoint: bpt eval needs weights (expected params::FILE or trainstate::FILE)");
     if (c->eval_steps <= 0) bpt_die("bad value for eval_steps: '%lld' (expected > 0 for bpt eval)", (long long)c->eval_steps);
+    bpt_mesh mesh;
+    mesh_or_die(&mesh, c);
+    if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
     const bpt_kernels *k = backend_or_die(c);
     const bpt_llama_config *lc = &c->llama;
     const bpt_source_config *src = bpt_dataset_source(&c->eval_dataset);
+    if (src->batch_size % (mesh.dp * mesh.fsdp) != 0)
+        bpt_die("bad value for mesh_dim: '%s' (dp*fsdp=%d does not divide eval_dataset batch_size=%d)",
+                c->mesh_dim, mesh.dp * mesh.fsdp, src->batch_size);
+    int B = src->batch_size / (mesh.dp * mesh.fsdp);
     bpt_loader *ld = bpt_loader_open(&c->eval_dataset, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
     if (!ld) bpt_die("eval_dataset: %s", err);
     bpt_arena arena;
-    size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : bpt_plan_peak_bytes(c, src->batch_size, src->seq_length);
+    int dims[3] = {mesh.dp, mesh.fsdp, mesh.tp};
+    bpt_plan plan;
+    plan_run(c, dims, B, src->seq_length, &plan);
+    size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : plan.peak_bytes;
     if (bpt_arena_init(&arena, k, cap) != 0) bpt_die("cannot allocate the arena on backend %s", k->name);
-    bpt_model *m = bpt_model_create(lc, k, &arena, src->batch_size, src->seq_length, 0, NULL);
+    bpt_model *m = bpt_model_create(lc, k, &arena, B, src->seq_length, 0, &mesh.comm);
     bpt_load_kind kind;
     char path[BPT_STR];
     if (bpt_ckpt_parse_spec(c->load_checkpoint, &kind, path, sizeof path, err, sizeof err) != 0 ||
         bpt_ckpt_load(path, kind == BPT_LOAD_TRAINSTATE ? BPT_LOAD_TRAINSTATE_PARAMS : kind, m, NULL, err, sizeof err) != 0)
         bpt_die("%s", err);
     eval_result r;
-    if (evaluate(m, ld, src->batch_size, c->eval_steps, &r, err, sizeof err) != 0) bpt_die("eval_dataset: %s", err);
-    printf("{\"loss\": %.8g, \"accuracy\": %.8g, \"tokens\": %llu}\n", r.loss, r.accuracy, (unsigned long long)r.tokens);
+    if (evaluate(m, &mesh.comm, ld, src->batch_size, c->eval_steps, &r, err, sizeof err) != 0) bpt_die("eval_dataset: %s", err);
+    if (mesh.world_rank == 0)
+        printf("{\"loss\": %.8g, \"accuracy\": %.8g, \"tokens\": %.0f}\n", r.loss, r.accuracy, r.tokens);
     bpt_loader_close(ld);
     bpt_model_free(m);
     bpt_arena_destroy(&arena);

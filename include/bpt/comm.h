@@ -42,6 +42,8 @@ int  bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v);
 void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n);
 /* In-place (value, index) max; equal values keep the lowest index (MPI_MAXLOC). */
 void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n);
+/* Max of an unsigned 64-bit value over the axis (returned). */
+uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v);
 /* out (size*n) = concatenation of every rank's in (n), in axis-rank order. */
 void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
 /* The same, non-blocking: complete with bpt_wait before touching out or in. */

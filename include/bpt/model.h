@@ -75,6 +75,7 @@ typedef struct bpt_model {
     float *d_mask;                  /* (B*T) */
     double *d_stats;                /* (4) backend scratch for reductions */
     bpt_comm own_comm;              /* used when bpt_model_create got comm == NULL */
+    size_t kept_bytes;              /* arena bytes the last training forward kept */
 } bpt_model;
 
 /* Lay out the tensors and take params, grads and moments from the arena
