@@ -12,7 +12,8 @@ static void usage(FILE *f) {
         "commands:\n"
         "  train    train a model (e.g. mpirun -np 1 bpt train --config jobs/configs/demo.yaml)\n"
         "  eval     evaluate a checkpoint: --load_checkpoint params::FILE --eval_steps N\n"
-        "  plan     print the exact per-rank memory of one training step, without running it\n"
+        "  plan     [--world_size N] per-rank memory and communication of one training step on\n"
+        "           the mesh (mesh_dim), exact, without running the model\n"
         "  data synth --output FILE [--tokens N] [--seed S]\n"
         "           write the built-in synthetic corpus as byte tokens (/tokens, uint16)\n"
         "  help     this text\n"
@@ -61,18 +62,38 @@ static int data_main(int argc, char **argv) {
     return 0;
 }
 
-/* bpt plan: exact arena bytes of one step, split into state and activations. */
-static int plan_main(bpt_config *c) {
-    const bpt_source_config *s = bpt_dataset_source(&c->train_dataset);
-    size_t n = bpt_llama_num_params(&c->llama), peak = bpt_plan_peak_bytes(c, s->batch_size, s->seq_length);
-    char b[5][32];
-    printf("model      %.3fB parameters (T=%d, batch=%d, mode %s)\n", n / 1e9, s->seq_length, s->batch_size,
-           c->llama.scan_attention ? (c->llama.scan_mlp && c->llama.scan_loss ? "bpt" : "memeff") : "vanilla");
-    printf("params     %s\n", bpt_fmt_bytes(4.0 * n, b[0], 32));
-    printf("grads      %s\n", bpt_fmt_bytes(4.0 * n, b[1], 32));
-    printf("optimizer  %s\n", bpt_fmt_bytes(8.0 * n, b[2], 32));
-    printf("activations and scratch %s\n", bpt_fmt_bytes((double)peak - 16.0 * n, b[3], 32));
-    printf("peak       %s (%zu bytes)\n", bpt_fmt_bytes((double)peak, b[4], 32), peak);
+/* bpt plan [--world_size N] [config...]: the memory and communication of one training
+ * step on one rank of the mesh, computed without running the model. */
+static int plan_main(bpt_config *c, int world_size) {
+    char err[1024], b[8][32];
+    bpt_plan p;
+    if (bpt_plan_step(c, world_size, &p, err, sizeof err) != 0) bpt_die("%s", err);
+    const bpt_llama_config *l = &c->llama;
+    size_t n = bpt_llama_num_params(l);
+    double state = 4.0 * (double)p.param_bytes;
+    printf("model        %.3fB parameters, L=%d D=%d H=%d KVH=%d F=%d V=%d, mode %s\n", n / 1e9,
+           l->num_hidden_layers, l->hidden_size, l->num_attention_heads, bpt_kv_heads(l),
+           l->intermediate_size, l->vocab_size,
+           l->scan_attention ? (l->scan_mlp && l->scan_loss ? "bpt" : "memeff") : "vanilla");
+    printf("remat        block '%s', attention '%s', mlp '%s'\n", bpt_remat_name(l->remat_block),
+           bpt_remat_name(l->remat_attention), bpt_remat_name(l->remat_mlp));
+    printf("mesh         %d ranks = dp %d x fsdp %d x tp %d; %d rows x T=%d per rank, %d micro-batch%s\n",
+           world_size, p.dp, p.fsdp, p.tp, p.B, p.T, c->optimizer.accumulate_gradient_steps,
+           c->optimizer.accumulate_gradient_steps > 1 ? "es" : "");
+    printf("\nmemory per rank (exact arena bytes)\n");
+    printf("  parameters             %12s\n", bpt_fmt_bytes((double)p.param_bytes, b[0], 32));
+    printf("  gradients              %12s\n", bpt_fmt_bytes((double)p.param_bytes, b[1], 32));
+    printf("  optimizer (adamw m, v) %12s\n", bpt_fmt_bytes(2.0 * p.param_bytes, b[2], 32));
+    printf("  kept activations       %12s  (what the remat policies keep for the backward)\n",
+           bpt_fmt_bytes((double)p.kept_bytes, b[3], 32));
+    printf("  in-flight and scratch  %12s  (gathered layers, blockwise chunks, recomputation)\n",
+           bpt_fmt_bytes((double)p.peak_bytes - state - p.kept_bytes, b[4], 32));
+    printf("  peak                   %12s  (%zu bytes)\n", bpt_fmt_bytes((double)p.peak_bytes, b[5], 32), p.peak_bytes);
+    printf("\ncommunication per step, bytes sent by one rank\n");
+    const char *ax[3] = {"dp", "fsdp", "tp"};
+    for (int a = 0; a < 3; a++)
+        printf("  %-5s %12s\n", ax[a], bpt_fmt_bytes((double)p.comm_bytes[a], b[6], 32));
+    printf("  batch %12s  (loss statistics over dp x fsdp)\n", bpt_fmt_bytes((double)p.comm_bytes[BPT_AXIS_BATCH], b[7], 32));
     return 0;
 }
 
@@ -87,7 +108,7 @@ int main(int argc, char **argv) {
     int (*fn)(bpt_config *) = NULL;
     if (!strcmp(cmd, "train")) fn = bpt_train_main;
     else if (!strcmp(cmd, "eval")) fn = bpt_eval_main;
-    else if (!strcmp(cmd, "plan")) fn = plan_main;
+    else if (!strcmp(cmd, "plan")) fn = NULL;
     else if (!strcmp(cmd, "data")) {
         MPI_Init(&argc, &argv);
         int rc = data_main(argc - 2, argv + 2);
@@ -101,8 +122,25 @@ int main(int argc, char **argv) {
         return 2;
     }
     MPI_Init(&argc, &argv);
+    /* bpt plan takes --world_size N (not a config key): the ranks to plan for */
+    int world_size = 0, nargs = 0;
+    char **args = bpt_xcalloc((size_t)argc, sizeof(char *));
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!fn && !strncmp(a, "--world_size", 12) && (a[12] == '=' || (a[12] == 0 && i + 1 < argc))) {
+            const char *v = a[12] == '=' ? a + 13 : argv[++i];
+            char *end;
+            long w = strtol(v, &end, 10);
+            if (*end || w < 1 || w > (1 << 24)) bpt_die("bad value for --world_size: '%s' (expected a positive integer)", v);
+            world_size = (int)w;
+            continue;
+        }
+        args[nargs++] = argv[i];
+    }
+    if (!fn && world_size == 0) MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     bpt_config *c = bpt_xcalloc(1, sizeof *c);
-    load_config(c, argc - 2, argv + 2);
+    load_config(c, nargs, args);
+    free(args);
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (c->print_config) {
@@ -114,7 +152,7 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 0;
     }
-    int rc = fn(c);
+    int rc = fn ? fn(c) : (rank == 0 ? plan_main(c, world_size) : 0);
     free(c);
     MPI_Finalize();
     return rc;

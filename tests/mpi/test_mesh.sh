@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The 3-D mesh: training on 8 ranks (dp x fsdp x tp) equals training on one rank;
+# communication bytes equal the analytic count; the plan equals the measured peak;
+# every bad mesh fails on every rank, quickly, with one line.
+. "$(dirname "$0")/../e2e/lib.sh"
+if ! python3 -c 'import numpy, h5py' 2>/dev/null; then
+    echo "SKIP: numpy/h5py not installed (pip install numpy h5py)"; exit 77
+fi
+NP=8
+MPI=("$MPIRUN" $MPIRUN_FLAGS -np $NP)
+
+"$BPT" data synth --output "$WORK/train.h5" --tokens 200000 --seed 3 >/dev/null || { fail "synthetic corpus"; finish; }
+# 8 heads; T=64 with chunks that exercise Bq < Bk; batch 8 divides every dp x fsdp
+COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=fp32
+        --llama.vocab_size=256 --llama.hidden_size=64 --llama.num_attention_heads=8
+        --llama.intermediate_size=192 --llama.num_hidden_layers=2
+        --llama.scan_query_chunk_size=16 --llama.scan_key_chunk_size=32
+        --llama.scan_mlp_chunk_size=16 --llama.scan_loss_chunk_size=32
+        --train_dataset.hdf5_dataset.path="$WORK/train.h5" --train_dataset.hdf5_dataset.seq_length=64
+        --train_dataset.hdf5_dataset.batch_size=8 --eval_steps=0 --log_freq=1 --total_steps=5
+        --save_model_freq=5 --checkpointer.save_optimizer_state=false --peak_flops=1e11
+        --optimizer.adamw_optimizer.lr=1e-2 --optimizer.adamw_optimizer.lr_warmup_steps=2)
+
+compare() {   # compare RUN_DIR REF_DIR: losses and parameters after 5 steps within 1e-5
+    python3 - "$1" "$2" <<'PY'
+import json, sys, h5py, numpy as np
+run, ref = sys.argv[1], sys.argv[2]
+a = [json.loads(l) for l in open(f"{ref}/metrics.jsonl")]
+b = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+assert len(a) == len(b) == 5, (len(a), len(b))
+lerr = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
+with h5py.File(f"{ref}/ckpt/latest.h5") as fa, h5py.File(f"{run}/ckpt/latest.h5") as fb:
+    assert fa.attrs["step"] == fb.attrs["step"] == 5
+    perr, worst = 0.0, ""
+    for name in fa["params"]:
+        x, y = fa["params"][name][()], fb["params"][name][()]
+        e = np.linalg.norm(x.astype(np.float64) - y) / np.linalg.norm(x.astype(np.float64))
+        if e > perr: perr, worst = e, name
+print(f"loss rel {lerr:.1e}, params rel {perr:.1e} ({worst})")
+assert lerr <= 1e-5 and perr <= 1e-5
+PY
+}
+
+for variant in "mha:8" "gqa:2"; do
+    name=${variant%%:*}; kvh=${variant##*:}
+    V=("${COMMON[@]}" --llama.num_key_value_heads=$kvh)
+    "$BPT" train "${V[@]}" --mesh_dim=1,1,1 --logger.output_dir="$WORK/$name-ref" > "$WORK/$name-ref.out" 2>&1 ||
+        { fail "$name one-rank run"; tail -3 "$WORK/$name-ref.out"; continue; }
+    meshes="8,1,1 1,8,1 2,2,2 1,4,2 2,4,1 1,-1,2"
+    [ "$kvh" = 8 ] && meshes="$meshes 1,1,8 dp:1,fsdp:2,tp:4"
+    for mesh in $meshes; do
+        dir="$WORK/$name-${mesh//[:,]/_}"
+        if ! timeout 300 "${MPI[@]}" "$BPT" train "${V[@]}" --mesh_dim=$mesh --logger.output_dir="$dir" > "$dir.out" 2>&1; then
+            fail "$name mesh $mesh: run failed: $(grep -m1 '^bpt:' "$dir.out")"; continue
+        fi
+        res=$(compare "$dir" "$WORK/$name-ref" 2>&1) && ok "$name (KVH=$kvh) mesh $mesh == one rank: $res" ||
+            fail "$name (KVH=$kvh) mesh $mesh: $res"
+    done
+done
+
+# communication: the bytes each axis moved in a step equal the analytic count of the
+# design (docs/mesh.md), and the plan's peak equals the measured one
+for mesh in 2,2,2 1,4,2 2,4,1; do
+    dir="$WORK/mha-${mesh//,/_}"
+    plan=$("$BPT" plan "${COMMON[@]}" --llama.num_key_value_heads=8 --mesh_dim=$mesh --world_size=$NP | sed -n 's/.*peak .*(\([0-9]*\) bytes)/\1/p')
+    python3 - "$dir/metrics.jsonl" "$mesh" "$plan" <<'PY' && ok "mesh $mesh: comm bytes per axis == analytic, plan peak == measured" || fail "mesh $mesh: comm bytes / plan"
+import json, sys
+from fractions import Fraction as Fr
+rows = [json.loads(l) for l in open(sys.argv[1])]
+dp, fsdp, tp = map(int, sys.argv[2].split(","))
+plan = int(sys.argv[3])
+V, D, H, KVH, F, L, T, Bg = 256, 64, 8, 8, 192, 2, 64, 8
+Dh = D // H
+B = Bg // (dp * fsdp); N = B * T
+ceil = lambda a, b: -(-a // b)
+def shard(d0, d1, split):          # elements of one rank's shard
+    l0 = d0 // tp if split == "col" else d0
+    l1 = d1 // tp if split == "row" else d1
+    return ceil(l0, fsdp) * l1
+layer = [shard(D, 1, "rep"), shard(H * Dh, D, "col"), shard(KVH * Dh, D, "col"), shard(KVH * Dh, D, "col"),
+         shard(D, H * Dh, "row"), shard(D, 1, "rep"), shard(F, D, "col"), shard(F, D, "col"), shard(D, F, "row")]
+S_l, S_emb, S_nf, S_lm = sum(layer), shard(V, D, "col"), shard(D, 1, "rep"), shard(V, D, "col")
+nparams = L * S_l + S_emb + S_nf + S_lm
+ar = lambda p, nbytes: Fr(2 * (p - 1), p) * nbytes      # ring all-reduce, bytes sent per rank
+# fsdp: every layer gathered in the forward and again in the backward, its gradients
+# reduce-scattered once; embedding, final norm and lm_head gathered and reduced once;
+# the two norms of the optimizer (grad, param) all-reduce one double each
+fsdp_b = (fsdp - 1) * 4 * (2 * L * S_l + L * S_l + 2 * (S_emb + S_nf + S_lm)) + 2 * ar(fsdp, 8)
+# tp: embedding, two per layer forward, two per layer backward, dxf: N x D each; the
+# vocabulary-parallel loss: max, target logit, (value, index), sum exp per row; two norms
+tp_b = ar(tp, 4 * N * D * (1 + 2 * L + 2 * L + 1)) + ar(tp, 20 * N) + 2 * ar(tp, 8)
+dp_b = ar(dp, 4 * nparams)
+batch_b = ar(dp * fsdp, 8) + ar(dp * fsdp, 16)
+want = {"dp": dp_b, "fsdp": fsdp_b, "tp": tp_b, "batch": batch_b}
+for r in rows:
+    got = r["comm_bytes"]
+    for k, v in want.items():
+        assert got[k] == v, (r["step"], k, got[k], float(v))
+assert rows[-1]["peak_memory_bytes"] == plan, (rows[-1]["peak_memory_bytes"], plan)
+print(f"  {sys.argv[2]}: dp {dp_b} fsdp {fsdp_b} tp {tp_b} batch {batch_b}; peak {plan}")
+PY
+done
+
+# memory: parameters, gradients and moments shrink as 1/(fsdp*tp)
+for mesh in 1,8,1 1,4,2 2,2,2; do
+    "$BPT" plan "${COMMON[@]}" --mesh_dim=1,1,1 --world_size=1 > "$WORK/plan1" &&
+    "$BPT" plan "${COMMON[@]}" --mesh_dim=$mesh --world_size=8 > "$WORK/plan8" &&
+    python3 - "$WORK/plan1" "$WORK/plan8" "$mesh" <<'PY' && ok "mesh $mesh: parameters, gradients, optimizer shrink as 1/(fsdp*tp)" || fail "mesh $mesh: state per rank"
+import sys
+units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+def get(path, key):
+    for line in open(path):
+        if line.strip().startswith(key):
+            v, u = line.split()[-2:]
+            return float(v) * units[u]
+dp, fsdp, tp = map(int, sys.argv[3].split(","))
+for key in ("parameters", "gradients", "optimizer"):
+    a, b = get(sys.argv[1], key), get(sys.argv[2], key)
+    ratio = a / b
+    print(f"  {sys.argv[3]} {key}: {a:.0f} -> {b:.0f} bytes per rank (x1/{ratio:.2f})")
+    assert 0.9 * fsdp * tp <= ratio <= fsdp * tp * 1.0001, ratio
+PY
+done
+
+# bad meshes: one line naming mesh_dim and the numbers, every rank exits non-zero, fast
+expect_error "mesh product != ranks" "mesh_dim.*'2,2,1'.*4 != 8" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=2,2,1
+expect_error "two -1" "mesh_dim.*'-1,-1,2'.*-1" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=-1,-1,2
+expect_error "tp does not divide heads" "mesh_dim.*tp=8.*num_key_value_heads=2" "${MPI[@]}" "$BPT" train \
+    "${COMMON[@]}" --llama.num_key_value_heads=2 --mesh_dim=1,1,8
+expect_error "batch not divisible by dp*fsdp" "mesh_dim.*dp\*fsdp=8.*batch_size=4" "${MPI[@]}" "$BPT" train \
+    "${COMMON[@]}" --train_dataset.hdf5_dataset.batch_size=4 --mesh_dim=8,1,1
+expect_error "non-numeric entry" "mesh_dim.*'2,two,2'" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=2,two,2
+finish
