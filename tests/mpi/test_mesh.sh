@@ -7,6 +7,7 @@ if ! python3 -c 'import numpy, h5py' 2>/dev/null; then
     echo "SKIP: numpy/h5py not installed (pip install numpy h5py)"; exit 77
 fi
 NP=8
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE   # one thread per rank: 8 ranks share 2 cores
 MPI=("$MPIRUN" $MPIRUN_FLAGS -np $NP)
 
 "$BPT" data synth --output "$WORK/train.h5" --tokens 200000 --seed 3 >/dev/null || { fail "synthetic corpus"; finish; }
