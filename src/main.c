@@ -14,6 +14,9 @@ static void usage(FILE *f) {
         "  eval     evaluate a checkpoint: --load_checkpoint params::FILE --eval_steps N\n"
         "  plan     [--world_size N] per-rank memory and communication of one training step on\n"
         "           the mesh (mesh_dim), exact, without running the model\n"
+        "  ckpt inspect FILE [--json] | export FILE --format safetensors --output DIR\n"
+        "       | import DIR --output FILE\n"
+        "           look into a checkpoint; Hugging Face LlamaForCausalLM interchange\n"
         "  data synth --output FILE [--tokens N] [--seed S]\n"
         "           write the built-in synthetic corpus as byte tokens (/tokens, uint16)\n"
         "  help     this text\n"
@@ -115,8 +118,10 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return rc;
     } else if (!strcmp(cmd, "ckpt")) {
-        fprintf(stderr, "bpt: '%s' is not available in this release\n", cmd);
-        return 2;
+        MPI_Init(&argc, &argv);
+        int rc = bpt_ckpt_main(argc - 2, argv + 2);
+        MPI_Finalize();
+        return rc;
     } else {
         fprintf(stderr, "bpt: unknown command '%s' (expected train, eval, plan, help or --version)\n", cmd);
         return 2;

@@ -37,4 +37,8 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
 int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_meta *meta,
                   char *err, size_t errlen);
 
+/* bpt ckpt inspect|export|import (src/ckpt_tools.c); argv after "ckpt".
+ * Returns the process exit status. Runs on one rank; needs no model. */
+int bpt_ckpt_main(int argc, char **argv);
+
 #endif
