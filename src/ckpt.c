@@ -5,14 +5,17 @@
  * Every tensor is a chunked fp32 dataset with the Fletcher-32 checksum filter, so a
  * corrupted byte is an error at load time, not silently wrong weights.
  *
- * This is the single-rank version: serial HDF5 (default file access), the whole
- * tensor through one host buffer.
+ * Parallel: every rank of the mesh opens the file through MPI-IO and writes (or
+ * reads) only its own shard, a hyperslab of each logical tensor; nothing is gathered.
+ * Of the ranks holding the same shard (dp replicas, tp ranks of a replicated norm)
+ * one writes; every rank reads. Writes are collective (filtered datasets need it).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"            /* the autoconf one at the top of the tree: PACKAGE_VERSION */
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include <hdf5.h>
 #include <mpi.h>
@@ -131,69 +135,149 @@ static int read_attr_num(hid_t obj, const char *name, hid_t mtype, void *v) {
     return rc;
 }
 
+
+/* ------------------------------------------------------------------------- */
+/* MPI                                                                       */
+
+typedef struct par { int up, rank, size; } par;
+
+static par par_get(void) {
+    par p = {0, 0, 1};
+    int fin = 0;
+    MPI_Initialized(&p.up);
+    if (p.up) MPI_Finalized(&fin);
+    if (p.up && !fin) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &p.rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &p.size);
+    } else {
+        p.up = 0;
+    }
+    return p;
+}
+
+/* File access through MPI-IO on every rank of the world (or plain POSIX without MPI). */
+static hid_t fapl_create(par p) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (p.up) H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+    return fapl;
+}
+
+static hid_t dxpl_create(par p) {
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (p.up) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    return dxpl;
+}
+
+/* All ranks agree: if any failed, every rank returns -1 with the message of the
+ * lowest failing rank (a checksum error may be seen by one rank only). */
+static int agree(par p, int rc, char *err, size_t errlen) {
+    if (!p.up || p.size == 1) return rc ? -1 : 0;
+    int bad = rc ? p.rank : INT_MAX;
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (bad == INT_MAX) return 0;
+    MPI_Bcast(err, (int)errlen, MPI_CHAR, bad, MPI_COMM_WORLD);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* bf16                                                                      */
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);                                             /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* ------------------------------------------------------------------------- */
 /* save                                                                      */
 
-/* One fp32 dataset for tensor t in group g, with data from host. */
-static int write_tensor(hid_t g, const bpt_tensor *t, const float *host) {
-    hsize_t dims[2] = { (hsize_t)t->shape[0], t->ndim == 2 ? (hsize_t)t->shape[1] : 1 };
-    hid_t space = H5Screate_simple(t->ndim, dims, NULL);
+/* Chunks follow the shards: whole rows, at most one shard's rows, under 1 GiB. */
+static void chunk_dims(const bpt_tensor *t, hsize_t chunk[2]) {
+    hsize_t cols = t->ndim == 2 ? (hsize_t)t->local[1] : 1, rows = (hsize_t)t->rows;
+    hsize_t cap = ((hsize_t)1 << 28) / cols;
+    if (rows > cap) rows = cap;
+    if (rows > (hsize_t)t->shape[0]) rows = (hsize_t)t->shape[0];
+    if (rows < 1) rows = 1;
+    chunk[0] = rows;
+    chunk[1] = cols;
+}
+
+/* Create dataset t->name in g and write this rank's slab of it (collective). */
+static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int bf16, hid_t dxpl,
+                        float *host, uint16_t *h16) {
+    const bpt_tensor *t = &m->tensors[i];
+    int nd = t->ndim;
+    hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]}, chunk[2];
+    hid_t fspace = H5Screate_simple(nd, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (t->numel > 0) {
-        /* chunks of about CHUNK_ELEMS elements: whole rows of a matrix */
-        hsize_t chunk[2];
-        if (t->ndim == 1) {
-            chunk[0] = dims[0] < CHUNK_ELEMS ? dims[0] : CHUNK_ELEMS;
-        } else {
-            hsize_t rows = CHUNK_ELEMS / dims[1];
-            if (rows < 1) rows = 1;
-            chunk[0] = rows < dims[0] ? rows : dims[0];
-            chunk[1] = dims[1];
-        }
-        H5Pset_chunk(dcpl, t->ndim, chunk);
-        H5Pset_fletcher32(dcpl);
+    chunk_dims(t, chunk);
+    H5Pset_chunk(dcpl, nd, chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t ds = H5Dcreate2(g, t->name, bf16 ? H5T_STD_U16LE : H5T_IEEE_F32LE, fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = ds >= 0 ? 0 : -1;
+    if (rc == 0 && bf16) rc = attr_str(ds, "dtype", "bfloat16");
+
+    int64_t start[2], count[2];
+    bpt_model_shard_slab(m, i, start, count);
+    int mine = bpt_model_shard_owner(m, i) && count[0] > 0;
+    hsize_t hs[2] = {(hsize_t)start[0], (hsize_t)start[1]}, hc[2] = {(hsize_t)count[0], (hsize_t)count[1]};
+    hsize_t one[2] = {1, 1};
+    hid_t mspace = H5Screate_simple(nd, mine ? hc : one, NULL);
+    size_t n = (size_t)count[0] * (size_t)count[1];
+    if (mine) {
+        m->k->copy_d2h(host, bpt_model_shard(m, which, i), n * sizeof(float));
+        if (bf16) for (size_t e = 0; e < n; e++) h16[e] = f32_to_bf16(host[e]);
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, hs, NULL, hc, NULL);
+    } else {
+        H5Sselect_none(fspace);
+        H5Sselect_none(mspace);
     }
-    hid_t ds = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    int rc = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host) >= 0
-             ? 0 : -1;
+    if (ds >= 0 && H5Dwrite(ds, bf16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT, mspace, fspace, dxpl,
+                            bf16 ? (void *)h16 : (void *)host) < 0)
+        rc = -1;
     if (ds >= 0 && H5Dclose(ds) < 0) rc = -1;
+    H5Sclose(mspace);
     H5Pclose(dcpl);
-    H5Sclose(space);
+    H5Sclose(fspace);
     return rc;
 }
 
-/* Every tensor of buffer which into group gname. bpt_model_get is collective over the
- * mesh, so it runs for every tensor whatever happens to the file (file < 0: another
- * rank writes, or an earlier step failed; then nothing is written). */
-static int write_group(hid_t file, const char *gname, const bpt_model *m, bpt_buf which,
-                       float *host, const char **failed) {
-    hid_t g = file >= 0 ? H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+static int write_group(hid_t file, const char *gname, const bpt_model *m, bpt_buf which, int bf16,
+                       hid_t dxpl, float *host, uint16_t *h16, const char **failed) {
+    hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) { *failed = gname; return -1; }
     int rc = 0;
-    if (file >= 0 && g < 0) { *failed = gname; rc = -1; }
-    for (int i = 0; i < m->ntensors; i++) {
-        bpt_model_get(m, which, i, host);
-        if (rc == 0 && g >= 0 && write_tensor(g, &m->tensors[i], host)) {
+    for (int i = 0; i < m->ntensors && rc == 0; i++)
+        if (write_tensor(g, m, i, which, bf16, dxpl, host, h16)) {
             *failed = m->tensors[i].name;
             rc = -1;
         }
-    }
-    if (g >= 0 && H5Gclose(g) < 0) rc = -1;
+    if (H5Gclose(g) < 0) rc = -1;
     return rc;
 }
 
-/* The tensor sequence of a save, on a rank that does not write (see write_group). */
-static void save_follow(const bpt_model *m, int with_optimizer) {
-    size_t maxn = 1;
-    for (int i = 0; i < m->ntensors; i++)
-        if (bpt_tensor_logical_numel(&m->tensors[i]) > maxn) maxn = bpt_tensor_logical_numel(&m->tensors[i]);
-    float *host = bpt_xmalloc(maxn * sizeof *host);
-    const char *failed = NULL;
-    write_group(-1, "params", m, BPT_BUF_PARAM, host, &failed);
-    if (with_optimizer) {
-        write_group(-1, "optimizer/m", m, BPT_BUF_M, host, &failed);
-        write_group(-1, "optimizer/v", m, BPT_BUF_V, host, &failed);
-    }
-    free(host);
+/* A scalar dataset written by rank 0 (collective). */
+static int write_scalar(hid_t file, const char *name, hid_t ftype, hid_t mtype, const void *v, par p, hid_t dxpl) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t ds = H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0) { H5Sclose(space); return -1; }
+    hid_t fs = H5Dget_space(ds), ms = H5Screate(H5S_SCALAR);
+    if (p.rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+    int rc = H5Dwrite(ds, mtype, ms, fs, dxpl, v) >= 0 ? 0 : -1;
+    H5Sclose(fs);
+    H5Sclose(ms);
+    if (H5Dclose(ds) < 0) rc = -1;
+    H5Sclose(space);
+    return rc;
 }
 
 /* fsync a file or directory by path. 0 or -1 (errno set). */
@@ -207,32 +291,56 @@ static int fsync_path(const char *path, int is_dir) {
     return rc;
 }
 
-static int save_file(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,
-                     const char *config_yaml, int with_optimizer, char *err, size_t errlen) {
+static void dir_of(const char *path, char *dir, size_t len) {
+    snprintf(dir, len, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, len, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+}
+
+/* Test hook: BPT_TEST_SAVE_PAUSE="STEP:SECONDS" sleeps inside the save of that step,
+ * after the parameters are written, so a test can kill the job mid-save. */
+static void test_pause(int64_t step) {
+    const char *e = getenv("BPT_TEST_SAVE_PAUSE");
+    long long s;
+    int secs;
+    if (e && sscanf(e, "%lld:%d", &s, &secs) == 2 && s == step) sleep((unsigned)secs);
+}
+
+int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,
+                  const char *config_yaml, int with_optimizer, char *err, size_t errlen) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    par p = par_get();
     if (with_optimizer && (!m->buf[BPT_BUF_M] || !m->buf[BPT_BUF_V]))
-        return bpt_err(err, errlen, "%s: cannot save the optimizer state: the model has none",
-                       path);
+        return bpt_err(err, errlen, "%s: cannot save the optimizer state: the model has none", path);
     size_t tmplen = strlen(path) + 5;
     char *tmp = bpt_xmalloc(tmplen);
     snprintf(tmp, tmplen, "%s.tmp", path);
 
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fapl = fapl_create(p);
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (file < 0) {
         bpt_err(err, errlen, "%s: cannot create the checkpoint file (does the directory exist "
                 "and is it writable?)", tmp);
-        save_follow(m, with_optimizer);
         free(tmp);
         return -1;
     }
 
-    /* root attributes */
-    char created[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* root attributes: identical on every rank (metadata writes are collective) */
+    char created[32] = "", mesh[64];
+    if (p.rank == 0) {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    if (p.up) MPI_Bcast(created, sizeof created, MPI_CHAR, 0, MPI_COMM_WORLD);
+    snprintf(mesh, sizeof mesh, "%d,%d,%d", m->comm->size[BPT_AXIS_DP], m->fsdp, m->tp);
+    int bf16 = meta && meta->bf16;
     int version = CKPT_FORMAT_VERSION;
-    int64_t step = meta ? meta->step : 0;
+    int64_t step = meta ? meta->step : 0, seed = meta ? meta->seed : 0;
     uint64_t tokens = meta ? meta->tokens_consumed : 0;
     int rc = 0;
     rc |= attr_str(file, "format", CKPT_FORMAT);
@@ -242,76 +350,138 @@ static int save_file(const char *path, const bpt_model *m, const bpt_ckpt_meta *
     rc |= attr_str(file, "config", config_yaml ? config_yaml : "");
     rc |= attr_str(file, "bpt_version", BPT_VERSION_STRING);
     rc |= attr_str(file, "created", created);
+    rc |= attr_str(file, "mesh", mesh);
+    rc |= attr_str(file, "float_dtype", bf16 ? "bf16" : "fp32");
     const char *failed = rc ? "root attributes" : NULL;
 
-    /* tensors, through one host buffer as large as the largest tensor */
+    /* tensors: each rank its shard, through one host buffer as large as its largest */
     size_t maxn = 1;
     for (int i = 0; i < m->ntensors; i++)
-        if (bpt_tensor_logical_numel(&m->tensors[i]) > maxn) maxn = bpt_tensor_logical_numel(&m->tensors[i]);
+        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
     float *host = bpt_xmalloc(maxn * sizeof *host);
-    rc |= write_group(rc ? -1 : file, "params", m, BPT_BUF_PARAM, host, &failed);
-    if (with_optimizer) {
-        if (rc == 0) {
-            hid_t g = H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-            if (g < 0 || H5Gclose(g) < 0) { rc = -1; failed = "optimizer"; }
+    uint16_t *h16 = bpt_xmalloc(maxn * sizeof *h16);
+    hid_t dxpl = dxpl_create(p);
+    if (rc == 0) rc = write_group(file, "params", m, BPT_BUF_PARAM, bf16, dxpl, host, h16, &failed);
+    test_pause(step);
+    if (rc == 0 && with_optimizer) {
+        hid_t g = H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0 || H5Gclose(g) < 0) { rc = -1; failed = "optimizer"; }
+        if (rc == 0) rc = write_group(file, "optimizer/m", m, BPT_BUF_M, bf16, dxpl, host, h16, &failed);
+        if (rc == 0) rc = write_group(file, "optimizer/v", m, BPT_BUF_V, bf16, dxpl, host, h16, &failed);
+        if (rc == 0 && write_scalar(file, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step, p, dxpl)) {
+            rc = -1;
+            failed = "optimizer/step";
         }
-        rc |= write_group(rc ? -1 : file, "optimizer/m", m, BPT_BUF_M, host, &failed);
-        rc |= write_group(rc ? -1 : file, "optimizer/v", m, BPT_BUF_V, host, &failed);
     }
+    if (rc == 0) {
+        hid_t gd = H5Gcreate2(file, "data", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t gr = H5Gcreate2(file, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (gd < 0 || gr < 0 ||
+            write_scalar(file, "data/tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens, p, dxpl) ||
+            write_scalar(file, "rng/seed", H5T_STD_I64LE, H5T_NATIVE_INT64, &seed, p, dxpl)) {
+            rc = -1;
+            failed = "/data and /rng";
+        }
+        if (gd >= 0) H5Gclose(gd);
+        if (gr >= 0) H5Gclose(gr);
+    }
+    H5Pclose(dxpl);
     free(host);
+    free(h16);
     if (H5Fclose(file) < 0 && rc == 0) { rc = -1; failed = "closing the file"; }
-
-    if (rc) {
-        bpt_err(err, errlen, "%s: cannot write %s (disk full?)", tmp, failed ? failed : "checkpoint");
-        unlink(tmp);
+    if (rc) bpt_err(err, errlen, "%s: cannot write %s (disk full?)", tmp, failed ? failed : "checkpoint");
+    if (agree(p, rc, err, errlen) != 0) {
+        if (p.rank == 0) unlink(tmp);
         free(tmp);
         return -1;
     }
 
-    /* make the bytes durable, then make the name point at them */
-    if (fsync_path(tmp, 0) != 0) {
-        bpt_err(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        bpt_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
+    /* every rank has closed: make the bytes durable, then make the name point at them */
+    if (p.rank == 0) {
+        char dir[4096];
+        dir_of(path, dir, sizeof dir);
+        if (fsync_path(tmp, 0) != 0)
+            rc = bpt_err(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
+        else if (rename(tmp, path) != 0)
+            rc = bpt_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        else if (fsync_path(dir, 1) != 0)
+            rc = bpt_err(err, errlen, "%s: fsync of the directory failed: %s", dir, strerror(errno));
+        if (rc) unlink(tmp);
     }
     free(tmp);
+    return agree(p, rc, err, errlen);
+}
 
-    char *dir = bpt_xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    rc = fsync_path(dir, 1);
-    if (rc != 0) bpt_err(err, errlen, "%s: fsync of the directory failed: %s", dir, strerror(errno));
-    free(dir);
+int bpt_ckpt_read_meta(const char *path, bpt_ckpt_meta *meta, char *err, size_t errlen) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (H5Fis_hdf5(path) <= 0) return bpt_err(err, errlen, "%s: no such file or not a bpt checkpoint", path);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file", path);
+    int rc = 0;
+    if (read_attr_num(file, "step", H5T_NATIVE_INT64, &meta->step) ||
+        read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &meta->tokens_consumed))
+        rc = bpt_err(err, errlen, "%s: missing attribute step or tokens_consumed", path);
+    H5Fclose(file);
     return rc;
 }
 
-/* Collective over the mesh: every rank gathers each logical tensor, rank 0 writes. */
-int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,
-                  const char *config_yaml, int with_optimizer, char *err, size_t errlen) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (with_optimizer && (!m->buf[BPT_BUF_M] || !m->buf[BPT_BUF_V]))
-        return bpt_err(err, errlen, "%s: cannot save the optimizer state: the model has none",
-                       path);
-    int up = 0, rank = 0, size = 1;
-    MPI_Initialized(&up);
-    if (up) { MPI_Comm_rank(MPI_COMM_WORLD, &rank); MPI_Comm_size(MPI_COMM_WORLD, &size); }
-    int rc = 0;
-    if (rank == 0) rc = save_file(path, m, meta, config_yaml, with_optimizer, err, errlen);
-    else save_follow(m, with_optimizer);
-    if (size > 1) {
-        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-        if (rc && rank != 0) bpt_err(err, errlen, "%s: rank 0 could not write the checkpoint", path);
+/* ------------------------------------------------------------------------- */
+/* latest and pruning                                                        */
+
+int bpt_ckpt_set_latest(const char *dir, const char *name, char *err, size_t errlen) {
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/latest", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return bpt_err(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+    int ok = fprintf(f, "%s\n", name) > 0;
+    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return bpt_err(err, errlen, "%s: cannot update: %s", path, strerror(errno));
     }
-    return rc;
+    fsync_path(dir, 1);
+    return 0;
+}
+
+int bpt_ckpt_latest(const char *dir, char *path, size_t len) {
+    char lp[4096], name[1024] = "";
+    snprintf(lp, sizeof lp, "%s/latest", dir);
+    FILE *f = fopen(lp, "r");
+    if (!f) return -1;
+    int ok = fgets(name, sizeof name, f) != NULL;
+    fclose(f);
+    name[strcspn(name, "\r\n")] = 0;
+    if (!ok || !name[0] || strchr(name, '/')) return -1;
+    snprintf(path, len, "%s/%s", dir, name);
+    struct stat st;
+    return stat(path, &st) == 0 ? 0 : -1;
+}
+
+void bpt_ckpt_prune(const char *dir, int keep, const char *protect) {
+    if (keep <= 0) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    long long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "step_%lld.h%1[5]%c", &s, tail, tail + 1) == 2) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++)   /* newest first */
+        for (int j = i + 1; j < n; j++)
+            if (steps[j] > steps[i]) { long long t = steps[i]; steps[i] = steps[j]; steps[j] = t; }
+    for (int i = keep; i < n; i++) {
+        char name[64], path[4200];
+        snprintf(name, sizeof name, "step_%lld.h5", steps[i]);
+        if (protect && !strcmp(name, protect)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        unlink(path);
+    }
 }
 
 /* ------------------------------------------------------------------------- */
@@ -379,25 +549,49 @@ static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void
     return 0;
 }
 
-/* Pass 2: read group g into buffer which. */
+
+/* Pass 2: read this rank's slab of every tensor of group g into buffer which. */
 static int read_group(const char *path, hid_t g, const char *gname, bpt_model *m, bpt_buf which,
-                      float *host, char *err, size_t errlen) {
+                      float *host, uint16_t *h16, hid_t dxpl, char *err, size_t errlen) {
     for (int i = 0; i < m->ntensors; i++) {
         const bpt_tensor *t = &m->tensors[i];
+        int64_t start[2], count[2];
+        bpt_model_shard_slab(m, i, start, count);
+        hsize_t hs[2] = {(hsize_t)start[0], (hsize_t)start[1]}, hc[2] = {(hsize_t)count[0], (hsize_t)count[1]};
+        hsize_t one[2] = {1, 1};
         hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
-        int ok = ds >= 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host) >= 0;
-        if (ds >= 0) H5Dclose(ds);
+        int ok = ds >= 0;
+        int bf16 = 0;
+        if (ok) {
+            hid_t type = H5Dget_type(ds);
+            bf16 = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 2;
+            H5Tclose(type);
+            hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(t->ndim, count[0] ? hc : one, NULL);
+            if (count[0]) H5Sselect_hyperslab(fs, H5S_SELECT_SET, hs, NULL, hc, NULL);
+            else { H5Sselect_none(fs); H5Sselect_none(ms); }
+            ok = H5Dread(ds, bf16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT, ms, fs, dxpl,
+                         bf16 ? (void *)h16 : (void *)host) >= 0;
+            H5Sclose(fs);
+            H5Sclose(ms);
+            H5Dclose(ds);
+        }
+        size_t n = (size_t)count[0] * (size_t)count[1];
+        if (ok && bf16) for (size_t e = 0; e < n; e++) host[e] = bf16_to_f32(h16[e]);
+        if (ok) {   /* padding rows of the shard stay zero */
+            memset(host + n, 0, (t->numel - n) * sizeof(float));
+            m->k->copy_h2d(bpt_model_shard(m, which, i), host, t->numel * sizeof(float));
+        }
         if (!ok)
             return bpt_err(err, errlen, "%s: cannot read tensor %s%s (the file is corrupted: "
                            "checksum mismatch or truncated data)", path, gname, t->name);
-        bpt_model_set(m, which, i, host);
     }
     return 0;
 }
 
-/* Check group gname of the file against the model, then read it. */
-static int load_group(const char *path, hid_t file, const char *gname, const char *prefix,
-                      bpt_model *m, bpt_buf which, float *host, char *err, size_t errlen) {
+/* Check group gname of the file against the model, then read it (collective). */
+static int load_group(par p, const char *path, hid_t file, const char *gname, const char *prefix,
+                      bpt_model *m, bpt_buf which, float *host, uint16_t *h16, hid_t dxpl,
+                      char *err, size_t errlen) {
     hid_t g = H5Gopen2(file, gname, H5P_DEFAULT);
     if (g < 0) return bpt_err(err, errlen, "%s: cannot open group /%s", path, gname);
     int rc = check_group(path, g, prefix, m, err, errlen);
@@ -410,7 +604,9 @@ static int load_group(const char *path, hid_t file, const char *gname, const cha
                          "checkpoint's llama config differs: layers, tie_word_embeddings?)",
                          path, prefix, c.extra);
     }
-    if (rc == 0) rc = read_group(path, g, prefix, m, which, host, err, errlen);
+    /* the checks see the same file on every rank; a read error may be one rank's */
+    if (rc == 0) rc = read_group(path, g, prefix, m, which, host, h16, dxpl, err, errlen);
+    rc = agree(p, rc, err, errlen);
     H5Gclose(g);
     return rc;
 }
@@ -418,6 +614,7 @@ static int load_group(const char *path, hid_t file, const char *gname, const cha
 int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_meta *meta,
                   char *err, size_t errlen) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    par p = par_get();
     struct stat st;
     if (stat(path, &st) != 0) {
         if (errno == ENOENT) return bpt_err(err, errlen, "%s: no such file", path);
@@ -425,7 +622,9 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
     }
     if (H5Fis_hdf5(path) <= 0) return bpt_err(err, errlen, "%s: not a bpt checkpoint (not an "
                                               "HDF5 file)", path);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fapl = fapl_create(p);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
     if (file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file: truncated or corrupted? (HINT: on a file "
                        "system without locking set HDF5_USE_FILE_LOCKING=FALSE)", path);
 
@@ -444,6 +643,11 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
 
     int64_t step = 0;
     uint64_t tokens = 0;
+    if (rc == 0 && (kind == BPT_LOAD_TRAINSTATE || (meta && meta->want_data))) {
+        if (read_attr_num(file, "step", H5T_NATIVE_INT64, &step) ||
+            read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &tokens))
+            rc = bpt_err(err, errlen, "%s: missing attribute step or tokens_consumed", path);
+    }
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
         if (!link_exists(file, "optimizer") || H5Lexists(file, "optimizer/m", H5P_DEFAULT) <= 0 ||
             H5Lexists(file, "optimizer/v", H5P_DEFAULT) <= 0)
@@ -452,15 +656,14 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
         else if (!m->buf[BPT_BUF_M] || !m->buf[BPT_BUF_V])
             rc = bpt_err(err, errlen, "%s: trainstate load into a model without optimizer "
                          "moments", path);
-        else if (read_attr_num(file, "step", H5T_NATIVE_INT64, &step) ||
-                 read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &tokens))
-            rc = bpt_err(err, errlen, "%s: missing attribute step or tokens_consumed", path);
     }
 
     size_t maxn = 1;
     for (int i = 0; i < m->ntensors; i++)
-        if (bpt_tensor_logical_numel(&m->tensors[i]) > maxn) maxn = bpt_tensor_logical_numel(&m->tensors[i]);
+        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
     float *host = bpt_xmalloc(maxn * sizeof *host);
+    uint16_t *h16 = bpt_xmalloc(maxn * sizeof *h16);
+    hid_t dxpl = dxpl_create(p);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
         /* check everything before changing anything */
         hid_t gm = H5Gopen2(file, "optimizer/m", H5P_DEFAULT);
@@ -473,18 +676,19 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
         H5Gclose(gm);
         H5Gclose(gv);
     }
-    if (rc == 0) rc = load_group(path, file, "params", "", m, BPT_BUF_PARAM, host, err, errlen);
+    if (rc == 0) rc = load_group(p, path, file, "params", "", m, BPT_BUF_PARAM, host, h16, dxpl, err, errlen);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
-        rc = load_group(path, file, "optimizer/m", "optimizer/m/", m, BPT_BUF_M, host, err, errlen);
+        rc = load_group(p, path, file, "optimizer/m", "optimizer/m/", m, BPT_BUF_M, host, h16, dxpl, err, errlen);
         if (rc == 0)
-            rc = load_group(path, file, "optimizer/v", "optimizer/v/", m, BPT_BUF_V, host, err,
-                            errlen);
+            rc = load_group(p, path, file, "optimizer/v", "optimizer/v/", m, BPT_BUF_V, host, h16, dxpl, err, errlen);
     }
+    H5Pclose(dxpl);
     free(host);
+    free(h16);
     H5Fclose(file);
     if (rc == 0 && meta) {
         meta->step = kind == BPT_LOAD_TRAINSTATE ? step : 0;
-        meta->tokens_consumed = kind == BPT_LOAD_TRAINSTATE ? tokens : 0;
+        meta->tokens_consumed = (kind == BPT_LOAD_TRAINSTATE || meta->want_data) ? tokens : 0;
     }
     return rc;
 }

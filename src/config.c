@@ -88,7 +88,6 @@ typedef struct keydef {
 static int check_mesh_dim(const char *v, char *why, size_t n);
 static int check_dtype(const char *v, char *why, size_t n);
 static int check_optimizer(const char *v, char *why, size_t n);
-static int check_ckpt_dtype(const char *v, char *why, size_t n);
 static int check_tokenizer(const char *v, char *why, size_t n);
 static int check_preset(const char *v, char *why, size_t n);
 
@@ -232,8 +231,11 @@ static const keydef keys[] = {
       .help = "'' or bytes: the built-in byte-level tokenizer" },
 
     /* checkpointer.* */
-    { "checkpointer.float_dtype", K_ENUM, F(ckpt_float_dtype), "fp32", .choices = "fp32|float32>fp32",
-      .check = check_ckpt_dtype, .help = "dtype of saved tensors" },
+    { "checkpointer.float_dtype", K_ENUM, F(ckpt_float_dtype), "fp32",
+      .choices = "fp32|float32>fp32|bf16|bfloat16>bf16",
+      .help = "dtype of saved tensors: fp32, or bf16 (stored as uint16 bit patterns; lossy, so resume is not exact)" },
+    { "checkpointer.keep", K_INT, F(ckpt_keep), "1", NONNEG,
+      .help = "regular checkpoints (step_N.h5) to keep, newest first; 0 keeps all; milestones are never deleted" },
     { "checkpointer.save_optimizer_state", K_BOOL, F(ckpt_save_optimizer_state), "false",
       .help = "also save the AdamW moments and the step (needed to resume)" },
 
@@ -614,12 +616,6 @@ static int check_dtype(const char *v, char *why, size_t n) {
 static int check_optimizer(const char *v, char *why, size_t n) {
     if (strcasecmp(v, "palm") == 0)
         return fail(why, n, "the palm optimizer is not supported; expected adamw");
-    return 0;
-}
-
-static int check_ckpt_dtype(const char *v, char *why, size_t n) {
-    if (strcasecmp(v, "bf16") == 0 || strcasecmp(v, "bfloat16") == 0)
-        return fail(why, n, "bf16 checkpoints are not supported yet; expected fp32");
     return 0;
 }
 

@@ -128,6 +128,7 @@ bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, b
     m->tp_rank = comm->rank[BPT_AXIS_TP];
     m->fsdp = comm->size[BPT_AXIS_FSDP];
     m->fsdp_rank = comm->rank[BPT_AXIS_FSDP];
+    m->dp_rank = comm->rank[BPT_AXIS_DP];
     layout(m);
     size_t bytes = m->nparams * sizeof(float);
     m->buf[BPT_BUF_PARAM] = bpt_arena_alloc(a, bytes, "parameters");
@@ -240,6 +241,21 @@ void bpt_model_set(bpt_model *m, bpt_buf which, int i, const float *host) {
     }
     m->k->copy_h2d(P(m, which, i), h, t->numel * sizeof(float));
     free(h);
+}
+
+float *bpt_model_shard(const bpt_model *m, bpt_buf which, int i) { return P(m, which, i); }
+
+void bpt_model_shard_slab(const bpt_model *m, int i, int64_t start[2], int64_t count[2]) {
+    const bpt_tensor *t = &m->tensors[i];
+    int64_t r0 = (int64_t)m->fsdp_rank * t->rows, n = t->local[0] - r0;
+    count[0] = n < 0 ? 0 : n < t->rows ? n : t->rows;
+    count[1] = t->local[1];
+    start[0] = (t->split == BPT_SPLIT_COL ? (int64_t)m->tp_rank * t->local[0] : 0) + (count[0] ? r0 : 0);
+    start[1] = t->split == BPT_SPLIT_ROW ? (int64_t)m->tp_rank * t->local[1] : 0;
+}
+
+int bpt_model_shard_owner(const bpt_model *m, int i) {
+    return m->dp_rank == 0 && (m->tensors[i].split != BPT_SPLIT_REP || m->tp_rank == 0);
 }
 
 void bpt_model_zero_grad(bpt_model *m) {

@@ -177,16 +177,40 @@ static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows
     return 0;
 }
 
+/* Save <output_dir>/ckpt/NAME (collective), then point latest at it and prune the
+ * regular checkpoints beyond checkpointer.keep (rank 0). */
 static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t step, uint64_t tokens) {
     char path[2 * BPT_STR + 64], err[ERRLEN], dir[BPT_STR + 16];
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     snprintf(dir, sizeof dir, "%s/ckpt", c->output_dir);
-    if (bpt_mkdirs(dir) != 0) bpt_die("logger.output_dir: cannot create directory '%s'", dir);
+    int bad = rank == 0 && bpt_mkdirs(dir) != 0;
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (bad) bpt_die("logger.output_dir: cannot create directory '%s'", dir);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    bpt_ckpt_meta meta = {step, tokens};
+    bpt_ckpt_meta meta = {step, tokens, c->seed, !strcmp(c->ckpt_float_dtype, "bf16"), 0};
     char *yaml = bpt_config_to_yaml(c);
     if (bpt_ckpt_save(path, m, &meta, yaml, c->ckpt_save_optimizer_state, err, sizeof err) != 0)
         bpt_die("%s", err);
     free(yaml);
+    if (rank == 0) {
+        bad = bpt_ckpt_set_latest(dir, name, err, sizeof err) != 0;
+        if (!bad) bpt_ckpt_prune(dir, c->ckpt_keep, name);
+    }
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (bad) bpt_die("%s", err);
+}
+
+/* autoresume: the checkpoint <output_dir>/ckpt/latest names, decided by rank 0. */
+static int find_resume(const bpt_config *c, char *path, size_t len) {
+    char dir[BPT_STR + 16];
+    int rank = 0, found = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    snprintf(dir, sizeof dir, "%s/ckpt", c->output_dir);
+    if (rank == 0) found = bpt_ckpt_latest(dir, path, len) == 0;
+    MPI_Bcast(&found, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (found) MPI_Bcast(path, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return found;
 }
 
 /* ------------------------------------------------------------------ train -- */
@@ -228,12 +252,23 @@ int bpt_train_main(bpt_config *c) {
                 bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name);
     bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, comm);
 
+    /* weights: autoresume from the latest complete checkpoint, else load_checkpoint,
+     * else fresh; then load_dataset_state may set the loader position */
     int64_t start = 0;
-    if (c->load_checkpoint[0]) {
+    char spec[2 * BPT_STR + 128] = "";
+    char rpath[BPT_STR + 64];
+    if (c->autoresume && find_resume(c, rpath, sizeof rpath)) {
+        if (!c->ckpt_save_optimizer_state)
+            bpt_die("autoresume: needs checkpointer.save_optimizer_state: true (%s has no optimizer state to resume)", rpath);
+        snprintf(spec, sizeof spec, "trainstate::%s", rpath);
+    } else if (c->load_checkpoint[0]) {
+        snprintf(spec, sizeof spec, "%s", c->load_checkpoint);
+    }
+    if (spec[0]) {
         bpt_load_kind kind;
-        char path[BPT_STR];
-        bpt_ckpt_meta meta = {0, 0};
-        if (bpt_ckpt_parse_spec(c->load_checkpoint, &kind, path, sizeof path, err, sizeof err) != 0 ||
+        char path[BPT_STR + 64];
+        bpt_ckpt_meta meta = {0, 0, 0, 0, 0};
+        if (bpt_ckpt_parse_spec(spec, &kind, path, sizeof path, err, sizeof err) != 0 ||
             bpt_ckpt_load(path, kind, m, &meta, err, sizeof err) != 0)
             bpt_die("%s", err);
         if (kind == BPT_LOAD_TRAINSTATE) {
@@ -242,6 +277,12 @@ int bpt_train_main(bpt_config *c) {
         }
     } else {
         bpt_model_init_weights(m, (uint64_t)c->seed);
+    }
+    if (c->load_dataset_state[0] && start == 0) {
+        bpt_ckpt_meta meta = {0, 0, 0, 0, 1};
+        if (bpt_ckpt_read_meta(c->load_dataset_state, &meta, err, sizeof err) != 0)
+            bpt_die("load_dataset_state: %s", err);
+        bpt_loader_set_tokens_consumed(ld, meta.tokens_consumed);
     }
 
     double peak_flops = c->peak_flops;
@@ -268,11 +309,11 @@ int bpt_train_main(bpt_config *c) {
         printf("memory per rank: arena %s (planned peak %s) | peak FLOP/s per rank %.1f G (%s)\n",
                bpt_fmt_bytes((double)cap, b1, sizeof b1), bpt_fmt_bytes((double)plan.peak_bytes, b2, sizeof b2),
                peak_flops / 1e9, measured ? "measured: sgemm 1024^3 at start" : "config peak_flops");
-        if (start > 0) printf("resumed from %s at step %lld\n", c->load_checkpoint, (long long)start);
+        if (start > 0) printf("resumed from %s at step %lld\n", spec, (long long)start);
         fflush(stdout);
     }
 
-    if (c->save_model_freq > 0 && start == 0) save(c, m, "latest.h5", 0, 0);
+    if (c->save_model_freq > 0 && start == 0) save(c, m, "step_0.h5", 0, bpt_loader_tokens_consumed(ld));
 
     bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
     for (int a = 0; a < accum; a++) bpt_batch_alloc(&bs[a], B, T);
@@ -335,21 +376,27 @@ int bpt_train_main(bpt_config *c) {
             char name[64];
             snprintf(name, sizeof name, "milestone_%lld.h5", (long long)step + 1);
             save(c, m, name, step + 1, tok);
-            save(c, m, "latest.h5", step + 1, tok);
         } else if (c->save_model_freq > 0 && (step + 1) % c->save_model_freq == 0) {
-            save(c, m, "latest.h5", step + 1, tok);
+            char name[64];
+            snprintf(name, sizeof name, "step_%lld.h5", (long long)step + 1);
+            save(c, m, name, step + 1, tok);
         }
     }
     if (tty) fputs("\r\033[K", stderr);
-    if (c->save_model_freq > 0 && done > 0 && c->total_steps % c->save_model_freq != 0)
-        save(c, m, "latest.h5", c->total_steps, bpt_loader_tokens_consumed(ld));
+    if (c->save_model_freq > 0 && done > 0 && c->total_steps % c->save_model_freq != 0 &&
+        !(c->save_milestone_freq > 0 && c->total_steps % c->save_milestone_freq == 0)) {
+        char name[64];
+        snprintf(name, sizeof name, "step_%lld.h5", (long long)c->total_steps);
+        save(c, m, name, c->total_steps, bpt_loader_tokens_consumed(ld));
+    }
     if (root) {
         char e[32];
         fmt_duration(bpt_now() - t_start, e, sizeof e);
         printf("done: %lld steps in %s, final loss %.4f, peak arena memory %s per rank\n", (long long)done, e,
                last_loss, bpt_fmt_bytes((double)arena.peak, b1, sizeof b1));
         printf("metrics: %s\n", mpath);
-        if (c->save_model_freq > 0 || c->save_milestone_freq > 0) printf("checkpoints: %s/ckpt/\n", c->output_dir);
+        if (c->save_model_freq > 0 || c->save_milestone_freq > 0)
+            printf("checkpoints: %s/ckpt/ (latest: %s/ckpt/latest)\n", c->output_dir, c->output_dir);
         fclose(mf);
     }
     for (int a = 0; a < accum; a++) bpt_batch_free(&bs[a]);

@@ -2,11 +2,18 @@
  *
  *   /                       attributes: format "bpt-checkpoint", format_version 1,
  *                           step (optimizer updates applied), tokens_consumed,
- *                           config (resolved YAML), bpt_version, created (ISO time)
- *   /params/<HF name>       fp32, Hugging Face shape
- *   /optimizer/m/<HF name>  fp32 (only with checkpointer.save_optimizer_state)
- *   /optimizer/v/<HF name>  fp32
- * Files are written to NAME.tmp and renamed, so a crash never leaves a half file.
+ *                           config (resolved YAML), bpt_version, created (ISO time),
+ *                           mesh ("dp,fsdp,tp" it was saved on), float_dtype
+ *   /params/<HF name>       fp32 (or bf16 bit patterns in uint16), Hugging Face shape
+ *   /optimizer/m/<HF name>  (only with checkpointer.save_optimizer_state)
+ *   /optimizer/v/<HF name>
+ *   /optimizer/step         scalar int64
+ *   /data/tokens_consumed   scalar uint64: the loader state, mesh-independent
+ *   /rng/seed               scalar int64: weights and data order derive from it
+ * Save and load are collective over MPI_COMM_WORLD: every rank writes and reads its
+ * own hyperslab of each logical tensor through MPI-IO, so any mesh loads any file.
+ * Files are written to NAME.tmp, closed by all ranks, fsynced and renamed by rank 0,
+ * so a crash never leaves a half file under NAME.
  */
 #ifndef BPT_CKPT_H
 #define BPT_CKPT_H
@@ -18,8 +25,11 @@
 typedef enum { BPT_LOAD_PARAMS = 0, BPT_LOAD_TRAINSTATE, BPT_LOAD_TRAINSTATE_PARAMS } bpt_load_kind;
 
 typedef struct bpt_ckpt_meta {
-    int64_t step;
-    uint64_t tokens_consumed;
+    int64_t step;               /* optimizer updates applied */
+    uint64_t tokens_consumed;   /* the loader state (global, mesh-independent) */
+    int64_t seed;               /* saved as /rng/seed */
+    int bf16;                   /* save: store tensors as bfloat16 */
+    int want_data;              /* load: fill step and tokens_consumed for any kind */
 } bpt_ckpt_meta;
 
 /* Parse load_checkpoint "params::F", "trainstate::F", "trainstate_params::F".
@@ -36,6 +46,19 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
  * file, the tensor and both shapes. meta may be NULL. */
 int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_meta *meta,
                   char *err, size_t errlen);
+
+/* Read only the root attributes step and tokens_consumed (any rank, no collective). */
+int bpt_ckpt_read_meta(const char *path, bpt_ckpt_meta *meta, char *err, size_t errlen);
+
+/* <dir>/latest names the newest complete checkpoint of dir (one line, a file name).
+ * Written atomically (temporary file, fsync, rename) after the checkpoint itself. */
+int bpt_ckpt_set_latest(const char *dir, const char *name, char *err, size_t errlen);
+/* The path of the checkpoint <dir>/latest names: 0, or -1 when there is none (no
+ * latest, or it names a file that does not exist). */
+int bpt_ckpt_latest(const char *dir, char *path, size_t len);
+/* Delete the regular checkpoints step_N.h5 of dir beyond the newest keep (0: keep
+ * all), never protect. Milestones (milestone_N.h5) are never touched. */
+void bpt_ckpt_prune(const char *dir, int keep, const char *protect);
 
 /* bpt ckpt inspect|export|import (src/ckpt_tools.c); argv after "ckpt".
  * Returns the process exit status. Runs on one rank; needs no model. */

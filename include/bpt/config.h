@@ -110,6 +110,7 @@ typedef struct bpt_config {
     /* checkpointer.* */
     char ckpt_float_dtype[BPT_STR];   /* fp32 | bf16 */
     int ckpt_save_optimizer_state;
+    int ckpt_keep;                    /* regular checkpoints kept (0: all) */
 
     /* logger.* */
     char output_dir[BPT_STR];

@@ -64,7 +64,7 @@ typedef struct bpt_model {
     const bpt_kernels *k;
     bpt_arena *arena;
     bpt_comm *comm;                 /* collectives of the mesh (a one-rank comm if none given) */
-    int tp, tp_rank, fsdp, fsdp_rank;
+    int tp, tp_rank, fsdp, fsdp_rank, dp_rank;
     bpt_tensor *tensors;
     int ntensors;
     size_t nparams;                 /* elements of this rank's shards */
@@ -98,6 +98,15 @@ size_t bpt_tensor_logical_numel(const bpt_tensor *t);
 void bpt_model_get(const bpt_model *m, bpt_buf which, int i, float *host);
 /* Take this rank's shard of tensor i from the whole logical tensor in host memory. */
 void bpt_model_set(bpt_model *m, bpt_buf which, int i, const float *host);
+/* This rank's shard of tensor i in buffer which (backend memory, numel elements). */
+float *bpt_model_shard(const bpt_model *m, bpt_buf which, int i);
+/* The shard's valid rows as a hyperslab of the logical tensor: rows [start[0],
+ * start[0]+count[0]), columns [start[1], start[1]+count[1]); they are the first
+ * count[0] rows of the shard. count[0] is 0 for an all-padding shard. */
+void bpt_model_shard_slab(const bpt_model *m, int i, int64_t start[2], int64_t count[2]);
+/* 1 if this rank holds the copy of tensor i's shard that is saved: dp rank 0, and tp
+ * rank 0 for tensors replicated over tp. */
+int bpt_model_shard_owner(const bpt_model *m, int i);
 
 /* One micro-batch: inputs, targets (B,T) token ids and mask (B,T) in host memory.
  * Forward, blockwise loss and backward; gradients are ADDED to the grad buffer,

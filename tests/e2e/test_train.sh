@@ -37,7 +37,7 @@ PY
 R=(--total_steps=20 --save_model_freq=10 --checkpointer.save_optimizer_state=true)
 "$BPT" train "${COMMON[@]}" "${R[@]}" --logger.output_dir="$WORK/straight" > "$WORK/s.out" 2>&1 &&
 "$BPT" train "${COMMON[@]}" "${R[@]}" --total_steps=10 --logger.output_dir="$WORK/half" > "$WORK/h1.out" 2>&1 &&
-cp "$WORK/half/ckpt/latest.h5" "$WORK/half10.h5" &&
+cp "$WORK/half/ckpt/step_10.h5" "$WORK/half10.h5" &&
 "$BPT" train "${COMMON[@]}" "${R[@]}" --load_checkpoint="trainstate::$WORK/half10.h5" \
     --logger.output_dir="$WORK/half" > "$WORK/h2.out" 2>&1 || { fail "resume runs"; tail -5 "$WORK"/*.out; }
 python3 - "$WORK/straight/metrics.jsonl" "$WORK/half/metrics.jsonl" <<'PY' && ok "exact resume: bit-identical losses" || fail "exact resume"
@@ -48,14 +48,14 @@ assert [r["step"] for r in b] == list(range(20)), [r["step"] for r in b]
 for x, y in zip(a, b):
     assert x["loss"] == y["loss"] and x["param_norm"] == y["param_norm"], (x["step"], x["loss"], y["loss"])
 PY
-h5dump -H "$WORK/straight/ckpt/latest.h5" > "$WORK/dump" 2>&1 && grep -q "model.layers.1.mlp.down_proj.weight" "$WORK/dump" &&
+h5dump -H "$WORK/straight/ckpt/$(cat "$WORK/straight/ckpt/latest")" > "$WORK/dump" 2>&1 && grep -q "model.layers.1.mlp.down_proj.weight" "$WORK/dump" &&
 grep -q 'GROUP "optimizer"' "$WORK/dump" && ok "h5dump reads the checkpoint" || fail "h5dump"
-cmp -s <(h5dump -d /params/model.norm.weight "$WORK/straight/ckpt/latest.h5" | tail -n +2) \
-       <(h5dump -d /params/model.norm.weight "$WORK/half/ckpt/latest.h5" | tail -n +2) &&
+cmp -s <(h5dump -d /params/model.norm.weight "$WORK/straight/ckpt/$(cat "$WORK/straight/ckpt/latest")" | tail -n +2) \
+       <(h5dump -d /params/model.norm.weight "$WORK/half/ckpt/$(cat "$WORK/half/ckpt/latest")" | tail -n +2) &&
 ok "resumed run ends with identical parameters" || fail "parameters after resume differ"
 
 # 3. bpt eval on the checkpoint: one batch of 4 x 128 targets
-out=$("$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK/straight/ckpt/latest.h5") &&
+out=$("$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK/straight/ckpt/$(cat "$WORK/straight/ckpt/latest")") &&
 echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); assert d["tokens"]==512 and 0<d["loss"]<6, d' &&
 ok "bpt eval: $out" || fail "bpt eval: $out"
 
@@ -74,8 +74,8 @@ for x, y in zip(a, b):
 PY
 
 # 5. a corrupted checkpoint is a clear error naming the file
-cp "$WORK/straight/ckpt/latest.h5" "$WORK/bad.h5" && truncate -s 20000 "$WORK/bad.h5"
+cp "$WORK/straight/ckpt/$(cat "$WORK/straight/ckpt/latest")" "$WORK/bad.h5" && truncate -s 20000 "$WORK/bad.h5"
 expect_error "truncated checkpoint" "bad.h5" "$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK/bad.h5"
 expect_error "shape mismatch" "model.embed_tokens.weight.*shape" "$BPT" eval "${COMMON[@]}" --eval_steps=1 \
-    --llama.hidden_size=32 --load_checkpoint="params::$WORK/straight/ckpt/latest.h5"
+    --llama.hidden_size=32 --load_checkpoint="params::$WORK/straight/ckpt/$(cat "$WORK/straight/ckpt/latest")"
 finish

@@ -30,7 +30,8 @@ a = [json.loads(l) for l in open(f"{ref}/metrics.jsonl")]
 b = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
 assert len(a) == len(b) == 5, (len(a), len(b))
 lerr = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
-with h5py.File(f"{ref}/ckpt/latest.h5") as fa, h5py.File(f"{run}/ckpt/latest.h5") as fb:
+latest = lambda d: f"{d}/ckpt/" + open(f"{d}/ckpt/latest").read().strip()
+with h5py.File(latest(ref)) as fa, h5py.File(latest(run)) as fb:
     assert fa.attrs["step"] == fb.attrs["step"] == 5
     perr, worst = 0.0, ""
     for name in fa["params"]:

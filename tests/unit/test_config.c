@@ -354,7 +354,8 @@ static void test_errors(void) {
     args_err("dtype fp64", ARGS("--dtype=float64"), "bad value for dtype: 'float64'", "not supported", NULL);
     args_err("device", ARGS("--device=tpu"), "bad value for device: 'tpu'", "cpu, cuda", NULL);
     args_err("palm", ARGS("--optimizer.type=palm"), "optimizer.type", "palm", "not supported", NULL);
-    args_err("ckpt bf16", ARGS("--checkpointer.float_dtype=bf16"), "checkpointer.float_dtype", "not supported yet", NULL);
+    args_err("ckpt float dtype", ARGS("--checkpointer.float_dtype=fp16"), "checkpointer.float_dtype", "fp16", NULL);
+    args_err("ckpt keep", ARGS("--checkpointer.keep=-1"), "checkpointer.keep", "-1", NULL);
     args_err("tokenizer", ARGS("--tokenizer.vocab_file=/m/tokenizer.model"), "tokenizer.vocab_file",
              "real tokenizers are not available yet", NULL);
     args_err("remat", ARGS("--llama.remat_mlp=nothing"), "bad value for llama.remat_mlp: 'nothing'",
