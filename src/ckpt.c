@@ -162,9 +162,11 @@ static hid_t fapl_create(par p) {
     return fapl;
 }
 
-static hid_t dxpl_create(par p) {
+/* Writes are collective (HDF5 needs it for filtered datasets); reads are independent,
+ * so a rank that meets a bad checksum cannot leave the others waiting inside HDF5. */
+static hid_t dxpl_create(par p, int collective) {
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (p.up) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    if (p.up) H5Pset_dxpl_mpio(dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
     return dxpl;
 }
 
@@ -360,7 +362,7 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
         if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
     float *host = bpt_xmalloc(maxn * sizeof *host);
     uint16_t *h16 = bpt_xmalloc(maxn * sizeof *h16);
-    hid_t dxpl = dxpl_create(p);
+    hid_t dxpl = dxpl_create(p, 1);
     if (rc == 0) rc = write_group(file, "params", m, BPT_BUF_PARAM, bf16, dxpl, host, h16, &failed);
     test_pause(step);
     if (rc == 0 && with_optimizer) {
@@ -515,7 +517,11 @@ static int check_group(const char *path, hid_t g, const char *gname, const bpt_m
             H5Sget_simple_extent_dims(space, dims, NULL);
             for (int d = 0; d < ndim; d++) shape[d] = (int64_t)dims[d];
         }
-        int is_float = H5Tget_class(type) == H5T_FLOAT;
+        /* fp32 (any float), or bf16 bit patterns: 16-bit integers marked dtype=bfloat16 */
+        char tag[32] = "";
+        int is_float = H5Tget_class(type) == H5T_FLOAT ||
+                       (H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 2 &&
+                        read_attr_str(ds, "dtype", tag, sizeof tag) == 0 && !strcmp(tag, "bfloat16"));
         H5Tclose(type);
         H5Sclose(space);
         H5Dclose(ds);
@@ -663,7 +669,7 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
         if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
     float *host = bpt_xmalloc(maxn * sizeof *host);
     uint16_t *h16 = bpt_xmalloc(maxn * sizeof *h16);
-    hid_t dxpl = dxpl_create(p);
+    hid_t dxpl = dxpl_create(p, 0);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
         /* check everything before changing anything */
         hid_t gm = H5Gopen2(file, "optimizer/m", H5P_DEFAULT);

@@ -1,4 +1,1525 @@
-/* ckpt_tools.c — bpt ckpt inspect, export, import (being written). */
-#include "bpt/ckpt.h"
+/* ckpt_tools.c — bpt ckpt inspect | export | import (docs/checkpoint-tools.md).
+ *
+ *   inspect FILE [--json]                          what a checkpoint holds, with norms
+ *   export FILE --format safetensors --output DIR  DIR/model.safetensors + DIR/config.json
+ *   import DIR --output FILE                       a Hugging Face LlamaForCausalLM -> FILE
+ *
+ * The tools run on one rank with serial HDF5 calls and read or write the checkpoint
+ * format of docs/checkpoint-format.md directly; they use nothing of src/ckpt.c. Every
+ * error is one line "bpt: <file>: <what>" on stderr and exit status 1; a usage error
+ * exits with 2. A function that finds an error prints it (tool_error) and returns -1;
+ * its callers only pass the -1 on, so exactly one line is printed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
-int bpt_ckpt_main(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "bpt: ckpt tools: not built yet\n"); return 2; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+#include <jansson.h>
+
+#include "bpt/ckpt.h"
+#include "bpt/config.h"
+#include "bpt/util.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define CKPT_FORMAT "bpt-checkpoint"
+#define CKPT_FORMAT_VERSION 1
+#define CHUNK_ELEMS ((hsize_t)1 << 20)          /* about 4 MiB of fp32 per chunk */
+#define MAX_DIMS 8
+#define MAX_HEADER ((uint64_t)100 << 20)        /* safetensors header limit, bytes */
+
+#define USAGE_INSPECT "bpt ckpt inspect FILE [--json]"
+#define USAGE_EXPORT "bpt ckpt export FILE --format safetensors --output DIR"
+#define USAGE_IMPORT "bpt ckpt import DIR --output FILE"
+
+/* ------------------------------------------------------------------------- */
+/* errors                                                                    */
+
+static int tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int tool_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bpt: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return -1;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bpt: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (usage: " USAGE_INSPECT " | " USAGE_EXPORT " | " USAGE_IMPORT ")\n");
+    va_end(ap);
+    return 2;
+}
+
+/* ------------------------------------------------------------------------- */
+/* small helpers                                                             */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = bpt_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *path_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path) + strlen(suffix) + 1;
+    char *p = bpt_xmalloc(n);
+    snprintf(p, n, "%s%s", path, suffix);
+    return p;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape) {
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && used < len; d++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+}
+
+static size_t shape_numel(int ndim, const int64_t *shape) {
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    return n;
+}
+
+/* The fewest significant digits that read back as the same double. */
+static int shortest_digits(double x) {
+    char buf[64];
+    for (int prec = 1; prec < 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) return prec;
+    }
+    return 17;
+}
+
+/* x in its shortest round-trip form: 1e-06, not 9.9999999999999995e-07. */
+static void fmt_double(char *buf, size_t len, double x) {
+    snprintf(buf, len, "%.*g", shortest_digits(x), x);
+}
+
+/* Compare names with digit runs as numbers: layers.2 before layers.10. */
+static int natural_cmp(const char *a, const char *b) {
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            char *ea, *eb;
+            unsigned long long x = strtoull(a, &ea, 10), y = strtoull(b, &eb, 10);
+            if (x != y) return x < y ? -1 : 1;
+            a = ea;
+            b = eb;
+            continue;
+        }
+        if (*a != *b) return (unsigned char)*a - (unsigned char)*b;
+        a++;
+        b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+static int natural_cmp_ptr(const void *a, const void *b) {
+    return natural_cmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* bfloat16 bits -> float: the bits are the upper half of the fp32. */
+static float bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* IEEE half -> float, subnormals, infinities and NaNs included. */
+static float f16_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
+    if (exp == 0x1f) {
+        u = sign | 0x7f800000u | (mant << 13);
+    } else if (exp != 0) {
+        u = sign | ((exp + 112) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        u = sign;
+    } else {                                   /* subnormal: normalise */
+        int e = -1;
+        do { mant <<= 1; e++; } while (!(mant & 0x400));
+        u = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* fsync a file or directory by path. 0 or -1. */
+static int fsync_path(const char *path, int is_dir) {
+    int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    if (rc != 0 && is_dir && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
+    close(fd);
+    return rc;
+}
+
+/* fsync tmp, rename it to path, fsync the directory. Errors name the files. */
+static int commit_file(const char *tmp, const char *path) {
+    if (fsync_path(tmp, 0) != 0) {
+        tool_error("%s: fsync failed: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        tool_error("%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    char *dir = bpt_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    fsync_path(dir, 1);                        /* best effort: the file itself is durable */
+    free(dir);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* the tensors of a LlamaForCausalLM                                         */
+
+typedef struct tensor_spec {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+} tensor_spec;
+
+static void add_spec(tensor_spec *t, int *n, const char *name, int64_t rows, int64_t cols) {
+    tensor_spec *s = &t[(*n)++];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ndim = cols > 0 ? 2 : 1;
+    s->shape[0] = rows;
+    s->shape[1] = cols > 0 ? cols : 1;
+}
+
+static void add_layer_spec(tensor_spec *t, int *n, int layer, const char *suffix, int64_t rows, int64_t cols) {
+    char name[96];
+    snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
+    add_spec(t, n, name, rows, cols);
+}
+
+/* Names and shapes in model order (include/bpt/model.h). Returns the count; *out
+ * is malloc'd. */
+static int llama_tensors(const bpt_llama_config *l, tensor_spec **out) {
+    int64_t V = l->vocab_size, D = l->hidden_size, F = l->intermediate_size;
+    int64_t Dh = bpt_head_dim(l), H = l->num_attention_heads, KVH = bpt_kv_heads(l);
+    int L = l->num_hidden_layers;
+    tensor_spec *t = bpt_xcalloc((size_t)L * 9 + 3, sizeof *t);
+    int n = 0;
+    add_spec(t, &n, "model.embed_tokens.weight", V, D);
+    for (int i = 0; i < L; i++) {
+        add_layer_spec(t, &n, i, "input_layernorm.weight", D, 0);
+        add_layer_spec(t, &n, i, "self_attn.q_proj.weight", H * Dh, D);
+        add_layer_spec(t, &n, i, "self_attn.k_proj.weight", KVH * Dh, D);
+        add_layer_spec(t, &n, i, "self_attn.v_proj.weight", KVH * Dh, D);
+        add_layer_spec(t, &n, i, "self_attn.o_proj.weight", D, H * Dh);
+        add_layer_spec(t, &n, i, "post_attention_layernorm.weight", D, 0);
+        add_layer_spec(t, &n, i, "mlp.gate_proj.weight", F, D);
+        add_layer_spec(t, &n, i, "mlp.up_proj.weight", F, D);
+        add_layer_spec(t, &n, i, "mlp.down_proj.weight", D, F);
+    }
+    add_spec(t, &n, "model.norm.weight", D, 0);
+    if (!l->tie_word_embeddings) add_spec(t, &n, "lm_head.weight", V, D);
+    *out = t;
+    return n;
+}
+
+static int find_spec(const tensor_spec *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name)) return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* HDF5: attributes                                                          */
+
+/* A scalar string attribute (variable or fixed length), malloc'd; NULL if absent. */
+static char *attr_string(hid_t obj, const char *name) {
+    if (H5Aexists(obj, name) <= 0) return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return NULL;
+    hid_t ftype = H5Aget_type(a);
+    char *out = NULL;
+    if (H5Tget_class(ftype) == H5T_STRING) {
+        hid_t mtype = H5Tcopy(H5T_C_S1);
+        H5Tset_cset(mtype, H5Tget_cset(ftype));
+        if (H5Tis_variable_str(ftype) > 0) {
+            char *s = NULL;
+            H5Tset_size(mtype, H5T_VARIABLE);
+            if (H5Aread(a, mtype, &s) >= 0 && s) {
+                out = bpt_xstrdup(s);
+                H5free_memory(s);
+            }
+        } else {
+            size_t n = H5Tget_size(ftype);
+            char *s = bpt_xcalloc(n + 1, 1);
+            H5Tset_size(mtype, n + 1);
+            H5Tset_strpad(mtype, H5T_STR_NULLTERM);
+            if (H5Aread(a, mtype, s) >= 0) out = s;
+            else free(s);
+        }
+        H5Tclose(mtype);
+    }
+    H5Tclose(ftype);
+    H5Aclose(a);
+    return out;
+}
+
+/* A scalar numeric attribute read as mtype. 0, or -1 if absent or unreadable. */
+static int attr_number(hid_t obj, const char *name, hid_t mtype, void *v) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    int rc = H5Aread(a, mtype, v) >= 0 ? 0 : -1;
+    H5Aclose(a);
+    return rc;
+}
+
+static int write_attr_string(hid_t obj, const char *name, const char *value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, type, &value) >= 0 ? 0 : -1;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+    return rc;
+}
+
+static int write_attr_number(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, mtype, v) >= 0 ? 0 : -1;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* HDF5: reading a checkpoint                                                */
+
+typedef struct ckpt_file {
+    const char *path;
+    hid_t file;
+    int version;
+    int64_t step;
+    uint64_t tokens;
+    char *config, *bpt_version, *created, *mesh, *float_dtype;   /* NULL when absent */
+} ckpt_file;
+
+static void ckpt_close(ckpt_file *c) {
+    if (c->file >= 0) H5Fclose(c->file);
+    free(c->config);
+    free(c->bpt_version);
+    free(c->created);
+    free(c->mesh);
+    free(c->float_dtype);
+    c->file = -1;
+}
+
+/* Open path and read the root attributes; checks the format and its version. */
+static int ckpt_open(const char *path, ckpt_file *c) {
+    memset(c, 0, sizeof *c);
+    c->path = path;
+    c->file = -1;
+    if (!file_exists(path)) return tool_error("%s: no such file", path);
+    if (H5Fis_hdf5(path) <= 0) return tool_error("%s: not an HDF5 file (not a bpt checkpoint)", path);
+    c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (c->file < 0)
+        return tool_error("%s: cannot open the file (permissions? on Lustre set "
+                          "HDF5_USE_FILE_LOCKING=FALSE)", path);
+    char *format = attr_string(c->file, "format");
+    int is_bpt = format && !strcmp(format, CKPT_FORMAT);
+    free(format);
+    if (!is_bpt) {
+        ckpt_close(c);
+        return tool_error("%s: not a bpt checkpoint (no format attribute equal to '%s')", path, CKPT_FORMAT);
+    }
+    if (attr_number(c->file, "format_version", H5T_NATIVE_INT, &c->version) != 0) {
+        ckpt_close(c);
+        return tool_error("%s: not a bpt checkpoint (no format_version attribute)", path);
+    }
+    if (c->version > CKPT_FORMAT_VERSION || c->version < 1) {
+        int v = c->version;
+        ckpt_close(c);
+        return tool_error("%s: format_version %d is not one this bpt reads (1 ... %d; a newer bpt wrote it?)",
+                          path, v, CKPT_FORMAT_VERSION);
+    }
+    attr_number(c->file, "step", H5T_NATIVE_INT64, &c->step);
+    attr_number(c->file, "tokens_consumed", H5T_NATIVE_UINT64, &c->tokens);
+    c->config = attr_string(c->file, "config");
+    c->bpt_version = attr_string(c->file, "bpt_version");
+    c->created = attr_string(c->file, "created");
+    c->mesh = attr_string(c->file, "mesh");
+    c->float_dtype = attr_string(c->file, "float_dtype");
+    return 0;
+}
+
+static const char *ckpt_float_dtype(const ckpt_file *c) {
+    return c->float_dtype ? c->float_dtype : "fp32";
+}
+
+/* What one dataset holds and how to read it as fp32. */
+typedef struct dset_info {
+    int ndim;
+    int64_t shape[MAX_DIMS];
+    size_t numel;
+    int bf16;              /* uint16 bfloat16 bit patterns */
+    const char *dtype;     /* "float32", "bfloat16", "float64", "float16" */
+} dset_info;
+
+static int link_exists(hid_t loc, const char *name) {
+    return H5Lexists(loc, name, H5P_DEFAULT) > 0;
+}
+
+/* Shape and storage type of dataset gname/name. */
+static int dset_probe(const ckpt_file *c, hid_t ds, const char *gname, const char *name, dset_info *di) {
+    memset(di, 0, sizeof *di);
+    hid_t space = H5Dget_space(ds);
+    hid_t type = H5Dget_type(ds);
+    int ndim = H5Sget_simple_extent_ndims(space);
+    int rc = 0;
+    if (ndim < 0 || ndim > MAX_DIMS) {
+        rc = tool_error("%s: %s/%s has an unsupported rank %d", c->path, gname, name, ndim);
+    } else {
+        hsize_t dims[MAX_DIMS];
+        H5Sget_simple_extent_dims(space, dims, NULL);
+        di->ndim = ndim;
+        for (int d = 0; d < ndim; d++) di->shape[d] = (int64_t)dims[d];
+        di->numel = shape_numel(ndim, di->shape);
+        H5T_class_t cls = H5Tget_class(type);
+        size_t size = H5Tget_size(type);
+        char *tag = attr_string(ds, "dtype");
+        int is_bf16_tag = tag && !strcmp(tag, "bfloat16");
+        free(tag);
+        if (cls == H5T_INTEGER && size == 2 &&
+            (is_bf16_tag || !strcmp(ckpt_float_dtype(c), "bf16"))) {
+            di->bf16 = 1;
+            di->dtype = "bfloat16";
+        } else if (cls == H5T_FLOAT) {
+            di->dtype = size == 4 ? "float32" : size == 8 ? "float64" : size == 2 ? "float16" : "float";
+        } else {
+            rc = tool_error("%s: %s/%s is not a floating-point tensor (nor bfloat16 bits)", c->path,
+                            gname, name);
+        }
+    }
+    H5Tclose(type);
+    H5Sclose(space);
+    return rc;
+}
+
+/* Read the whole dataset as fp32 into out (di->numel floats). */
+static int dset_read(const ckpt_file *c, hid_t ds, const char *gname, const char *name,
+                     const dset_info *di, float *out) {
+    herr_t st;
+    if (di->bf16) {
+        uint16_t *bits = bpt_xmalloc((di->numel ? di->numel : 1) * sizeof *bits);
+        st = H5Dread(ds, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits);
+        for (size_t i = 0; st >= 0 && i < di->numel; i++) out[i] = bf16_to_float(bits[i]);
+        free(bits);
+    } else {
+        st = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    }
+    if (st < 0)
+        return tool_error("%s: cannot read tensor %s/%s (the file is corrupted: checksum mismatch or "
+                          "truncated data)", c->path, gname, name);
+    return 0;
+}
+
+/* Names of the datasets in group gname, in natural order. Returns the count (0 if the
+ * group is absent), or -1. *names is malloc'd (free each and the array). */
+static int group_names(const ckpt_file *c, const char *gname, char ***names) {
+    *names = NULL;
+    if (!link_exists(c->file, gname)) return 0;
+    hid_t g = H5Gopen2(c->file, gname, H5P_DEFAULT);
+    if (g < 0) return tool_error("%s: /%s is not a group", c->path, gname);
+    H5G_info_t info;
+    if (H5Gget_info(g, &info) < 0) {
+        H5Gclose(g);
+        return tool_error("%s: cannot list /%s", c->path, gname);
+    }
+    char **list = bpt_xcalloc(info.nlinks + 1, sizeof *list);
+    int n = 0;
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+        if (len < 0) continue;
+        char *s = bpt_xmalloc((size_t)len + 1);
+        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, s, (size_t)len + 1, H5P_DEFAULT);
+        H5O_info_t oi;
+        if (H5Oget_info_by_name(g, s, &oi, H5P_DEFAULT) >= 0 && oi.type == H5O_TYPE_DATASET) list[n++] = s;
+        else free(s);
+    }
+    H5Gclose(g);
+    qsort(list, (size_t)n, sizeof *list, natural_cmp_ptr);
+    *names = list;
+    return n;
+}
+
+static void free_names(char **names, int n) {
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* The llama config of a checkpoint from its config attribute. If the whole config
+ * does not validate here (a newer bpt wrote it?), the llama section alone is tried. */
+static int ckpt_llama_config(const ckpt_file *c, bpt_llama_config *out) {
+    if (!c->config || !c->config[0])
+        return tool_error("%s: has no config attribute (the model dimensions are unknown)", c->path);
+    bpt_config *cfg = bpt_xcalloc(1, sizeof *cfg);
+    char err[1024];
+    int rc = bpt_config_from_yaml_string(cfg, c->config, err, sizeof err);
+    if (rc != 0) {
+        /* the "llama:" block: that line and the indented lines after it */
+        size_t len = strlen(c->config);
+        char *y = bpt_xcalloc(len + 128, 1);
+        const char *p = c->config;
+        int in = 0;
+        while (*p) {
+            const char *e = strchr(p, '\n');
+            size_t n = e ? (size_t)(e - p) + 1 : strlen(p);
+            if (!strncmp(p, "llama:", 6)) in = 1;
+            else if (n > 0 && p[0] != ' ' && p[0] != '#' && p[0] != '\n') in = 0;
+            if (in) strncat(y, p, n);
+            p += n;
+        }
+        strcat(y, "\ntrain_dataset:\n  hdf5_dataset:\n    seq_length: 1\n");
+        char err2[1024];
+        rc = bpt_config_from_yaml_string(cfg, y, err2, sizeof err2);
+        free(y);
+    }
+    if (rc != 0) {
+        free(cfg);
+        return tool_error("%s: bad config attribute: %s", c->path, err);
+    }
+    *out = cfg->llama;
+    free(cfg);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* inspect                                                                   */
+
+typedef struct tensor_row {
+    const char *group;
+    char *name;
+    dset_info info;
+    double norm;
+} tensor_row;
+
+/* Every dataset of group gname appended to rows (norm computed in double). */
+static int inspect_group(const ckpt_file *c, const char *gname, tensor_row **rows, int *nrows, int *cap) {
+    char **names;
+    int n = group_names(c, gname, &names);
+    if (n < 0) return -1;
+    hid_t g = n > 0 ? H5Gopen2(c->file, gname, H5P_DEFAULT) : -1;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        hid_t ds = H5Dopen2(g, names[i], H5P_DEFAULT);
+        if (ds < 0) { rc = tool_error("%s: cannot open %s/%s", c->path, gname, names[i]); break; }
+        tensor_row r = { gname, names[i], { 0 }, 0 };
+        rc = dset_probe(c, ds, gname, names[i], &r.info);
+        if (rc == 0 && r.info.ndim == 0) {         /* a scalar (a counter): not a tensor */
+            H5Dclose(ds);
+            continue;
+        }
+        float *x = rc == 0 ? bpt_xmalloc((r.info.numel ? r.info.numel : 1) * sizeof *x) : NULL;
+        if (rc == 0) rc = dset_read(c, ds, gname, names[i], &r.info, x);
+        if (rc == 0) {
+            double s = 0;
+            for (size_t k = 0; k < r.info.numel; k++) s += (double)x[k] * (double)x[k];
+            r.norm = sqrt(s);
+            if (*nrows == *cap) {
+                *cap = *cap ? 2 * *cap : 64;
+                *rows = realloc(*rows, (size_t)*cap * sizeof **rows);
+                BPT_CHECK(*rows, "out of memory");
+            }
+            (*rows)[(*nrows)++] = r;
+            names[i] = NULL;                       /* owned by the row now */
+        }
+        free(x);
+        H5Dclose(ds);
+    }
+    if (g >= 0) H5Gclose(g);
+    free_names(names, n);
+    return rc;
+}
+
+static void print_inspect_text(const ckpt_file *c, const tensor_row *rows, int nrows, uint64_t nparams,
+                               int has_opt, int64_t opt_step) {
+    printf("%s\n", c->path);
+    printf("  format           %s, version %d\n", CKPT_FORMAT, c->version);
+    printf("  bpt_version      %s\n", c->bpt_version ? c->bpt_version : "(not recorded)");
+    printf("  created          %s\n", c->created ? c->created : "(not recorded)");
+    printf("  step             %lld\n", (long long)c->step);
+    printf("  tokens_consumed  %llu\n", (unsigned long long)c->tokens);
+    printf("  mesh             %s\n", c->mesh ? c->mesh : "(not recorded)");
+    printf("  float_dtype      %s\n", ckpt_float_dtype(c));
+    printf("  parameters       %llu (%.3fM)\n", (unsigned long long)nparams, (double)nparams / 1e6);
+    if (has_opt) printf("  optimizer        AdamW moments, step %lld\n", (long long)opt_step);
+    else printf("  optimizer        none (saved without checkpointer.save_optimizer_state)\n");
+    printf("config:\n");
+    const char *p = c->config ? c->config : "";
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        int n = e ? (int)(e - p) : (int)strlen(p);
+        printf("    %.*s\n", n, p);
+        p += n + (e ? 1 : 0);
+    }
+    int w = 0;
+    for (int i = 0; i < nrows; i++) {
+        int len = (int)(strlen(rows[i].group) + 1 + strlen(rows[i].name));
+        if (len > w) w = len;
+    }
+    printf("tensors: %d\n", nrows);
+    for (int i = 0; i < nrows; i++) {
+        char full[512], shape[128];
+        snprintf(full, sizeof full, "%s/%s", rows[i].group, rows[i].name);
+        fmt_shape(shape, sizeof shape, rows[i].info.ndim, rows[i].info.shape);
+        printf("  %-*s  %-14s %-9s norm %.6g\n", w, full, shape, rows[i].info.dtype, rows[i].norm);
+    }
+}
+
+static void print_inspect_json(const ckpt_file *c, const tensor_row *rows, int nrows, uint64_t nparams,
+                               int has_opt, int64_t opt_step) {
+    json_t *o = json_object();
+    json_object_set_new(o, "file", json_string(c->path));
+    json_object_set_new(o, "format_version", json_integer(c->version));
+    json_object_set_new(o, "step", json_integer(c->step));
+    json_object_set_new(o, "tokens_consumed", json_integer((json_int_t)c->tokens));
+    json_object_set_new(o, "bpt_version", c->bpt_version ? json_string(c->bpt_version) : json_null());
+    json_object_set_new(o, "created", c->created ? json_string(c->created) : json_null());
+    json_object_set_new(o, "mesh", c->mesh ? json_string(c->mesh) : json_null());
+    json_object_set_new(o, "float_dtype", json_string(ckpt_float_dtype(c)));
+    json_object_set_new(o, "config", json_string(c->config ? c->config : ""));
+    json_object_set_new(o, "num_params", json_integer((json_int_t)nparams));
+    json_object_set_new(o, "optimizer_step", has_opt ? json_integer(opt_step) : json_null());
+    json_t *list = json_array();
+    for (int i = 0; i < nrows; i++) {
+        json_t *t = json_object();
+        json_t *shape = json_array();
+        for (int d = 0; d < rows[i].info.ndim; d++) json_array_append_new(shape, json_integer(rows[i].info.shape[d]));
+        json_object_set_new(t, "group", json_string(rows[i].group));
+        json_object_set_new(t, "name", json_string(rows[i].name));
+        json_object_set_new(t, "shape", shape);
+        json_object_set_new(t, "dtype", json_string(rows[i].info.dtype));
+        json_object_set_new(t, "norm", json_real(rows[i].norm));
+        json_array_append_new(list, t);
+    }
+    json_object_set_new(o, "tensors", list);
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+static int inspect_main(int argc, char **argv) {
+    const char *path = NULL;
+    int as_json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) as_json = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) return usage_error("unknown option '%s' for ckpt inspect (expected --json)", argv[i]);
+        else if (path) return usage_error("ckpt inspect takes one FILE, got '%s' and '%s'", path, argv[i]);
+        else path = argv[i];
+    }
+    if (!path) return usage_error("ckpt inspect needs a FILE");
+
+    ckpt_file c;
+    if (ckpt_open(path, &c) != 0) return 1;
+    tensor_row *rows = NULL;
+    int nrows = 0, cap = 0, rc = 0;
+    if (!link_exists(c.file, "params")) rc = tool_error("%s: has no /params group (not a complete checkpoint)", path);
+    if (rc == 0) rc = inspect_group(&c, "params", &rows, &nrows, &cap);
+    int nparam_rows = nrows;
+    if (rc == 0) rc = inspect_group(&c, "optimizer/m", &rows, &nrows, &cap);
+    if (rc == 0) rc = inspect_group(&c, "optimizer/v", &rows, &nrows, &cap);
+    int has_opt = nrows > nparam_rows;
+    int64_t opt_step = 0;
+    if (rc == 0 && link_exists(c.file, "optimizer") && link_exists(c.file, "optimizer/step")) {
+        hid_t ds = H5Dopen2(c.file, "optimizer/step", H5P_DEFAULT);
+        if (ds < 0 || H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &opt_step) < 0)
+            rc = tool_error("%s: cannot read /optimizer/step", path);
+        if (ds >= 0) H5Dclose(ds);
+    } else if (has_opt) {
+        opt_step = c.step;
+    }
+    if (rc == 0) {
+        uint64_t nparams = 0;
+        for (int i = 0; i < nparam_rows; i++) nparams += rows[i].info.numel;
+        if (as_json) print_inspect_json(&c, rows, nrows, nparams, has_opt, opt_step);
+        else print_inspect_text(&c, rows, nrows, nparams, has_opt, opt_step);
+    }
+    for (int i = 0; i < nrows; i++) free(rows[i].name);
+    free(rows);
+    ckpt_close(&c);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* export                                                                    */
+
+/* config.json of a Hugging Face LlamaForCausalLM with the dimensions of l. */
+static json_t *hf_config_json(const bpt_llama_config *l) {
+    json_t *o = json_object();
+    json_t *arch = json_array();
+    json_array_append_new(arch, json_string("LlamaForCausalLM"));
+    json_object_set_new(o, "architectures", arch);
+    json_object_set_new(o, "model_type", json_string("llama"));
+    json_object_set_new(o, "vocab_size", json_integer(l->vocab_size));
+    json_object_set_new(o, "hidden_size", json_integer(l->hidden_size));
+    json_object_set_new(o, "intermediate_size", json_integer(l->intermediate_size));
+    json_object_set_new(o, "num_hidden_layers", json_integer(l->num_hidden_layers));
+    json_object_set_new(o, "num_attention_heads", json_integer(l->num_attention_heads));
+    json_object_set_new(o, "num_key_value_heads", json_integer(bpt_kv_heads(l)));
+    json_object_set_new(o, "head_dim", json_integer(bpt_head_dim(l)));
+    json_object_set_new(o, "max_position_embeddings", json_integer(l->max_sequence_length));
+    json_object_set_new(o, "rms_norm_eps", json_real(l->rms_norm_eps));
+    json_object_set_new(o, "rope_theta", json_real(l->rope_theta));
+    json_object_set_new(o, "rope_scaling", json_null());
+    json_t *rope = json_object();                  /* the transformers >= 5 spelling */
+    json_object_set_new(rope, "rope_type", json_string("default"));
+    json_object_set_new(rope, "rope_theta", json_real(l->rope_theta));
+    json_object_set_new(o, "rope_parameters", rope);
+    json_object_set_new(o, "tie_word_embeddings", json_boolean(l->tie_word_embeddings));
+    json_object_set_new(o, "bos_token_id", json_integer(l->bos_token_id));
+    json_object_set_new(o, "eos_token_id", json_integer(l->eos_token_id));
+    json_object_set_new(o, "initializer_range", json_real(l->initializer_range));
+    json_object_set_new(o, "hidden_act", json_string("silu"));
+    json_object_set_new(o, "attention_bias", json_false());
+    json_object_set_new(o, "attention_dropout", json_real(0.0));
+    json_object_set_new(o, "mlp_bias", json_false());
+    json_object_set_new(o, "pretraining_tp", json_integer(1));
+    json_object_set_new(o, "use_cache", json_true());
+    json_object_set_new(o, "torch_dtype", json_string("float32"));
+    return o;
+}
+
+/* Every /params tensor is one of specs, with its shape, and every spec is present. */
+static int check_export_tensors(const ckpt_file *c, const tensor_spec *specs, int nspecs,
+                                char **names, int nnames, hid_t g) {
+    for (int i = 0; i < nnames; i++)
+        if (find_spec(specs, nspecs, names[i]) < 0)
+            return tool_error("%s: tensor params/%s is not part of a LlamaForCausalLM with the "
+                              "checkpoint's llama config", c->path, names[i]);
+    for (int i = 0; i < nspecs; i++) {
+        const tensor_spec *s = &specs[i];
+        if (!link_exists(g, s->name)) return tool_error("%s: missing tensor params/%s", c->path, s->name);
+        hid_t ds = H5Dopen2(g, s->name, H5P_DEFAULT);
+        if (ds < 0) return tool_error("%s: params/%s is not a dataset", c->path, s->name);
+        dset_info di;
+        int rc = dset_probe(c, ds, "params", s->name, &di);
+        H5Dclose(ds);
+        if (rc != 0) return -1;
+        int same = di.ndim == s->ndim;
+        for (int d = 0; same && d < s->ndim; d++) same = di.shape[d] == s->shape[d];
+        if (!same) {
+            char have[128], want[128];
+            fmt_shape(have, sizeof have, di.ndim, di.shape);
+            fmt_shape(want, sizeof want, s->ndim, s->shape);
+            return tool_error("%s: tensor params/%s has shape %s, the llama config expects %s", c->path,
+                              s->name, have, want);
+        }
+    }
+    return 0;
+}
+
+static int write_all(FILE *f, const void *p, size_t n) {
+    return n == 0 || fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+/* DIR/model.safetensors from /params of c (all fp32), tensors in model order. */
+static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *specs, int nspecs,
+                             const char *out) {
+    json_t *h = json_object();
+    json_t *meta = json_object();
+    json_object_set_new(meta, "format", json_string("pt"));
+    json_object_set_new(h, "__metadata__", meta);
+    uint64_t off = 0;
+    size_t maxn = 1;
+    for (int i = 0; i < nspecs; i++) {
+        const tensor_spec *s = &specs[i];
+        size_t n = shape_numel(s->ndim, s->shape);
+        if (n > maxn) maxn = n;
+        json_t *t = json_object(), *shape = json_array(), *offs = json_array();
+        for (int d = 0; d < s->ndim; d++) json_array_append_new(shape, json_integer(s->shape[d]));
+        json_array_append_new(offs, json_integer((json_int_t)off));
+        json_array_append_new(offs, json_integer((json_int_t)(off + 4 * (uint64_t)n)));
+        json_object_set_new(t, "dtype", json_string("F32"));
+        json_object_set_new(t, "shape", shape);
+        json_object_set_new(t, "data_offsets", offs);
+        json_object_set_new(h, s->name, t);
+        off += 4 * (uint64_t)n;
+    }
+    char *text = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(h);
+    size_t len = strlen(text), padded = (len + 7) / 8 * 8;
+
+    char *tmp = path_suffix(out, ".tmp");
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int e = errno;
+        free(text);
+        tool_error("%s: cannot create the file: %s", tmp, strerror(e));
+        free(tmp);
+        return -1;
+    }
+    unsigned char lenbytes[8];
+    for (int b = 0; b < 8; b++) lenbytes[b] = (unsigned char)((uint64_t)padded >> (8 * b));
+    int rc = write_all(f, lenbytes, 8) | write_all(f, text, len);
+    for (size_t k = len; k < padded && rc == 0; k++) rc = fputc(' ', f) == EOF ? -1 : 0;
+    free(text);
+
+    float *x = bpt_xmalloc(maxn * sizeof *x);
+    for (int i = 0; i < nspecs && rc == 0; i++) {
+        hid_t ds = H5Dopen2(g, specs[i].name, H5P_DEFAULT);
+        dset_info di;
+        if (ds < 0 || dset_probe(c, ds, "params", specs[i].name, &di) != 0 ||
+            dset_read(c, ds, "params", specs[i].name, &di, x) != 0) {
+            if (ds >= 0) H5Dclose(ds);
+            else tool_error("%s: cannot open params/%s", c->path, specs[i].name);
+            fclose(f);
+            unlink(tmp);
+            free(tmp);
+            free(x);
+            return -1;
+        }
+        H5Dclose(ds);
+        rc = write_all(f, x, di.numel * sizeof *x);  /* little-endian host */
+    }
+    free(x);
+    if (fclose(f) != 0) rc = -1;
+    if (rc != 0) {
+        tool_error("%s: cannot write the file (disk full?)", tmp);
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    rc = commit_file(tmp, out);
+    free(tmp);
+    return rc;
+}
+
+static int write_config_json(const bpt_llama_config *l, const char *out) {
+    json_t *o = hf_config_json(l);
+    char *tmp = path_suffix(out, ".tmp");
+    /* jansson prints every real with one precision: the fewest digits that keep all exact */
+    int digits = shortest_digits(l->rms_norm_eps);
+    if (shortest_digits(l->rope_theta) > digits) digits = shortest_digits(l->rope_theta);
+    if (shortest_digits(l->initializer_range) > digits) digits = shortest_digits(l->initializer_range);
+    int rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
+    json_decref(o);
+    if (rc != 0) {
+        tool_error("%s: cannot write the file", tmp);
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    rc = commit_file(tmp, out);
+    free(tmp);
+    return rc;
+}
+
+static int export_main(int argc, char **argv) {
+    const char *path = NULL, *format = NULL, *outdir = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        size_t klen = 0;
+        if (!strncmp(a, "--format", 8) && (a[8] == 0 || a[8] == '=')) { dst = &format; klen = 8; }
+        else if (!strncmp(a, "--output", 8) && (a[8] == 0 || a[8] == '=')) { dst = &outdir; klen = 8; }
+        else if (a[0] == '-' && a[1]) return usage_error("unknown option '%s' for ckpt export (expected --format, --output)", a);
+        else if (path) return usage_error("ckpt export takes one FILE, got '%s' and '%s'", path, a);
+        else { path = a; continue; }
+        if (a[klen] == '=') *dst = a + klen + 1;
+        else if (i + 1 < argc) *dst = argv[++i];
+        else return usage_error("%s needs a value", a);
+    }
+    if (!path) return usage_error("ckpt export needs a FILE");
+    if (!format) return usage_error("ckpt export needs --format safetensors");
+    if (strcmp(format, "safetensors") != 0)
+        return usage_error("unsupported --format '%s' for ckpt export (supported: safetensors)", format);
+    if (!outdir || !outdir[0]) return usage_error("ckpt export needs --output DIR");
+
+    ckpt_file c;
+    if (ckpt_open(path, &c) != 0) return 1;
+    bpt_llama_config l;
+    tensor_spec *specs = NULL;
+    char **names = NULL;
+    int nnames = 0, rc = ckpt_llama_config(&c, &l);
+    hid_t g = -1;
+    if (rc == 0 && !link_exists(c.file, "params"))
+        rc = tool_error("%s: has no /params group (not a complete checkpoint)", path);
+    if (rc == 0) {
+        nnames = group_names(&c, "params", &names);
+        if (nnames < 0) { rc = -1; nnames = 0; }
+    }
+    int nspecs = rc == 0 ? llama_tensors(&l, &specs) : 0;
+    if (rc == 0) {
+        g = H5Gopen2(c.file, "params", H5P_DEFAULT);
+        rc = check_export_tensors(&c, specs, nspecs, names, nnames, g);
+    }
+    if (rc == 0 && bpt_mkdirs(outdir) != 0) rc = tool_error("%s: cannot create the directory: %s", outdir, strerror(errno));
+    char *st = path_join(outdir, "model.safetensors"), *cj = path_join(outdir, "config.json");
+    if (rc == 0) rc = write_safetensors(&c, g, specs, nspecs, st);
+    if (rc == 0) rc = write_config_json(&l, cj);
+    if (rc == 0) {
+        uint64_t n = 0;
+        for (int i = 0; i < nspecs; i++) n += shape_numel(specs[i].ndim, specs[i].shape);
+        printf("wrote %s (%d tensors, %llu parameters, F32) and %s\n", st, nspecs, (unsigned long long)n, cj);
+    }
+    free(st);
+    free(cj);
+    if (g >= 0) H5Gclose(g);
+    free_names(names, nnames);
+    free(specs);
+    ckpt_close(&c);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* import: safetensors                                                       */
+
+typedef enum { ST_F32 = 0, ST_F16, ST_BF16, ST_F64 } st_dtype;
+static const char *st_dtype_names[] = { "F32", "F16", "BF16", "F64" };
+static const int st_dtype_size[] = { 4, 2, 2, 8 };
+
+typedef struct st_tensor {
+    char *name;
+    int file;              /* index into st_set.paths */
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[MAX_DIMS];
+    uint64_t offset;       /* absolute byte offset of the data in the file */
+    uint64_t nbytes;
+} st_tensor;
+
+typedef struct st_set {
+    int nfiles;
+    char **paths;
+    int *fds;
+    st_tensor *t;
+    int nt, cap;
+} st_set;
+
+static void st_free(st_set *s) {
+    for (int i = 0; i < s->nfiles; i++) {
+        if (s->fds[i] >= 0) close(s->fds[i]);
+        free(s->paths[i]);
+    }
+    for (int i = 0; i < s->nt; i++) free(s->t[i].name);
+    free(s->paths);
+    free(s->fds);
+    free(s->t);
+    memset(s, 0, sizeof *s);
+}
+
+static int st_find(const st_set *s, const char *name) {
+    for (int i = 0; i < s->nt; i++)
+        if (!strcmp(s->t[i].name, name)) return i;
+    return -1;
+}
+
+/* pread exactly n bytes. 0 or -1. */
+static int read_exact(int fd, void *buf, uint64_t n, uint64_t off) {
+    char *p = buf;
+    while (n > 0) {
+        size_t want = n > ((uint64_t)1 << 30) ? ((size_t)1 << 30) : (size_t)n;
+        ssize_t got = pread(fd, p, want, (off_t)off);
+        if (got <= 0) return -1;
+        p += got;
+        n -= (uint64_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* One header entry into a st_tensor; data_bytes is the size of the data region. */
+static int st_parse_entry(const char *path, const char *name, json_t *v, uint64_t data_start,
+                          uint64_t data_bytes, st_tensor *t) {
+    json_t *dt = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape");
+    json_t *offs = json_object_get(v, "data_offsets");
+    if (!json_is_object(v) || !json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs) ||
+        json_array_size(offs) != 2)
+        return tool_error("%s: malformed header: entry '%s' needs dtype, shape and data_offsets [begin, end]",
+                          path, name);
+    const char *dts = json_string_value(dt);
+    int dtype = -1;
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(dts, st_dtype_names[k])) dtype = k;
+    if (dtype < 0)
+        return tool_error("%s: tensor %s has dtype %s (supported: F32, BF16, F16, F64)", path, name, dts);
+    if (json_array_size(shape) > MAX_DIMS)
+        return tool_error("%s: malformed header: tensor %s has rank %zu", path, name, json_array_size(shape));
+    t->dtype = (st_dtype)dtype;
+    t->ndim = (int)json_array_size(shape);
+    for (int d = 0; d < t->ndim; d++) {
+        json_t *x = json_array_get(shape, (size_t)d);
+        if (!json_is_integer(x) || json_integer_value(x) < 0)
+            return tool_error("%s: malformed header: tensor %s has a bad shape", path, name);
+        t->shape[d] = json_integer_value(x);
+    }
+    json_t *b = json_array_get(offs, 0), *e = json_array_get(offs, 1);
+    if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
+        json_integer_value(e) < json_integer_value(b))
+        return tool_error("%s: malformed header: tensor %s has bad data_offsets", path, name);
+    uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e);
+    uint64_t want = (uint64_t)shape_numel(t->ndim, t->shape) * (uint64_t)st_dtype_size[dtype];
+    if (end - begin != want)
+        return tool_error("%s: malformed header: tensor %s has data_offsets [%llu, %llu] (%llu bytes), "
+                          "its shape and dtype need %llu bytes", path, name, (unsigned long long)begin,
+                          (unsigned long long)end, (unsigned long long)(end - begin), (unsigned long long)want);
+    if (end > data_bytes)
+        return tool_error("%s: truncated: tensor %s ends at data byte %llu, the file holds %llu bytes of data",
+                          path, name, (unsigned long long)end, (unsigned long long)data_bytes);
+    t->offset = data_start + begin;
+    t->nbytes = want;
+    return 0;
+}
+
+/* Open one safetensors file, parse and validate its header, add its tensors. */
+static int st_add_file(st_set *s, const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return tool_error("%s: cannot open: %s", path, strerror(errno));
+    s->paths = realloc(s->paths, (size_t)(s->nfiles + 1) * sizeof *s->paths);
+    s->fds = realloc(s->fds, (size_t)(s->nfiles + 1) * sizeof *s->fds);
+    BPT_CHECK(s->paths && s->fds, "out of memory");
+    int fi = s->nfiles++;
+    s->paths[fi] = bpt_xstrdup(path);
+    s->fds[fi] = fd;
+
+    struct stat st;
+    if (fstat(fd, &st) != 0) return tool_error("%s: cannot stat: %s", path, strerror(errno));
+    uint64_t size = (uint64_t)st.st_size;
+    unsigned char lb[8];
+    if (size < 8 || read_exact(fd, lb, 8, 0) != 0)
+        return tool_error("%s: truncated: shorter than the 8-byte header length", path);
+    uint64_t hlen = 0;
+    for (int b = 7; b >= 0; b--) hlen = (hlen << 8) | lb[b];
+    if (hlen > MAX_HEADER)
+        return tool_error("%s: not a safetensors file (header length %llu is over 100 MiB)", path,
+                          (unsigned long long)hlen);
+    if (hlen > size - 8)
+        return tool_error("%s: truncated: the header needs %llu bytes, the file has %llu after the length",
+                          path, (unsigned long long)hlen, (unsigned long long)(size - 8));
+    char *text = bpt_xmalloc((size_t)hlen + 1);
+    if (read_exact(fd, text, hlen, 8) != 0) {
+        free(text);
+        return tool_error("%s: cannot read the header", path);
+    }
+    json_error_t jerr;
+    json_t *h = json_loadb(text, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!h) return tool_error("%s: malformed header: %s (header byte %d)", path, jerr.text, jerr.position);
+    if (!json_is_object(h)) {
+        json_decref(h);
+        return tool_error("%s: malformed header: not a JSON object", path);
+    }
+    const char *name;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(h, name, v) {
+        if (!strcmp(name, "__metadata__")) continue;
+        if (st_find(s, name) >= 0) { rc = tool_error("%s: tensor %s appears in more than one file", path, name); break; }
+        if (s->nt == s->cap) {
+            s->cap = s->cap ? 2 * s->cap : 64;
+            s->t = realloc(s->t, (size_t)s->cap * sizeof *s->t);
+            BPT_CHECK(s->t, "out of memory");
+        }
+        st_tensor *t = &s->t[s->nt];
+        memset(t, 0, sizeof *t);
+        if (st_parse_entry(path, name, v, 8 + hlen, size - 8 - hlen, t) != 0) { rc = -1; break; }
+        t->name = bpt_xstrdup(name);
+        t->file = fi;
+        s->nt++;
+    }
+    json_decref(h);
+    return rc;
+}
+
+/* DIR/model.safetensors, or the files named by DIR/model.safetensors.index.json. */
+static int st_open_dir(const char *dir, st_set *s) {
+    memset(s, 0, sizeof *s);
+    char *single = path_join(dir, "model.safetensors");
+    char *index = path_join(dir, "model.safetensors.index.json");
+    int rc = 0;
+    if (file_exists(single)) {
+        rc = st_add_file(s, single);
+    } else if (file_exists(index)) {
+        json_error_t jerr;
+        json_t *o = json_load_file(index, 0, &jerr);
+        json_t *map = o ? json_object_get(o, "weight_map") : NULL;
+        if (!o) rc = tool_error("%s: bad JSON: %s (line %d)", index, jerr.text, jerr.line);
+        else if (!json_is_object(map)) rc = tool_error("%s: has no weight_map object", index);
+        /* each file once, in the order of first mention */
+        const char *name;
+        json_t *v;
+        char **seen = NULL;
+        int nseen = 0;
+        if (rc == 0) {
+            json_object_foreach(map, name, v) {
+                const char *f = json_string_value(v);
+                if (!f || strchr(f, '/')) { rc = tool_error("%s: weight_map entry %s is not a file name", index, name); break; }
+                int known = 0;
+                for (int i = 0; i < nseen; i++) known |= !strcmp(seen[i], f);
+                if (known) continue;
+                seen = realloc(seen, (size_t)(nseen + 1) * sizeof *seen);
+                BPT_CHECK(seen, "out of memory");
+                seen[nseen++] = (char *)f;
+            }
+        }
+        for (int i = 0; i < nseen && rc == 0; i++) {
+            char *p = path_join(dir, seen[i]);
+            if (!file_exists(p)) rc = tool_error("%s: no such file (named in %s)", p, index);
+            else rc = st_add_file(s, p);
+            free(p);
+        }
+        /* every weight_map entry is in the file it names */
+        if (rc == 0) {
+            json_object_foreach(map, name, v) {
+                int k = st_find(s, name);
+                const char *f = json_string_value(v);
+                const char *have = k >= 0 ? strrchr(s->paths[s->t[k].file], '/') + 1 : NULL;
+                if (!have || strcmp(have, f) != 0) {
+                    rc = tool_error("%s: tensor %s is not in %s as its weight_map says", index, name, f);
+                    break;
+                }
+            }
+        }
+        free(seen);
+        json_decref(o);
+    } else {
+        rc = tool_error("%s: no model.safetensors or model.safetensors.index.json (a Hugging Face "
+                        "checkpoint saved with safe_serialization=True?)", dir);
+    }
+    free(single);
+    free(index);
+    return rc;
+}
+
+/* Read tensor t converted to fp32 into out. */
+static int st_read_f32(const st_set *s, const st_tensor *t, float *out) {
+    size_t n = shape_numel(t->ndim, t->shape);
+    int fd = s->fds[t->file];
+    const char *path = s->paths[t->file];
+    if (t->dtype == ST_F32) {
+        if (read_exact(fd, out, t->nbytes, t->offset) != 0)
+            return tool_error("%s: truncated: cannot read tensor %s", path, t->name);
+        return 0;
+    }
+    void *raw = bpt_xmalloc(t->nbytes ? (size_t)t->nbytes : 1);
+    if (read_exact(fd, raw, t->nbytes, t->offset) != 0) {
+        free(raw);
+        return tool_error("%s: truncated: cannot read tensor %s", path, t->name);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t->dtype == ST_F64) {
+            double d;
+            memcpy(&d, (char *)raw + 8 * i, 8);
+            out[i] = (float)d;
+        } else {
+            uint16_t h;
+            memcpy(&h, (char *)raw + 2 * i, 2);
+            out[i] = t->dtype == ST_BF16 ? bf16_to_float(h) : f16_to_float(h);
+        }
+    }
+    free(raw);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* import: config.json                                                       */
+
+/* An integer field; missing -> def (or an error if required). */
+static int json_int_field(const char *path, json_t *o, const char *key, int required, long long def,
+                          long long *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required) return tool_error("%s: missing %s", path, key);
+        *out = def;
+        return 0;
+    }
+    if (json_is_integer(v)) { *out = json_integer_value(v); return 0; }
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v))) {
+        *out = (long long)json_real_value(v);
+        return 0;
+    }
+    return tool_error("%s: %s must be an integer", path, key);
+}
+
+static int json_num_field(const char *path, json_t *o, const char *key, double def, double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) { *out = def; return 0; }
+    if (!json_is_number(v)) return tool_error("%s: %s must be a number", path, key);
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int json_bool_field(const char *path, json_t *o, const char *key, int def, int *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) { *out = def; return 0; }
+    if (!json_is_boolean(v)) return tool_error("%s: %s must be true or false", path, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* A token id: an integer, the first of a list (Llama 3 lists several EOS ids), or
+ * null/missing (-1: keep bpt's default). */
+static int json_token_field(const char *path, json_t *o, const char *key, long long *out) {
+    json_t *v = json_object_get(o, key);
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    if (!v || json_is_null(v)) { *out = -1; return 0; }
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return tool_error("%s: %s must be a non-negative integer", path, key);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* The rope section: only plain RoPE. rope_theta from the top level or from
+ * rope_parameters (transformers >= 5). */
+static int json_rope(const char *path, json_t *o, double *theta) {
+    json_t *scaling = json_object_get(o, "rope_scaling");
+    if (scaling && !json_is_null(scaling)) {
+        json_t *type = json_object_get(scaling, "rope_type");
+        if (!type) type = json_object_get(scaling, "type");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0)
+            return tool_error("%s: rope_scaling is not supported (bpt implements plain RoPE; expected null)", path);
+    }
+    if (json_num_field(path, o, "rope_theta", 10000.0, theta) != 0) return -1;
+    json_t *params = json_object_get(o, "rope_parameters");
+    if (params && !json_is_null(params)) {
+        if (!json_is_object(params)) return tool_error("%s: rope_parameters must be an object", path);
+        json_t *type = json_object_get(params, "rope_type");
+        if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
+            return tool_error("%s: rope_parameters.rope_type '%s' is not supported (bpt implements plain "
+                              "RoPE; expected default)", path, json_is_string(type) ? json_string_value(type) : "?");
+        json_t *th = json_object_get(params, "rope_theta");
+        if (th && !json_is_number(th)) return tool_error("%s: rope_parameters.rope_theta must be a number", path);
+        if (th) *theta = json_number_value(th);
+    }
+    return 0;
+}
+
+/* One "key=value" of the config being built from config.json. */
+typedef struct key_value { const char *key; char value[64]; } key_value;
+
+static void kv_int(key_value *kv, int *n, const char *key, long long x) {
+    kv[*n].key = key;
+    snprintf(kv[*n].value, sizeof kv[*n].value, "%lld", x);
+    (*n)++;
+}
+
+static void kv_double(key_value *kv, int *n, const char *key, double x) {
+    kv[*n].key = key;
+    fmt_double(kv[*n].value, sizeof kv[*n].value, x);
+    (*n)++;
+}
+
+/* The bpt config of a Hugging Face config.json. */
+static int hf_config_read(const char *path, bpt_config *cfg) {
+    json_error_t jerr;
+    if (!file_exists(path)) return tool_error("%s: no such file", path);
+    json_t *o = json_load_file(path, 0, &jerr);
+    if (!o) return tool_error("%s: bad JSON: %s (line %d)", path, jerr.text, jerr.line);
+    if (!json_is_object(o)) { json_decref(o); return tool_error("%s: not a JSON object", path); }
+    int rc = 0;
+    json_t *mt = json_object_get(o, "model_type");
+    json_t *act = json_object_get(o, "hidden_act");
+    int abias = 0, mbias = 0;
+    if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "llama") != 0))
+        rc = tool_error("%s: model_type '%s' is not supported (expected llama)", path,
+                        json_is_string(mt) ? json_string_value(mt) : "?");
+    if (rc == 0 && act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
+        rc = tool_error("%s: hidden_act '%s' is not supported (bpt's feed-forward is SwiGLU: expected silu)", path,
+                        json_is_string(act) ? json_string_value(act) : "?");
+    if (rc == 0) rc = json_bool_field(path, o, "attention_bias", 0, &abias);
+    if (rc == 0 && abias) rc = tool_error("%s: attention_bias true is not supported (bpt's projections have no bias)", path);
+    if (rc == 0) rc = json_bool_field(path, o, "mlp_bias", 0, &mbias);
+    if (rc == 0 && mbias) rc = tool_error("%s: mlp_bias true is not supported (bpt's projections have no bias)", path);
+
+    long long V = 0, D = 0, F = 0, L = 0, H = 0, KVH = 0, maxpos = 0, bos = -1, eos = -1, hd = 0;
+    double eps = 0, theta = 0, init = 0;
+    int tie = 0;
+    if (rc == 0) rc = json_int_field(path, o, "vocab_size", 1, 0, &V);
+    if (rc == 0) rc = json_int_field(path, o, "hidden_size", 1, 0, &D);
+    if (rc == 0) rc = json_int_field(path, o, "intermediate_size", 1, 0, &F);
+    if (rc == 0) rc = json_int_field(path, o, "num_hidden_layers", 1, 0, &L);
+    if (rc == 0) rc = json_int_field(path, o, "num_attention_heads", 1, 0, &H);
+    if (rc == 0) rc = json_int_field(path, o, "num_key_value_heads", 0, H, &KVH);
+    if (rc == 0) rc = json_int_field(path, o, "max_position_embeddings", 0, 2048, &maxpos);
+    if (rc == 0) rc = json_num_field(path, o, "rms_norm_eps", 1e-6, &eps);
+    if (rc == 0) rc = json_num_field(path, o, "initializer_range", 0.02, &init);
+    if (rc == 0) rc = json_bool_field(path, o, "tie_word_embeddings", 0, &tie);
+    if (rc == 0) rc = json_token_field(path, o, "bos_token_id", &bos);
+    if (rc == 0) rc = json_token_field(path, o, "eos_token_id", &eos);
+    if (rc == 0) rc = json_rope(path, o, &theta);
+    if (rc == 0 && H > 0) rc = json_int_field(path, o, "head_dim", 0, D / H, &hd);
+    if (rc == 0 && H > 0 && hd * H != D)
+        rc = tool_error("%s: head_dim %lld with %lld heads does not match hidden_size %lld (bpt needs "
+                        "head_dim = hidden_size / num_attention_heads)", path, hd, H, D);
+    json_decref(o);
+    if (rc != 0) return -1;
+
+    /* the bpt config: defaults, the llama.* keys, then validation */
+    key_value kv[20];
+    int n = 0;
+    kv_int(kv, &n, "llama.vocab_size", V);
+    kv_int(kv, &n, "llama.hidden_size", D);
+    kv_int(kv, &n, "llama.intermediate_size", F);
+    kv_int(kv, &n, "llama.num_hidden_layers", L);
+    kv_int(kv, &n, "llama.num_attention_heads", H);
+    kv_int(kv, &n, "llama.num_key_value_heads", KVH);
+    kv_int(kv, &n, "llama.max_sequence_length", maxpos);
+    kv_double(kv, &n, "llama.rms_norm_eps", eps);
+    kv_double(kv, &n, "llama.rope_theta", theta);
+    kv_double(kv, &n, "llama.initializer_range", init);
+    kv_int(kv, &n, "llama.tie_word_embeddings", tie);
+    if (bos >= 0) kv_int(kv, &n, "llama.bos_token_id", bos);
+    if (eos >= 0) kv_int(kv, &n, "llama.eos_token_id", eos);
+    /* the default sequence lengths (1024) must fit the RoPE table, or nothing validates */
+    if (maxpos < 1024) {
+        kv_int(kv, &n, "train_dataset.hdf5_dataset.seq_length", maxpos);
+        kv_int(kv, &n, "train_dataset.text_dataset.seq_length", maxpos);
+        kv_int(kv, &n, "eval_dataset.hdf5_dataset.seq_length", maxpos);
+        kv_int(kv, &n, "eval_dataset.text_dataset.seq_length", maxpos);
+    }
+    char err[1024];
+    bpt_config_defaults(cfg);
+    for (int i = 0; i < n; i++)
+        if (bpt_config_set(cfg, kv[i].key, kv[i].value, err, sizeof err) != 0)
+            return tool_error("%s: %s", path, err);
+    if (bpt_config_finalize(cfg, err, sizeof err) != 0) return tool_error("%s: %s", path, err);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* import: writing the checkpoint                                            */
+
+static int write_tensor_f32(hid_t g, const tensor_spec *s, const float *x) {
+    hsize_t dims[2] = { (hsize_t)s->shape[0], (hsize_t)s->shape[1] };
+    hid_t space = H5Screate_simple(s->ndim, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (shape_numel(s->ndim, s->shape) > 0) {
+        hsize_t chunk[2];
+        if (s->ndim == 1) {
+            chunk[0] = dims[0] < CHUNK_ELEMS ? dims[0] : CHUNK_ELEMS;
+        } else {
+            hsize_t rows = CHUNK_ELEMS / dims[1];        /* whole rows, ~1M elements */
+            if (rows < 1) rows = 1;
+            chunk[0] = rows < dims[0] ? rows : dims[0];
+            chunk[1] = dims[1];
+        }
+        H5Pset_chunk(dcpl, s->ndim, chunk);
+        H5Pset_fletcher32(dcpl);
+    }
+    hid_t ds = H5Dcreate2(g, s->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0 ? 0 : -1;
+    if (ds >= 0 && H5Dclose(ds) < 0) rc = -1;
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return rc;
+}
+
+/* Every expected tensor is in s with its shape; every other tensor of s is one we may
+ * ignore. */
+static int check_import_tensors(const char *dir, const st_set *s, const tensor_spec *specs, int nspecs,
+                                int tied) {
+    for (int i = 0; i < nspecs; i++) {
+        int k = st_find(s, specs[i].name);
+        if (k < 0) return tool_error("%s: missing tensor %s", dir, specs[i].name);
+        const st_tensor *t = &s->t[k];
+        int same = t->ndim == specs[i].ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == specs[i].shape[d];
+        if (!same) {
+            char have[128], want[128];
+            fmt_shape(have, sizeof have, t->ndim, t->shape);
+            fmt_shape(want, sizeof want, specs[i].ndim, specs[i].shape);
+            return tool_error("%s: tensor %s has shape %s, config.json expects %s", s->paths[t->file],
+                              specs[i].name, have, want);
+        }
+    }
+    for (int k = 0; k < s->nt; k++) {
+        const char *name = s->t[k].name;
+        size_t len = strlen(name);
+        const char *inv = ".rotary_emb.inv_freq";
+        if (find_spec(specs, nspecs, name) >= 0) continue;
+        if (len >= strlen(inv) && !strcmp(name + len - strlen(inv), inv)) continue;
+        if (tied && !strcmp(name, "lm_head.weight")) continue;
+        return tool_error("%s: unexpected tensor %s (not part of a LlamaForCausalLM with this config.json)",
+                          s->paths[s->t[k].file], name);
+    }
+    return 0;
+}
+
+static int write_checkpoint(const char *out, const st_set *s, const tensor_spec *specs, int nspecs,
+                            const char *yaml) {
+    char *tmp = path_suffix(out, ".tmp");
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) {
+        tool_error("%s: cannot create the file (does the directory exist and is it writable?)", tmp);
+        free(tmp);
+        return -1;
+    }
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int version = CKPT_FORMAT_VERSION;
+    int64_t step = 0;
+    uint64_t tokens = 0;
+    int rc = 0;
+    rc |= write_attr_string(file, "format", CKPT_FORMAT);
+    rc |= write_attr_number(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
+    rc |= write_attr_number(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
+    rc |= write_attr_number(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
+    rc |= write_attr_string(file, "config", yaml);
+    rc |= write_attr_string(file, "bpt_version", PACKAGE_VERSION);
+    rc |= write_attr_string(file, "created", created);
+    rc |= write_attr_string(file, "mesh", "1,1,1");
+    rc |= write_attr_string(file, "float_dtype", "fp32");
+    hid_t g = rc == 0 ? H5Gcreate2(file, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    if (g < 0) rc = -1;
+    const char *failed = rc ? "the root attributes" : NULL;
+
+    size_t maxn = 1;
+    for (int i = 0; i < nspecs; i++)
+        if (shape_numel(specs[i].ndim, specs[i].shape) > maxn) maxn = shape_numel(specs[i].ndim, specs[i].shape);
+    float *x = bpt_xmalloc(maxn * sizeof *x);
+    int read_failed = 0;
+    for (int i = 0; i < nspecs && rc == 0; i++) {
+        const st_tensor *t = &s->t[st_find(s, specs[i].name)];
+        if (st_read_f32(s, t, x) != 0) { rc = -1; read_failed = 1; break; }
+        if (write_tensor_f32(g, &specs[i], x) != 0) { rc = -1; failed = specs[i].name; }
+    }
+    free(x);
+    if (g >= 0 && H5Gclose(g) < 0) rc = -1;
+    if (H5Fclose(file) < 0 && rc == 0) { rc = -1; failed = "the file"; }
+    if (rc != 0) {
+        if (!read_failed) tool_error("%s: cannot write %s (disk full?)", tmp, failed ? failed : "the file");
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    rc = commit_file(tmp, out);
+    free(tmp);
+    return rc;
+}
+
+/* The llama section a user needs to run the imported checkpoint, as YAML. */
+static void print_llama_yaml(const char *dir, const char *out, const bpt_llama_config *l, size_t nparams) {
+    char eps[64], theta[64], init[64];
+    fmt_double(eps, sizeof eps, l->rms_norm_eps);
+    fmt_double(theta, sizeof theta, l->rope_theta);
+    fmt_double(init, sizeof init, l->initializer_range);
+    printf("# %s -> %s: %zu parameters. The model config to use with it\n", dir, out, nparams);
+    printf("# (put it in your --config YAML, with load_llama_config: ''):\n");
+    printf("llama:\n");
+    printf("  vocab_size: %d\n", l->vocab_size);
+    printf("  hidden_size: %d\n", l->hidden_size);
+    printf("  intermediate_size: %d\n", l->intermediate_size);
+    printf("  num_hidden_layers: %d\n", l->num_hidden_layers);
+    printf("  num_attention_heads: %d\n", l->num_attention_heads);
+    printf("  num_key_value_heads: %d\n", bpt_kv_heads(l));
+    printf("  max_sequence_length: %d\n", l->max_sequence_length);
+    printf("  rms_norm_eps: %s\n", eps);
+    printf("  rope_theta: %s\n", theta);
+    printf("  tie_word_embeddings: %s\n", l->tie_word_embeddings ? "true" : "false");
+    printf("  bos_token_id: %d\n", l->bos_token_id);
+    printf("  eos_token_id: %d\n", l->eos_token_id);
+    printf("  initializer_range: %s\n", init);
+}
+
+static int import_main(int argc, char **argv) {
+    const char *dir = NULL, *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strncmp(a, "--output", 8) && (a[8] == 0 || a[8] == '=')) {
+            if (a[8] == '=') out = a + 9;
+            else if (i + 1 < argc) out = argv[++i];
+            else return usage_error("--output needs a value");
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s' for ckpt import (expected --output)", a);
+        } else if (dir) {
+            return usage_error("ckpt import takes one DIR, got '%s' and '%s'", dir, a);
+        } else {
+            dir = a;
+        }
+    }
+    if (!dir) return usage_error("ckpt import needs a DIR (a Hugging Face model directory)");
+    if (!out || !out[0]) return usage_error("ckpt import needs --output FILE");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        tool_error("%s: no such directory", dir);
+        return 1;
+    }
+
+    bpt_config *cfg = bpt_xcalloc(1, sizeof *cfg);
+    char *cj = path_join(dir, "config.json");
+    int rc = hf_config_read(cj, cfg);
+    free(cj);
+    st_set s;
+    memset(&s, 0, sizeof s);
+    tensor_spec *specs = NULL;
+    int nspecs = 0;
+    if (rc == 0) rc = st_open_dir(dir, &s);
+    if (rc == 0) {
+        nspecs = llama_tensors(&cfg->llama, &specs);
+        rc = check_import_tensors(dir, &s, specs, nspecs, cfg->llama.tie_word_embeddings);
+    }
+    if (rc == 0) {
+        char *yaml = bpt_config_to_yaml(cfg);
+        rc = write_checkpoint(out, &s, specs, nspecs, yaml);
+        free(yaml);
+    }
+    if (rc == 0) {
+        size_t n = 0;
+        for (int i = 0; i < nspecs; i++) n += shape_numel(specs[i].ndim, specs[i].shape);
+        print_llama_yaml(dir, out, &cfg->llama, n);
+    }
+    free(specs);
+    st_free(&s);
+    free(cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------- */
+
+int bpt_ckpt_main(int argc, char **argv) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (argc < 1) return usage_error("ckpt needs a subcommand");
+    const char *sub = argv[0];
+    if (!strcmp(sub, "inspect")) return inspect_main(argc - 1, argv + 1);
+    if (!strcmp(sub, "export")) return export_main(argc - 1, argv + 1);
+    if (!strcmp(sub, "import")) return import_main(argc - 1, argv + 1);
+    if (!strcmp(sub, "help") || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+        printf("usage: " USAGE_INSPECT "\n       " USAGE_EXPORT "\n       " USAGE_IMPORT "\n");
+        return 0;
+    }
+    return usage_error("unknown ckpt subcommand '%s' (expected inspect, export or import)", sub);
+}
