@@ -30,19 +30,25 @@ static int skip(bpt_comm *c, bpt_axis a, double bytes) {
 void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
+    bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
+    bpt_watchdog_leave();
 }
 
 void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(double))) return;
+    bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm[a]);
+    bpt_watchdog_leave();
 }
 
 void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
+    bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_MAX, c->comm[a]);
+    bpt_watchdog_leave();
 }
 
 void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n) {
@@ -50,7 +56,9 @@ void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, siz
     if (skip(c, a, 2.0 * (p - 1) / p * n * (sizeof(float) + sizeof(int32_t)))) return;
     struct { float v; int i; } *buf = malloc(n * sizeof *buf);
     for (size_t j = 0; j < n; j++) { buf[j].v = val[j]; buf[j].i = idx[j]; }
+    bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT_INT, MPI_MAXLOC, c->comm[a]);
+    bpt_watchdog_leave();
     for (size_t j = 0; j < n; j++) { val[j] = buf[j].v; idx[j] = buf[j].i; }
     free(buf);
 }
@@ -58,14 +66,18 @@ void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, siz
 int bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v) {
     if (c->size[a] == 1 || c->dry) return v;
     int out;
+    bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, c->comm[a]);
+    bpt_watchdog_leave();
     return out;
 }
 
 uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v) {
     if (c->size[a] == 1 || c->dry) return v;
     uint64_t out;
+    bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(&v, &out, 1, MPI_UINT64_T, MPI_MAX, c->comm[a]);
+    bpt_watchdog_leave();
     return out;
 }
 
@@ -73,7 +85,9 @@ void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, siz
     int p = c->size[a];
     if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
+    bpt_watchdog_enter("all-gather", a);
     MPI_Allgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a]);
+    bpt_watchdog_leave();
 }
 
 void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
@@ -85,7 +99,11 @@ void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, si
 }
 
 void bpt_wait(bpt_comm *c, bpt_request *req) {
-    if (req->r != MPI_REQUEST_NULL) MPI_Wait(&req->r, MPI_STATUS_IGNORE);
+    if (req->r != MPI_REQUEST_NULL) {
+        bpt_watchdog_enter("all-gather (prefetched)", BPT_AXIS_FSDP);
+        MPI_Wait(&req->r, MPI_STATUS_IGNORE);
+        bpt_watchdog_leave();
+    }
     req->r = MPI_REQUEST_NULL;
 }
 
@@ -93,15 +111,21 @@ void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in
     int p = c->size[a];
     if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
+    bpt_watchdog_enter("reduce-scatter", a);
     MPI_Reduce_scatter_block(in, out, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
+    bpt_watchdog_leave();
 }
 
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
     if (skip(c, a, c->rank[a] == root ? (double)bytes : 0.0)) return;
+    bpt_watchdog_enter("broadcast", a);
     MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm[a]);
+    bpt_watchdog_leave();
 }
 
 void bpt_barrier(bpt_comm *c, bpt_axis a) {
     if (c->size[a] == 1 || c->dry) return;
+    bpt_watchdog_enter("barrier", a);
     MPI_Barrier(c->comm[a]);
+    bpt_watchdog_leave();
 }

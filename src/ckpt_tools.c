@@ -42,6 +42,7 @@
 #define USAGE_INSPECT "bpt ckpt inspect FILE [--json]"
 #define USAGE_EXPORT "bpt ckpt export FILE --format safetensors --output DIR"
 #define USAGE_IMPORT "bpt ckpt import DIR --output FILE"
+#define USAGE_ALL USAGE_INSPECT " | " USAGE_EXPORT " | " USAGE_IMPORT
 
 /* ------------------------------------------------------------------------- */
 /* errors                                                                    */
@@ -57,13 +58,14 @@ static int tool_error(const char *fmt, ...) {
     return -1;
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
+/* A usage error: the message, the usage line, exit status 2. */
+static int usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *usage, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "bpt: ");
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (usage: " USAGE_INSPECT " | " USAGE_EXPORT " | " USAGE_IMPORT ")\n");
+    fprintf(stderr, " (usage: %s)\n", usage);
     va_end(ap);
     return 2;
 }
@@ -644,11 +646,11 @@ static int inspect_main(int argc, char **argv) {
     int as_json = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) as_json = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) return usage_error("unknown option '%s' for ckpt inspect (expected --json)", argv[i]);
-        else if (path) return usage_error("ckpt inspect takes one FILE, got '%s' and '%s'", path, argv[i]);
+        else if (argv[i][0] == '-' && argv[i][1]) return usage_error(USAGE_INSPECT, "unknown option '%s' for ckpt inspect (expected --json)", argv[i]);
+        else if (path) return usage_error(USAGE_INSPECT, "ckpt inspect takes one FILE, got '%s' and '%s'", path, argv[i]);
         else path = argv[i];
     }
-    if (!path) return usage_error("ckpt inspect needs a FILE");
+    if (!path) return usage_error(USAGE_INSPECT, "ckpt inspect needs a FILE");
 
     ckpt_file c;
     if (ckpt_open(path, &c) != 0) return 1;
@@ -853,18 +855,18 @@ static int export_main(int argc, char **argv) {
         size_t klen = 0;
         if (!strncmp(a, "--format", 8) && (a[8] == 0 || a[8] == '=')) { dst = &format; klen = 8; }
         else if (!strncmp(a, "--output", 8) && (a[8] == 0 || a[8] == '=')) { dst = &outdir; klen = 8; }
-        else if (a[0] == '-' && a[1]) return usage_error("unknown option '%s' for ckpt export (expected --format, --output)", a);
-        else if (path) return usage_error("ckpt export takes one FILE, got '%s' and '%s'", path, a);
+        else if (a[0] == '-' && a[1]) return usage_error(USAGE_EXPORT, "unknown option '%s' for ckpt export (expected --format, --output)", a);
+        else if (path) return usage_error(USAGE_EXPORT, "ckpt export takes one FILE, got '%s' and '%s'", path, a);
         else { path = a; continue; }
         if (a[klen] == '=') *dst = a + klen + 1;
         else if (i + 1 < argc) *dst = argv[++i];
-        else return usage_error("%s needs a value", a);
+        else return usage_error(USAGE_EXPORT, "%s needs a value", a);
     }
-    if (!path) return usage_error("ckpt export needs a FILE");
-    if (!format) return usage_error("ckpt export needs --format safetensors");
+    if (!path) return usage_error(USAGE_EXPORT, "ckpt export needs a FILE");
+    if (!format) return usage_error(USAGE_EXPORT, "ckpt export needs --format safetensors");
     if (strcmp(format, "safetensors") != 0)
-        return usage_error("unsupported --format '%s' for ckpt export (supported: safetensors)", format);
-    if (!outdir || !outdir[0]) return usage_error("ckpt export needs --output DIR");
+        return usage_error(USAGE_EXPORT, "unsupported --format '%s' for ckpt export (supported: safetensors)", format);
+    if (!outdir || !outdir[0]) return usage_error(USAGE_EXPORT, "ckpt export needs --output DIR");
 
     ckpt_file c;
     if (ckpt_open(path, &c) != 0) return 1;
@@ -1462,17 +1464,17 @@ static int import_main(int argc, char **argv) {
         if (!strncmp(a, "--output", 8) && (a[8] == 0 || a[8] == '=')) {
             if (a[8] == '=') out = a + 9;
             else if (i + 1 < argc) out = argv[++i];
-            else return usage_error("--output needs a value");
+            else return usage_error(USAGE_IMPORT, "--output needs a value");
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option '%s' for ckpt import (expected --output)", a);
+            return usage_error(USAGE_IMPORT, "unknown option '%s' for ckpt import (expected --output)", a);
         } else if (dir) {
-            return usage_error("ckpt import takes one DIR, got '%s' and '%s'", dir, a);
+            return usage_error(USAGE_IMPORT, "ckpt import takes one DIR, got '%s' and '%s'", dir, a);
         } else {
             dir = a;
         }
     }
-    if (!dir) return usage_error("ckpt import needs a DIR (a Hugging Face model directory)");
-    if (!out || !out[0]) return usage_error("ckpt import needs --output FILE");
+    if (!dir) return usage_error(USAGE_IMPORT, "ckpt import needs a DIR (a Hugging Face model directory)");
+    if (!out || !out[0]) return usage_error(USAGE_IMPORT, "ckpt import needs --output FILE");
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         tool_error("%s: no such directory", dir);
@@ -1512,7 +1514,7 @@ static int import_main(int argc, char **argv) {
 
 int bpt_ckpt_main(int argc, char **argv) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (argc < 1) return usage_error("ckpt needs a subcommand");
+    if (argc < 1) return usage_error(USAGE_ALL, "ckpt needs a subcommand");
     const char *sub = argv[0];
     if (!strcmp(sub, "inspect")) return inspect_main(argc - 1, argv + 1);
     if (!strcmp(sub, "export")) return export_main(argc - 1, argv + 1);
@@ -1521,5 +1523,5 @@ int bpt_ckpt_main(int argc, char **argv) {
         printf("usage: " USAGE_INSPECT "\n       " USAGE_EXPORT "\n       " USAGE_IMPORT "\n");
         return 0;
     }
-    return usage_error("unknown ckpt subcommand '%s' (expected inspect, export or import)", sub);
+    return usage_error(USAGE_ALL, "unknown ckpt subcommand '%s' (expected inspect, export or import)", sub);
 }

@@ -153,6 +153,8 @@ static const keydef keys[] = {
       .help = "per-rank arena size (0 = exactly the planned peak)" },
     { "num_threads", K_INT, F(num_threads), "0", NONNEG,
       .help = "OpenMP threads per rank (0 = OpenMP's default)" },
+    { "comm_timeout_s", K_F64, F(comm_timeout_s), "600", NONNEG,
+      .help = "a collective waiting longer than this aborts the job with a message naming it (0 = never)" },
 
     /* llama.* */
     { "llama.vocab_size", K_INT, F(llama.vocab_size), "32000", POS, .help = "V" },

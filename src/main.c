@@ -113,12 +113,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "eval")) fn = bpt_eval_main;
     else if (!strcmp(cmd, "plan")) fn = NULL;
     else if (!strcmp(cmd, "data")) {
-        MPI_Init(&argc, &argv);
+        { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
         int rc = data_main(argc - 2, argv + 2);
         MPI_Finalize();
         return rc;
     } else if (!strcmp(cmd, "ckpt")) {
-        MPI_Init(&argc, &argv);
+        { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
         int rc = bpt_ckpt_main(argc - 2, argv + 2);
         MPI_Finalize();
         return rc;
@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bpt: unknown command '%s' (expected train, eval, plan, help or --version)\n", cmd);
         return 2;
     }
-    MPI_Init(&argc, &argv);
+    { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
     /* bpt plan takes --world_size N (not a config key): the ranks to plan for */
     int world_size = 0, nargs = 0;
     char **args = bpt_xcalloc((size_t)argc, sizeof(char *));

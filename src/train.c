@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -179,7 +180,8 @@ static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows
 
 /* Save <output_dir>/ckpt/NAME (collective), then point latest at it and prune the
  * regular checkpoints beyond checkpointer.keep (rank 0). */
-static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t step, uint64_t tokens) {
+static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t step, uint64_t tokens,
+                 int with_optimizer) {
     char path[2 * BPT_STR + 64], err[ERRLEN], dir[BPT_STR + 16];
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -190,7 +192,7 @@ static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t st
     snprintf(path, sizeof path, "%s/%s", dir, name);
     bpt_ckpt_meta meta = {step, tokens, c->seed, !strcmp(c->ckpt_float_dtype, "bf16"), 0};
     char *yaml = bpt_config_to_yaml(c);
-    if (bpt_ckpt_save(path, m, &meta, yaml, c->ckpt_save_optimizer_state, err, sizeof err) != 0)
+    if (bpt_ckpt_save(path, m, &meta, yaml, with_optimizer, err, sizeof err) != 0)
         bpt_die("%s", err);
     free(yaml);
     if (rank == 0) {
@@ -213,6 +215,42 @@ static int find_resume(const bpt_config *c, char *path, size_t len) {
     return found;
 }
 
+/* ------------------------------------------------------------- preemption -- */
+
+/* SIGUSR1 (Slurm's warning before the time limit) or SIGTERM: finish the step, agree,
+ * checkpoint, exit with BPT_EXIT_PREEMPTED so the job script requeues itself. */
+#define BPT_EXIT_PREEMPTED 75   /* EX_TEMPFAIL */
+static volatile sig_atomic_t g_preempt = 0;
+static void on_preempt(int sig) { g_preempt = sig; }
+
+static void install_preemption_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_preempt;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Test hook: BPT_TEST_STALL_RANK=R and BPT_TEST_STALL_STEP=S make world rank R stop
+ * before step S, as a hung rank would (the watchdog test). */
+static void test_stall(int rank, int64_t step) {
+    const char *r = getenv("BPT_TEST_STALL_RANK"), *s = getenv("BPT_TEST_STALL_STEP");
+    if (!r || !s || atoi(r) != rank || atoll(s) != step) return;
+    for (;;) pause();
+}
+
+/* The SLURM_* environment for the log header (empty when not under Slurm). */
+static void slurm_header(char *buf, size_t n) {
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!job) { buf[0] = 0; return; }
+    const char *st = getenv("SLURM_STEP_ID"), *nodes = getenv("SLURM_JOB_NUM_NODES");
+    const char *tasks = getenv("SLURM_NTASKS"), *restarts = getenv("SLURM_RESTART_COUNT");
+    snprintf(buf, n, "slurm: job %s, step %s, %s node%s, %s tasks%s%s\n", job, st ? st : "-",
+             nodes ? nodes : "?", nodes && strcmp(nodes, "1") ? "s" : "", tasks ? tasks : "?",
+             restarts ? ", restart " : "", restarts ? restarts : "");
+}
+
 /* ------------------------------------------------------------------ train -- */
 
 int bpt_train_main(bpt_config *c) {
@@ -221,6 +259,8 @@ int bpt_train_main(bpt_config *c) {
     mesh_or_die(&mesh, c);
     bpt_comm *comm = &mesh.comm;
     int root = mesh.world_rank == 0;
+    install_preemption_handlers();
+    bpt_watchdog_start(c->comm_timeout_s);
     if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
     const bpt_kernels *k = backend_or_die(c);
     const bpt_llama_config *lc = &c->llama;
@@ -258,8 +298,6 @@ int bpt_train_main(bpt_config *c) {
     char spec[2 * BPT_STR + 128] = "";
     char rpath[BPT_STR + 64];
     if (c->autoresume && find_resume(c, rpath, sizeof rpath)) {
-        if (!c->ckpt_save_optimizer_state)
-            bpt_die("autoresume: needs checkpointer.save_optimizer_state: true (%s has no optimizer state to resume)", rpath);
         snprintf(spec, sizeof spec, "trainstate::%s", rpath);
     } else if (c->load_checkpoint[0]) {
         snprintf(spec, sizeof spec, "%s", c->load_checkpoint);
@@ -301,6 +339,9 @@ int bpt_train_main(bpt_config *c) {
         printf("bpt %s | backend %s (compute fp32%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
                strcmp(c->dtype, "fp32") && !strcmp(k->name, "cpu") ? "; dtype bf16 applies on cuda" : "",
                omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "");
+        char sl[256];
+        slurm_header(sl, sizeof sl);
+        fputs(sl, stdout);
         printf("mesh: %d rank%s = dp %d x fsdp %d x tp %d | %d rows per rank per micro-batch\n", mesh.world_size,
                mesh.world_size > 1 ? "s" : "", mesh.dp, mesh.fsdp, mesh.tp, B);
         printf("model: %.2fM parameters, L=%d D=%d H=%d KVH=%d F=%d V=%d | T=%d batch=%d x %d accum | mode %s\n",
@@ -313,7 +354,7 @@ int bpt_train_main(bpt_config *c) {
         fflush(stdout);
     }
 
-    if (c->save_model_freq > 0 && start == 0) save(c, m, "step_0.h5", 0, bpt_loader_tokens_consumed(ld));
+    if (c->save_model_freq > 0 && start == 0) save(c, m, "step_0.h5", 0, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state);
 
     bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
     for (int a = 0; a < accum; a++) bpt_batch_alloc(&bs[a], B, T);
@@ -321,6 +362,8 @@ int bpt_train_main(bpt_config *c) {
     double t_start = bpt_now(), last_loss = NAN;
     int64_t done = 0;
     for (int64_t step = start; step < c->total_steps; step++) {
+        bpt_watchdog_set_step(step);
+        test_stall(mesh.world_rank, step);
         double t0 = bpt_now();
         uint64_t bytes0[BPT_NAXES];
         memcpy(bytes0, comm->bytes, sizeof bytes0);
@@ -375,11 +418,27 @@ int bpt_train_main(bpt_config *c) {
         if (c->save_milestone_freq > 0 && (step + 1) % c->save_milestone_freq == 0) {
             char name[64];
             snprintf(name, sizeof name, "milestone_%lld.h5", (long long)step + 1);
-            save(c, m, name, step + 1, tok);
+            save(c, m, name, step + 1, tok, c->ckpt_save_optimizer_state);
         } else if (c->save_model_freq > 0 && (step + 1) % c->save_model_freq == 0) {
             char name[64];
             snprintf(name, sizeof name, "step_%lld.h5", (long long)step + 1);
-            save(c, m, name, step + 1, tok);
+            save(c, m, name, step + 1, tok, c->ckpt_save_optimizer_state);
+        }
+        /* preemption: one all-reduce of the flag per step, so every rank stops at the
+         * same step; the checkpoint always carries the optimizer state (for resume) */
+        if (bpt_allreduce_max_int(comm, BPT_AXIS_WORLD, (int)g_preempt) && step + 1 < c->total_steps) {
+            char name[64];
+            snprintf(name, sizeof name, "step_%lld.h5", (long long)step + 1);
+            save(c, m, name, step + 1, tok, 1);
+            if (root) {
+                if (tty) fputs("\r\033[K", stderr);
+                fprintf(stderr, "bpt: preempted at step %lld: checkpoint saved (%s/ckpt/%s), exiting with %d\n",
+                        (long long)step + 1, c->output_dir, name, BPT_EXIT_PREEMPTED);
+                fclose(mf);
+            }
+            bpt_mesh_free(&mesh);
+            MPI_Finalize();
+            exit(BPT_EXIT_PREEMPTED);
         }
     }
     if (tty) fputs("\r\033[K", stderr);
@@ -387,7 +446,7 @@ int bpt_train_main(bpt_config *c) {
         !(c->save_milestone_freq > 0 && c->total_steps % c->save_milestone_freq == 0)) {
         char name[64];
         snprintf(name, sizeof name, "step_%lld.h5", (long long)c->total_steps);
-        save(c, m, name, c->total_steps, bpt_loader_tokens_consumed(ld));
+        save(c, m, name, c->total_steps, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state);
     }
     if (root) {
         char e[32];

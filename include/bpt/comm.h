@@ -33,6 +33,17 @@ void bpt_comm_single(bpt_comm *c);
 
 const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world" */
 
+/* The hang watchdog. Every blocking collective of this layer is announced (its name,
+ * axis and the training step); a thread checks once a second, and when one has waited
+ * longer than timeout_s it prints "bpt: watchdog: rank R waited S s in <collective> on
+ * axis <axis> at step N; aborting" and calls MPI_Abort, ending the job on every rank
+ * rather than burning the allocation. timeout_s <= 0 turns it off. */
+void bpt_watchdog_start(double timeout_s);
+void bpt_watchdog_set_step(int64_t step);
+/* Bracket a blocking call made outside this layer (e.g. MPI in the checkpointer). */
+void bpt_watchdog_enter(const char *what, bpt_axis a);
+void bpt_watchdog_leave(void);
+
 /* In-place sum over the axis. */
 void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n);
 void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n);

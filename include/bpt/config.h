@@ -101,6 +101,7 @@ typedef struct bpt_config {
     double peak_flops;                /* per rank, FLOP/s; 0 = measure at start */
     int64_t arena_bytes;              /* 0 = exactly the planned peak */
     int num_threads;                  /* OpenMP threads per rank; 0 = default */
+    double comm_timeout_s;            /* watchdog: abort when a collective waits longer (0: off) */
 
     bpt_llama_config llama;
     bpt_optimizer_config optimizer;

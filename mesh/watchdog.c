@@ -1,0 +1,79 @@
+/* watchdog.c — abort the job when a collective hangs (see comm.h). */
+#include "bpt/comm.h"
+#include "bpt/util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+    pthread_mutex_t lock;
+    int running;
+    double timeout;
+    const char *what;          /* the collective in progress, NULL when none */
+    bpt_axis axis;
+    double since;
+    int64_t step;
+} wd = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, BPT_AXIS_WORLD, 0, -1};
+
+static void *watch(void *arg) {
+    (void)arg;
+    for (;;) {
+        sleep(1);
+        pthread_mutex_lock(&wd.lock);
+        double waited = wd.what ? bpt_now() - wd.since : 0;
+        const char *what = wd.what;
+        bpt_axis axis = wd.axis;
+        int64_t step = wd.step;
+        pthread_mutex_unlock(&wd.lock);
+        if (what && waited > wd.timeout) {
+            int rank = 0;
+            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+            fprintf(stderr, "bpt: watchdog: rank %d waited %.0f s in %s on axis %s at step %lld; aborting "
+                    "(HINT: a rank died or stalls; comm_timeout_s=%.0f)\n",
+                    rank, waited, what, bpt_axis_name(axis), (long long)step, wd.timeout);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, 3);
+            _exit(3);
+        }
+    }
+    return NULL;
+}
+
+void bpt_watchdog_start(double timeout_s) {
+    pthread_mutex_lock(&wd.lock);
+    int start = !wd.running && timeout_s > 0;
+    wd.timeout = timeout_s;
+    if (start) wd.running = 1;
+    pthread_mutex_unlock(&wd.lock);
+    if (!start) return;
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    BPT_CHECK(pthread_create(&t, &at, watch, NULL) == 0, "cannot start the watchdog thread");
+    pthread_attr_destroy(&at);
+}
+
+void bpt_watchdog_set_step(int64_t step) {
+    pthread_mutex_lock(&wd.lock);
+    wd.step = step;
+    pthread_mutex_unlock(&wd.lock);
+}
+
+void bpt_watchdog_enter(const char *what, bpt_axis a) {
+    if (!wd.running) return;
+    pthread_mutex_lock(&wd.lock);
+    wd.what = what;
+    wd.axis = a;
+    wd.since = bpt_now();
+    pthread_mutex_unlock(&wd.lock);
+}
+
+void bpt_watchdog_leave(void) {
+    if (!wd.running) return;
+    pthread_mutex_lock(&wd.lock);
+    wd.what = NULL;
+    pthread_mutex_unlock(&wd.lock);
+}
