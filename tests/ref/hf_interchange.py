@@ -146,6 +146,22 @@ def ref_loss(model, tokens):
     return loss, acc
 
 
+def sample_tokens(model, seed):
+    """B*T+1 tokens drawn from the model itself, row by row as bpt's loader cuts them
+    (row r is tokens[r*T : r*T+T+1]), so that some targets are the argmax and the
+    accuracy is a real check."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.zeros(B * T + 1, dtype=torch.int64)
+    tokens[0] = int(torch.randint(0, V, (1,), generator=g))
+    with torch.no_grad():
+        for r in range(B):
+            for t in range(T):
+                ctx = tokens[r * T: r * T + t + 1].view(1, -1)
+                p = torch.softmax(model(ctx).logits[0, -1].double() * 2.0, -1)
+                tokens[r * T + t + 1] = int(torch.multinomial(p, 1, generator=g))
+    return tokens.numpy().astype(np.uint16)
+
+
 def num_params(model):
     return sum(p.numel() for p in model.parameters())   # tied tensors once
 
@@ -185,8 +201,7 @@ def run_case(bpt, work, name, kvh, tie, shard, seed):
           f"{name}: import prints the llama config", out[:300])
 
     # eval: bpt's loss on batch 0 == the transformers loss
-    rng = np.random.default_rng(seed + 100)
-    tokens = rng.integers(0, V, size=B * T + 1).astype(np.uint16)
+    tokens = sample_tokens(model, seed + 100)
     tok = os.path.join(d, "tokens.h5")
     with h5py.File(tok, "w") as f:
         f.create_dataset("tokens", data=tokens)

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Start a one-node Slurm on this host from Debian's packages (slurm-wlm, munge), for the
+# tests and for trying the job scripts by hand:
+#
+#   eval "$(tests/slurm/slurm_up.sh)"        # prints: export SLURM_CONF=...
+#   sbatch jobs/slurm/demo-cpu.sbatch; squeue; sinfo
+#   tests/slurm/slurm_down.sh
+#
+# Everything it writes (slurm.conf, state, spool, logs, pid files) lives in one private
+# directory, $SLURM_TEST_DIR (default /tmp/bpt-slurm); nothing under /etc/slurm is touched.
+# It needs root (slurmd runs jobs as their users, and apt-get installs missing packages).
+#
+# Environment:
+#   SLURM_TEST_DIR    the private directory (default /tmp/bpt-slurm)
+#   SLURM_TEST_CPUS   CPUs the node claims (default 8; SlurmdParameters=config_overrides
+#                     lets 8 tasks run on a 2-core machine)
+#   SLURM_TEST_PORT   slurmctld port; slurmd uses the next one (default: the first free
+#                     pair from 6817)
+#   SLURM_TEST_CRED_EXPIRE  step credential lifetime in seconds, which is also how long a
+#                     requeued job waits before it starts again (default 10; Slurm's is 120)
+#   SLURM_TEST_TIMEOUT seconds to wait for the node to become idle (default 60)
+#
+# Exit status: 0 up (the last line of stdout is the export line), 77 Slurm cannot start
+# here (not root, packages cannot be installed: the caller skips), 1 anything else.
+# Idempotent: when the cluster of this directory already answers, it only prints the line.
+set -u
+DIR=${SLURM_TEST_DIR:-/tmp/bpt-slurm}
+CPUS=${SLURM_TEST_CPUS:-8}
+CRED_EXPIRE=${SLURM_TEST_CRED_EXPIRE:-10}
+TIMEOUT=${SLURM_TEST_TIMEOUT:-60}
+CONF=$DIR/slurm.conf
+HOST=$(hostname -s)
+
+say()  { echo "slurm_up: $*" >&2; }
+die()  { say "error: $*"; [ -d "$DIR/log" ] && tail -n 5 "$DIR"/log/*.log >&2 2>/dev/null; exit 1; }
+skip() { say "SKIP: $*"; exit 77; }
+
+[ "$(id -u)" -eq 0 ] || skip "not root (slurmd and munged need root to start here)"
+
+# --- packages -------------------------------------------------------------------
+need_pkgs=
+for b in slurmctld slurmd sbatch srun scontrol sinfo; do command -v $b >/dev/null || need_pkgs=1; done
+command -v munged >/dev/null || need_pkgs=1
+if [ -n "$need_pkgs" ]; then
+    command -v apt-get >/dev/null || skip "slurm-wlm/munge are not installed and there is no apt-get"
+    say "installing slurm-wlm munge (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq >&2 || skip "apt-get update failed: cannot install slurm-wlm munge"
+    timeout 600 apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends slurm-wlm munge >&2 ||
+        skip "apt-get install slurm-wlm munge failed"
+    hash -r
+fi
+
+# --- is our cluster already up? --------------------------------------------------
+node_state() { SLURM_CONF=$CONF timeout 10 sinfo -h -N -n "$HOST" -o %T 2>/dev/null | head -n 1; }
+if [ -f "$CONF" ] && SLURM_CONF=$CONF timeout 10 scontrol ping 2>/dev/null | grep -q UP; then
+    case $(node_state) in
+        idle*|mixed*|allocated*|completing*) say "already up ($DIR)"; echo "export SLURM_CONF=$CONF"; exit 0 ;;
+    esac
+fi
+# a half-started cluster of this directory: stop it first
+if [ -f "$DIR/slurmctld.pid" ] || [ -f "$DIR/slurmd.pid" ]; then
+    say "stopping a half-started cluster in $DIR"
+    SLURM_TEST_KEEP_DIR=1 SLURM_TEST_DIR=$DIR "$(dirname "$0")/slurm_down.sh" >&2 || true
+fi
+mkdir -p "$DIR"/{state,spool,log,tmp} || die "cannot create $DIR"
+chmod 755 "$DIR"
+
+# --- munge ------------------------------------------------------------------------
+munge_ok() { timeout 10 munge -n 2>/dev/null | timeout 10 unmunge >/dev/null 2>&1; }
+if ! munge_ok; then
+    id munge >/dev/null 2>&1 || die "no 'munge' user (is the munge package installed?)"
+    install -d -o munge -g munge -m 700 /etc/munge /var/lib/munge /var/log/munge
+    install -d -o munge -g munge -m 755 /run/munge
+    if [ ! -s /etc/munge/munge.key ]; then
+        say "creating /etc/munge/munge.key"
+        if command -v mungekey >/dev/null; then
+            mungekey --create --keyfile=/etc/munge/munge.key --force >&2 || die "mungekey failed"
+        else
+            dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none || die "cannot write the munge key"
+        fi
+    fi
+    chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+    # a stale pid file or socket from a killed munged makes a new one refuse to start
+    rm -f /run/munge/munged.pid /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
+    timeout 20 runuser -u munge -- /usr/sbin/munged >&2 || die "munged did not start (see /var/log/munge/munged.log)"
+    for _ in $(seq 50); do munge_ok && break; sleep 0.2; done
+    munge_ok || die "munged started but 'munge -n | unmunge' fails"
+    cat /run/munge/munged.pid > "$DIR/munged.pid" 2>/dev/null   # ours: slurm_down stops it
+    say "munged started (pid $(cat "$DIR/munged.pid" 2>/dev/null))"
+fi
+
+# --- ports -------------------------------------------------------------------------
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -n "${SLURM_TEST_PORT:-}" ]; then
+    PORT=$SLURM_TEST_PORT
+else
+    PORT=6817
+    while port_busy $PORT || port_busy $((PORT + 1)); do
+        PORT=$((PORT + 2)); [ $PORT -lt 6917 ] || die "no free port pair in 6817-6916"
+    done
+fi
+
+# --- MPI plugin ----------------------------------------------------------------------
+# Debian's slurm-wlm-basic-plugins ships mpi/pmix (PMIx v4), which Open MPI 4.1 speaks.
+PLUGDIR=$(dirname "$(ls /usr/lib/*/slurm-wlm/mpi_none.so /usr/lib*/slurm/mpi_none.so 2>/dev/null | head -n 1)")
+MPI_DEFAULT=pmix
+if [ ! -e "$PLUGDIR/mpi_pmix.so" ]; then
+    MPI_DEFAULT=pmi2
+    say "warning: no mpi/pmix plugin in $PLUGDIR; MpiDefault=pmi2 (use srun --mpi=pmi2)"
+fi
+
+# --- slurm.conf ---------------------------------------------------------------------
+cat > "$CONF" <<EOF
+# One-node test cluster written by tests/slurm/slurm_up.sh ($(date -u +%FT%TZ)).
+ClusterName=bpttest
+SlurmctldHost=$HOST
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+# cred_expire is also the delay before a requeued job may start again (default 120 s)
+AuthInfo=cred_expire=$CRED_EXPIRE
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool/slurmd-%n
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+TmpFS=$DIR/tmp
+MpiDefault=$MPI_DEFAULT
+# no cgroups in a container
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+# trust the node line below rather than the hardware (8 tasks on 2 cores)
+SlurmdParameters=config_overrides
+ReturnToService=2
+JobRequeue=1
+MinJobAge=600
+KillWait=10
+InactiveLimit=0
+SlurmdTimeout=120
+SlurmctldTimeout=60
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
+EOF
+# cgroup.conf is read by some plugins even when cgroups are off; keep ours empty-safe
+echo "CgroupPlugin=disabled" > "$DIR/cgroup.conf" 2>/dev/null
+
+# --- daemons -------------------------------------------------------------------------
+export SLURM_CONF=$CONF
+# -c: start from a clean job state (a new test cluster); daemonized, pid files in $DIR
+timeout 30 slurmctld -c -f "$CONF" >&2 || die "slurmctld did not start"
+for _ in $(seq 100); do timeout 5 scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
+timeout 5 scontrol ping 2>/dev/null | grep -q UP || die "slurmctld does not answer (see $DIR/log/slurmctld.log)"
+timeout 30 slurmd -f "$CONF" >&2 || die "slurmd did not start (see $DIR/log/slurmd.log)"
+
+# --- wait for the node ---------------------------------------------------------------
+t0=$SECONDS
+while :; do
+    st=$(node_state)
+    case $st in
+        idle*) break ;;
+        down*|drain*|fail*) timeout 10 scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 ;;
+    esac
+    [ $((SECONDS - t0)) -lt "$TIMEOUT" ] || die "node $HOST is '${st:-not listed}' after ${TIMEOUT}s, not idle (see $DIR/log/)"
+    sleep 1
+done
+say "up: node $HOST idle, $CPUS CPUs, partition debug, MpiDefault=$MPI_DEFAULT, ports $PORT/$((PORT + 1)), dir $DIR"
+echo "export SLURM_CONF=$CONF"
