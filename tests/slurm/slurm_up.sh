@@ -154,8 +154,6 @@ SlurmctldTimeout=60
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
 EOF
-# cgroup.conf is read by some plugins even when cgroups are off; keep ours empty-safe
-echo "CgroupPlugin=disabled" > "$DIR/cgroup.conf" 2>/dev/null
 
 # --- daemons -------------------------------------------------------------------------
 export SLURM_CONF=$CONF
