@@ -1303,15 +1303,15 @@ static int hf_config_read(const char *path, bpt_config *cfg) {
     kv_int(kv, &n, "llama.tie_word_embeddings", tie);
     if (bos >= 0) kv_int(kv, &n, "llama.bos_token_id", bos);
     if (eos >= 0) kv_int(kv, &n, "llama.eos_token_id", eos);
-    /* the default sequence lengths (1024) must fit the RoPE table, or nothing validates */
-    if (maxpos < 1024) {
+    /* the default sequence lengths must fit the RoPE table, or nothing validates */
+    bpt_config_defaults(cfg);
+    if (cfg->train_dataset.hdf5.seq_length > maxpos) {
         kv_int(kv, &n, "train_dataset.hdf5_dataset.seq_length", maxpos);
         kv_int(kv, &n, "train_dataset.text_dataset.seq_length", maxpos);
         kv_int(kv, &n, "eval_dataset.hdf5_dataset.seq_length", maxpos);
         kv_int(kv, &n, "eval_dataset.text_dataset.seq_length", maxpos);
     }
     char err[1024];
-    bpt_config_defaults(cfg);
     for (int i = 0; i < n; i++)
         if (bpt_config_set(cfg, kv[i].key, kv[i].value, err, sizeof err) != 0)
             return tool_error("%s: %s", path, err);
