@@ -323,9 +323,12 @@ typedef struct {
     int16_t *byteval;        /* the byte of a BYTE piece, else -1 */
     smap_t normal;           /* NORMAL, USER_DEFINED, UNUSED pieces (pieces_ in sentencepiece) */
     smap_t reserved;         /* CONTROL, UNKNOWN, BYTE pieces (reserved_id_map_) */
+    pmap_t pairs;            /* (id of A, id of B) -> id of the normal piece A+B: the merge
+                              * candidates of pieces_ as integer pairs (a faster lookup) */
     int unk_id, bos_id, eos_id;
     int byte_fallback, treat_ws_as_suffix, has_unused;
     int32_t byte_id[256];    /* PieceToId("<0xXX>") */
+    int32_t ascii_id[128];   /* pieces_ id of each one-byte character, -1 if none */
     char *unk_surface;
     /* user-defined symbols: matched greedily (longest) before anything else */
     int n_user, user_maxlen;
@@ -619,6 +622,7 @@ static void sp_free(sp_model *m) {
     free(m->byteval);
     smap_free(&m->normal);
     smap_free(&m->reserved);
+    free(m->pairs.slot);
     free(m->unk_surface);
     sp_norm_free(&m->norm);
     sp_norm_free(&m->denorm);
@@ -779,6 +783,20 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
     } else {
         m->unk_surface = bpt_xstrdup(" \xE2\x81\x87 ");   /* " ⁇ " */
     }
+    /* every way to write a normal piece as two normal pieces */
+    pmap_init(&m->pairs, (size_t)m->n * 8);
+    for (int id = 0; id < m->n; id++) {
+        if (smap_get(&m->normal, m->piece[id], m->len[id]) != id) continue;
+        for (uint32_t k = 1; k < m->len[id]; k++) {
+            int32_t a = smap_get(&m->normal, m->piece[id], k);
+            int32_t b = a >= 0 ? smap_get(&m->normal, m->piece[id] + k, m->len[id] - k) : -1;
+            if (b >= 0) pmap_put(&m->pairs, a, b, 0, id);
+        }
+    }
+    for (int c = 0; c < 128; c++) {
+        char ch = (char)c;
+        m->ascii_id[c] = smap_get(&m->normal, &ch, 1);
+    }
     if (sp_norm_init(&m->norm, &ns) < 0) {
         bpt_err(err, errlen, "tokenizer %s: normalizer_spec.precompiled_charsmap is broken", path);
         goto fail;
@@ -802,6 +820,7 @@ fail:
 typedef struct {
     int prev, next;
     int freeze;
+    int id;          /* id of the piece in pieces_, -1 if it is not one */
     const char *p;
     size_t len;
 } sp_sym;
@@ -810,6 +829,7 @@ typedef struct {
     int left, right;
     float score;
     size_t size;
+    int id;          /* the merged piece */
 } sp_pair;
 
 /* a comes out of the agenda before b: higher score, then leftmost */
@@ -876,9 +896,15 @@ static void sp_maybe_add_pair(sp_state *st, int left, int right) {
     sp_sym *l = &st->sym[left], *r = &st->sym[right];
     if (l->freeze || r->freeze) return;
     size_t size = l->len + r->len;
-    int32_t id = smap_get(&st->m->normal, l->p, size);   /* l and r are adjacent in memory */
+    int32_t id;
+    if (l->id >= 0 && r->id >= 0) {
+        const pmap_slot *e = pmap_get(&st->m->pairs, l->id, r->id);
+        id = e ? e->id : -1;
+    } else {
+        id = smap_get(&st->m->normal, l->p, size);        /* l and r are adjacent in memory */
+    }
     if (id < 0) return;
-    sp_pair pr = {left, right, st->m->score[id], size};
+    sp_pair pr = {left, right, st->m->score[id], size, id};
     sp_heap_push(&st->heap, pr);
     if (st->m->type[id] == SP_UNUSED) {
         sp_rev *e = NULL;
@@ -955,6 +981,8 @@ static int sp_encode(const sp_model *m, const char *text, size_t len, int32_t **
         }
         s->p = norm.p + i;
         s->len = k;
+        s->id = (k == 1 && (unsigned char)s->p[0] < 128) ? m->ascii_id[(unsigned char)s->p[0]]
+                                                         : smap_get(&m->normal, s->p, k);
         s->prev = nsym - 1;
         i += k;
         s->next = i < norm.n ? nsym + 1 : -1;
@@ -967,6 +995,7 @@ static int sp_encode(const sp_model *m, const char *text, size_t len, int32_t **
         sp_sym *l = &st.sym[top.left], *r = &st.sym[top.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != top.size) continue;   /* stale */
         l->len += r->len;
+        l->id = top.id;
         l->next = r->next;
         if (r->next >= 0) st.sym[r->next].prev = top.left;
         r->len = 0;

@@ -114,6 +114,7 @@ fi
 cat > "$CONF" <<EOF
 # One-node test cluster written by tests/slurm/slurm_up.sh ($(date -u +%FT%TZ)).
 ClusterName=bpttest
+MailProg=/bin/true
 SlurmctldHost=$HOST
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
@@ -140,6 +141,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# look at pending jobs every 2 s (default 60 s): a requeued job restarts promptly
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 # trust the node line below rather than the hardware (8 tasks on 2 cores)
