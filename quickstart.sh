@@ -63,7 +63,8 @@ demo() {
     say "training the demo model (jobs/configs/demo.yaml) on one rank"
     OMP_NUM_THREADS=$JOBS $(mpirun_cmd) -np 1 src/bpt train --config jobs/configs/demo.yaml "$@"
     say "metrics:     $TOP/$out/metrics.jsonl"
-    say "checkpoints: $TOP/$out/ckpt/ (evaluate: src/bpt eval --config jobs/configs/demo.yaml --load_checkpoint params::$out/ckpt/latest.h5)"
+    say "checkpoints: $TOP/$out/ckpt/ (newest: $(cat "$out/ckpt/latest" 2>/dev/null))"
+    say "evaluate:    src/bpt eval --config jobs/configs/demo.yaml --load_checkpoint params::$out/ckpt/$(cat "$out/ckpt/latest" 2>/dev/null)"
 }
 
 run_tests() {

@@ -137,7 +137,7 @@ typedef struct {
 
 typedef struct {
     pmap_slot *slot;
-    size_t mask;
+    size_t mask, n;
 } pmap_t;
 
 static uint64_t mix64(uint64_t x) {
@@ -152,13 +152,26 @@ static void pmap_init(pmap_t *m, size_t expect) {
     m->slot = bpt_xmalloc(cap * sizeof *m->slot);
     for (size_t i = 0; i < cap; i++) m->slot[i].rank = -1;
     m->mask = cap - 1;
+    m->n = 0;
 }
 
+/* Insert or overwrite. */
 static void pmap_put(pmap_t *m, int32_t a, int32_t b, int32_t rank, int32_t id) {
+    if ((m->n + 1) * 2 > m->mask + 1) {              /* grow to keep load <= 1/2 */
+        pmap_t g;
+        pmap_init(&g, m->mask + 1);
+        for (size_t i = 0; i <= m->mask; i++)
+            if (m->slot[i].rank >= 0)
+                pmap_put(&g, (int32_t)(m->slot[i].key >> 32), (int32_t)(uint32_t)m->slot[i].key,
+                         m->slot[i].rank, m->slot[i].id);
+        free(m->slot);
+        *m = g;
+    }
     uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     for (size_t i = mix64(k) & m->mask;; i = (i + 1) & m->mask) {
         pmap_slot *e = &m->slot[i];
-        if (e->rank < 0 || e->key == k) { e->key = k; e->rank = rank; e->id = id; return; }
+        if (e->rank < 0) { m->n++; e->key = k; e->rank = rank; e->id = id; return; }
+        if (e->key == k) { e->rank = rank; e->id = id; return; }
     }
 }
 
@@ -784,12 +797,12 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
         m->unk_surface = bpt_xstrdup(" \xE2\x81\x87 ");   /* " ⁇ " */
     }
     /* every way to write a normal piece as two normal pieces */
-    pmap_init(&m->pairs, (size_t)m->n * 8);
+    pmap_init(&m->pairs, (size_t)m->n * 4);
     for (int id = 0; id < m->n; id++) {
         if (smap_get(&m->normal, m->piece[id], m->len[id]) != id) continue;
-        for (uint32_t k = 1; k < m->len[id]; k++) {
-            int32_t a = smap_get(&m->normal, m->piece[id], k);
-            int32_t b = a >= 0 ? smap_get(&m->normal, m->piece[id] + k, m->len[id] - k) : -1;
+        for (uint32_t cut = 1; cut < m->len[id]; cut++) {
+            int32_t a = smap_get(&m->normal, m->piece[id], cut);
+            int32_t b = a >= 0 ? smap_get(&m->normal, m->piece[id] + cut, m->len[id] - cut) : -1;
             if (b >= 0) pmap_put(&m->pairs, a, b, 0, id);
         }
     }
