@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 TOP=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES="build-essential autoconf automake libtool pkg-config libopenmpi-dev openmpi-bin
-libhdf5-openmpi-dev hdf5-tools libyaml-dev libjansson-dev libopenblas-dev python3"
+libhdf5-openmpi-dev hdf5-tools libyaml-dev libjansson-dev libpcre2-dev libopenblas-dev python3"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -1326,7 +1326,7 @@ static hf_bpe *hf_load(const char *path, char *err, size_t errlen) {
     if (norm && !json_is_null(norm)) {
         const char *t = jstr(norm, "type");
         bpt_err(err, errlen, "tokenizer %s: normalizer \"%s\" is not supported (only null, as in "
-                "GPT-2 and LLaMA 3)", path, t ? t : "?");
+                "GPT-2 and LLaMA 3; for LLaMA 1/2 use the SentencePiece tokenizer.model)", path, t ? t : "?");
         goto fail;
     }
     json_t *dec = json_object_get(root, "decoder");
