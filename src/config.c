@@ -88,7 +88,6 @@ typedef struct keydef {
 static int check_mesh_dim(const char *v, char *why, size_t n);
 static int check_dtype(const char *v, char *why, size_t n);
 static int check_optimizer(const char *v, char *why, size_t n);
-static int check_tokenizer(const char *v, char *why, size_t n);
 static int check_preset(const char *v, char *why, size_t n);
 
 #define F(m) .off = offsetof(bpt_config, m), .size = sizeof(((bpt_config *)0)->m)
@@ -117,7 +116,11 @@ static int check_preset(const char *v, char *why, size_t n);
     { P ".text_processor.add_bos_token", K_BOOL, F(M.add_bos_token), "false",               \
       .help = "put llama.bos_token_id before each JSONL document" },                        \
     { P ".text_processor.add_eos_token", K_BOOL, F(M.add_eos_token), "false",               \
-      .help = "put llama.eos_token_id after each JSONL document" }
+      .help = "put llama.eos_token_id after each JSONL document" },                         \
+    { P ".text_processor.subfield_separator", K_STR, F(M.subfield_separator), " ",          \
+      .help = "joins the subfields of a+b" },                                               \
+    { P ".text_processor.prepend_text", K_STR, F(M.prepend_text), "",                       \
+      .help = "text put before the first field of each document" }
 
 #define REMAT_HELP "'' (no remat) or a policy name"
 
@@ -229,8 +232,8 @@ static const keydef keys[] = {
     /* datasets, tokenizer */
     DATASET_KEYS("train_dataset", train_dataset),
     DATASET_KEYS("eval_dataset", eval_dataset),
-    { "tokenizer.vocab_file", K_STR, F(tokenizer_vocab_file), "", .check = check_tokenizer,
-      .help = "'' or bytes: the built-in byte-level tokenizer" },
+    { "tokenizer.vocab_file", K_STR, F(tokenizer_vocab_file), "",
+      .help = "'' or bytes: the built-in byte-level tokenizer; a SentencePiece .model; a Hugging Face tokenizer.json" },
 
     /* checkpointer.* */
     { "checkpointer.float_dtype", K_ENUM, F(ckpt_float_dtype), "fp32",
@@ -621,12 +624,6 @@ static int check_optimizer(const char *v, char *why, size_t n) {
     return 0;
 }
 
-static int check_tokenizer(const char *v, char *why, size_t n) {
-    if (v[0] && strcmp(v, "bytes") != 0)
-        return fail(why, n, "real tokenizers are not available yet; expected '' or 'bytes' "
-                    "for the built-in byte-level tokenizer");
-    return 0;
-}
 
 static int check_preset(const char *v, char *why, size_t n) {
     bpt_llama_config l;

@@ -97,9 +97,15 @@ static void sb_reserve(sbuf *b, size_t extra) {
 }
 static void sb_putc(sbuf *b, char c) { sb_reserve(b, 1); b->s[b->n++] = c; }
 
-typedef struct { uint32_t *tok; uint8_t *mask; size_t n, cap; } tbuf;
+typedef bpt_tokens tbuf;
 
-static void tb_push(tbuf *b, uint32_t tok, uint8_t mask) {
+void bpt_tokens_free(bpt_tokens *b) {
+    free(b->tok);
+    free(b->mask);
+    memset(b, 0, sizeof *b);
+}
+
+void bpt_tokens_push(bpt_tokens *b, uint32_t tok, uint8_t mask) {
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 4096;
         uint32_t *t = realloc(b->tok, cap * sizeof *t);
@@ -113,6 +119,7 @@ static void tb_push(tbuf *b, uint32_t tok, uint8_t mask) {
     b->mask[b->n] = mask;
     b->n++;
 }
+#define tb_push bpt_tokens_push
 
 /* ------------------------------------------------------------------------- */
 /* A small JSON reader: one object per line, string values of top-level keys. */
@@ -390,33 +397,100 @@ static int parse_fields(const char *spec, char *store, field_item *items, int *n
     return 0;
 }
 
+struct bpt_text_processor {
+    const bpt_tokenizer *tk;
+    char store[BPT_STR];
+    field_item items[MAX_FIELDS];
+    int nitems, add_bos, add_eos;
+    uint32_t bos, eos;
+    char sep[BPT_STR], prepend[BPT_STR];
+    jobject obj;
+    sbuf text;
+    int32_t *ids;
+    size_t nids, capids;
+};
+
+bpt_text_processor *bpt_text_processor_new(const bpt_dataset_config *d, const bpt_tokenizer *tk,
+                                           int bos_id, int eos_id, int vocab_size,
+                                           char *err, size_t errlen) {
+    bpt_text_processor *tp = bpt_xcalloc(1, sizeof *tp);
+    tp->tk = tk;
+    if (parse_fields(d->fields, tp->store, tp->items, &tp->nitems, err, errlen)) { free(tp); return NULL; }
+    if (tp->nitems == 0) {                     /* default: the "text" field */
+        tp->items[0] = (field_item){ "text", 4, 1, FIELD_TEXT };
+        tp->nitems = 1;
+    }
+    if (bpt_tokenizer_bos_id(tk) >= 0) bos_id = bpt_tokenizer_bos_id(tk);
+    if (bpt_tokenizer_eos_id(tk) >= 0) eos_id = bpt_tokenizer_eos_id(tk);
+    int uses_bos = d->add_bos_token, uses_eos = d->add_eos_token;
+    for (int i = 0; i < tp->nitems; i++) {
+        if (tp->items[i].special == FIELD_BOS) uses_bos = 1;
+        if (tp->items[i].special == FIELD_EOS) uses_eos = 1;
+    }
+    if (uses_bos && (bos_id < 0 || bos_id >= vocab_size)) {
+        free(tp);
+        bpt_err(err, errlen, "llama.bos_token_id = %d is outside the vocabulary [0, %d)", bos_id, vocab_size);
+        return NULL;
+    }
+    if (uses_eos && (eos_id < 0 || eos_id >= vocab_size)) {
+        free(tp);
+        bpt_err(err, errlen, "llama.eos_token_id = %d is outside the vocabulary [0, %d)", eos_id, vocab_size);
+        return NULL;
+    }
+    tp->add_bos = d->add_bos_token;
+    tp->add_eos = d->add_eos_token;
+    tp->bos = (uint32_t)bos_id;
+    tp->eos = (uint32_t)eos_id;
+    snprintf(tp->sep, sizeof tp->sep, "%s", d->subfield_separator);
+    snprintf(tp->prepend, sizeof tp->prepend, "%s", d->prepend_text);
+    return tp;
+}
+
+void bpt_text_processor_free(bpt_text_processor *tp) {
+    if (!tp) return;
+    free(tp->obj.m);
+    free(tp->obj.keys.s);
+    free(tp->text.s);
+    free(tp->ids);
+    free(tp);
+}
+
 /* Tokenize one JSONL document into out. -1 if the line is malformed (not an object,
  * or a wanted field missing or not a string); out is then left as it was. */
-static int tokenize_jsonl_line(jobject *o, sbuf *text, const char *line, const char *end,
-                               const field_item *items, int nitems, int add_bos, int add_eos,
-                               uint32_t bos, uint32_t eos, tbuf *out) {
-    if (jparse_object(o, line, end)) return -1;
+int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len, bpt_tokens *out) {
+    const char *end = line + len;
+    if (jparse_object(&tp->obj, line, end)) return -1;
     size_t n0 = out->n;
-    if (add_bos) tb_push(out, bos, 0);
-    for (int i = 0; i < nitems; i++) {
-        const field_item *it = &items[i];
-        if (it->special == FIELD_BOS) { tb_push(out, bos, it->mask); continue; }
-        if (it->special == FIELD_EOS) { tb_push(out, eos, it->mask); continue; }
-        text->n = 0;
+    if (tp->add_bos) tb_push(out, tp->bos, 0);
+    int first = 1;
+    for (int i = 0; i < tp->nitems; i++) {
+        const field_item *it = &tp->items[i];
+        if (it->special == FIELD_BOS) { tb_push(out, tp->bos, it->mask); continue; }
+        if (it->special == FIELD_EOS) { tb_push(out, tp->eos, it->mask); continue; }
+        tp->text.n = 0;
+        if (first && tp->prepend[0])
+            for (const char *c = tp->prepend; *c; c++) sb_putc(&tp->text, *c);
+        first = 0;
         const char *s = it->name, *stop = it->name + it->len;
-        while (s < stop) {                  /* a+b: subfields joined by one space */
+        while (s < stop) {                  /* a+b: subfields joined by the separator */
             const char *plus = memchr(s, '+', (size_t)(stop - s));
             const char *se = plus ? plus : stop;
-            const jmember *m = jfind(o, s, (size_t)(se - s));
+            const jmember *m = jfind(&tp->obj, s, (size_t)(se - s));
             if (!m || !m->is_string) { out->n = n0; return -1; }
-            if (s != it->name) sb_putc(text, ' ');
+            if (s != it->name)
+                for (const char *c = tp->sep; *c; c++) sb_putc(&tp->text, *c);
             jcur c = { m->val, end };
-            if (jstring(&c, text)) { out->n = n0; return -1; }
+            if (jstring(&c, &tp->text)) { out->n = n0; return -1; }
             s = plus ? plus + 1 : stop;
         }
-        for (size_t k = 0; k < text->n; k++) tb_push(out, (unsigned char)text->s[k], it->mask);
+        tp->nids = 0;
+        if (bpt_tokenizer_encode(tp->tk, tp->text.s ? tp->text.s : "", tp->text.n, &tp->ids, &tp->nids, &tp->capids)) {
+            out->n = n0;
+            return -1;
+        }
+        for (size_t k = 0; k < tp->nids; k++) tb_push(out, (uint32_t)tp->ids[k], it->mask);
     }
-    if (add_eos) tb_push(out, eos, 1);
+    if (tp->add_eos) tb_push(out, tp->eos, 1);
     return 0;
 }
 
@@ -445,49 +519,38 @@ static int read_whole_file(const char *path, char **data, size_t *len, char *err
     return 0;
 }
 
-static int open_text(bpt_loader *l, const bpt_dataset_config *d, int vocab_size, int bos_id,
-                     int eos_id, char *err, size_t errlen) {
-    if (vocab_size < 256)
-        return bpt_err(err, errlen,
-                       "llama.vocab_size = %d is too small for the byte-level tokenizer of "
-                       "the text dataset %s (needs >= 256)", vocab_size, l->path);
+static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+                     int bos_id, int eos_id, char *err, size_t errlen) {
+    bpt_tokenizer *tk = bpt_tokenizer_open(tokenizer ? tokenizer : "", err, errlen);
+    if (!tk) return -1;
+    if (vocab_size < bpt_tokenizer_vocab_size(tk)) {
+        bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
+                "(text dataset %s)", vocab_size, bpt_tokenizer_kind(tk), bpt_tokenizer_vocab_size(tk), l->path);
+        bpt_tokenizer_free(tk);
+        return -1;
+    }
     char *data = NULL;
     size_t len = 0;
-    if (read_whole_file(l->path, &data, &len, err, errlen)) return -1;
+    if (read_whole_file(l->path, &data, &len, err, errlen)) { bpt_tokenizer_free(tk); return -1; }
 
     tbuf out = { 0 };
     int jsonl = ends_with(l->path, ".jsonl") || ends_with(l->path, ".json");
     if (!jsonl) {
-        /* plain text: the bytes are the tokens, every mask 1 */
-        out.tok = bpt_xmalloc((len ? len : 1) * sizeof *out.tok);
-        for (size_t i = 0; i < len; i++) out.tok[i] = (unsigned char)data[i];
-        out.n = len;
+        /* plain text: the whole file through the tokenizer, every mask 1 */
+        int32_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        if (bpt_tokenizer_encode(tk, data, len, &ids, &n, &cap)) {
+            free(data);
+            bpt_tokenizer_free(tk);
+            return bpt_err(err, errlen, "%s: the tokenizer failed on this text", l->path);
+        }
+        out.tok = bpt_xmalloc((n ? n : 1) * sizeof *out.tok);
+        for (size_t i = 0; i < n; i++) out.tok[i] = (uint32_t)ids[i];
+        out.n = n;
+        free(ids);
     } else {
-        char store[BPT_STR];
-        field_item items[MAX_FIELDS];
-        int nitems = 0;
-        if (parse_fields(d->fields, store, items, &nitems, err, errlen)) { free(data); return -1; }
-        if (nitems == 0) {                     /* default: the "text" field */
-            items[0] = (field_item){ "text", 4, 1, FIELD_TEXT };
-            nitems = 1;
-        }
-        int uses_bos = d->add_bos_token, uses_eos = d->add_eos_token;
-        for (int i = 0; i < nitems; i++) {
-            if (items[i].special == FIELD_BOS) uses_bos = 1;
-            if (items[i].special == FIELD_EOS) uses_eos = 1;
-        }
-        if (uses_bos && (bos_id < 0 || bos_id >= vocab_size)) {
-            free(data);
-            return bpt_err(err, errlen, "llama.bos_token_id = %d is outside the vocabulary [0, %d)",
-                           bos_id, vocab_size);
-        }
-        if (uses_eos && (eos_id < 0 || eos_id >= vocab_size)) {
-            free(data);
-            return bpt_err(err, errlen, "llama.eos_token_id = %d is outside the vocabulary [0, %d)",
-                           eos_id, vocab_size);
-        }
-        jobject obj = { 0 };
-        sbuf text = { 0 };
+        bpt_text_processor *tp = bpt_text_processor_new(d, tk, bos_id, eos_id, vocab_size, err, errlen);
+        if (!tp) { free(data); bpt_tokenizer_free(tk); return -1; }
         const char *p = data, *stop = data + len;
         uint64_t lineno = 0;
         while (p < stop) {
@@ -496,16 +559,12 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, int vocab_size,
             lineno++;
             const char *q = p;                 /* blank lines are skipped silently */
             while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-            if (q < e && tokenize_jsonl_line(&obj, &text, p, e, items, nitems, d->add_bos_token,
-                                             d->add_eos_token, (uint32_t)bos_id, (uint32_t)eos_id,
-                                             &out)) {
+            if (q < e && bpt_text_processor_line(tp, p, (size_t)(e - p), &out)) {
                 if (l->malformed_lines++ == 0) l->first_malformed_line = lineno;
             }
             p = nl ? nl + 1 : stop;
         }
-        free(obj.m);
-        free(obj.keys.s);
-        free(text.s);
+        bpt_text_processor_free(tp);
         if (l->malformed_lines > 0 && is_rank0())
             fprintf(stderr, "bpt: warning: %s: skipped %llu malformed line%s (first: line %llu; "
                     "each line must be a JSON object with string fields %s)\n",
@@ -515,6 +574,7 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, int vocab_size,
                     d->fields[0] ? d->fields : "text");
     }
     free(data);
+    bpt_tokenizer_free(tk);
 
     if (out.n < 2) {
         free(out.tok);
@@ -634,8 +694,8 @@ static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------------- */
 
-bpt_loader *bpt_loader_open(const bpt_dataset_config *d, int vocab_size, int bos_id, int eos_id,
-                            char *err, size_t errlen) {
+bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+                            int bos_id, int eos_id, char *err, size_t errlen) {
     int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT : 0;
     if (!src) {
         bpt_err(err, errlen, "bad dataset type '%s' (expected hdf5 or text)", d->type);
@@ -653,7 +713,7 @@ bpt_loader *bpt_loader_open(const bpt_dataset_config *d, int vocab_size, int bos
     l->src = src;
     l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
     int rc = src == SRC_HDF5 ? open_hdf5(l, vocab_size, err, errlen)
-                             : open_text(l, d, vocab_size, bos_id, eos_id, err, errlen);
+                             : open_text(l, d, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
     if (rc) {
         bpt_loader_close(l);
         return NULL;

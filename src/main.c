@@ -17,8 +17,9 @@ static void usage(FILE *f) {
         "  ckpt inspect FILE [--json] | export FILE --format safetensors --output DIR\n"
         "       | import DIR --output FILE\n"
         "           look into a checkpoint; Hugging Face LlamaForCausalLM interchange\n"
-        "  data synth --output FILE [--tokens N] [--seed S]\n"
-        "           write the built-in synthetic corpus as byte tokens (/tokens, uint16)\n"
+        "  data prepare --input A.jsonl[,B] [--tokenizer FILE] [--fields F] --output FILE\n"
+        "           tokenize JSONL in parallel over the ranks into an HDF5 token file\n"
+        "  data inspect FILE | data synth --output FILE [--tokens N] [--seed S]\n"
         "  help     this text\n"
         "\n"
         "options:\n"
@@ -32,37 +33,6 @@ static void load_config(bpt_config *c, int argc, char **argv) {
     char err[1024];
     bpt_config_defaults(c);
     if (bpt_config_from_args(c, argc, argv, err, sizeof err) != 0) bpt_die("%s", err);
-}
-
-/* bpt data synth --output FILE [--tokens N] [--seed S] */
-static int data_main(int argc, char **argv) {
-    if (argc < 1 || strcmp(argv[0], "synth") != 0) {
-        fprintf(stderr, "bpt: usage: bpt data synth --output FILE [--tokens N] [--seed S]\n");
-        return 2;
-    }
-    const char *out = NULL;
-    long long n = 1000000, seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = strchr(a, '=');
-        char key[64];
-        snprintf(key, sizeof key, "%.*s", v ? (int)(v - a) : (int)strlen(a), a);
-        if (!v && i + 1 < argc) v = argv[++i]; else if (v) v++;
-        char *end = NULL;
-        if (!v) { fprintf(stderr, "bpt: %s needs a value\n", key); return 2; }
-        if (!strcmp(key, "--output")) out = v;
-        else if (!strcmp(key, "--tokens")) n = strtoll(v, &end, 10);
-        else if (!strcmp(key, "--seed")) seed = strtoll(v, &end, 10);
-        else { fprintf(stderr, "bpt: unknown option '%s' for data synth (expected --output, --tokens, --seed)\n", key); return 2; }
-        if (end && (*end || n < 2)) { fprintf(stderr, "bpt: bad value for %s: '%s' (expected an integer >= 2)\n", key, v); return 2; }
-    }
-    if (!out) { fprintf(stderr, "bpt: data synth needs --output FILE\n"); return 2; }
-    char err[1024];
-    if (bpt_data_write_synthetic(out, (uint64_t)n, (uint64_t)seed, err, sizeof err) != 0) {
-        fprintf(stderr, "bpt: %s\n", err);
-        return 1;
-    }
-    printf("wrote %lld byte tokens to %s\n", n, out);
-    return 0;
 }
 
 /* bpt plan [--world_size N] [config...]: the memory and communication of one training
@@ -114,7 +84,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "plan")) fn = NULL;
     else if (!strcmp(cmd, "data")) {
         { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
-        int rc = data_main(argc - 2, argv + 2);
+        int rc = bpt_data_main(argc - 2, argv + 2);
         MPI_Finalize();
         return rc;
     } else if (!strcmp(cmd, "ckpt")) {

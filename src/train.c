@@ -268,7 +268,7 @@ int bpt_train_main(bpt_config *c) {
     int Bg = src->batch_size, T = src->seq_length, accum = c->optimizer.accumulate_gradient_steps;
     int B = Bg / (mesh.dp * mesh.fsdp), row0 = comm->rank[BPT_AXIS_BATCH] * B;
 
-    bpt_loader *ld = bpt_loader_open(&c->train_dataset, lc->vocab_size, lc->bos_token_id,
+    bpt_loader *ld = bpt_loader_open(&c->train_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id,
                                      lc->eos_token_id, err, sizeof err);
     if (!ld) bpt_die("train_dataset: %s", err);
     bpt_loader *eld = NULL;
@@ -277,7 +277,7 @@ int bpt_train_main(bpt_config *c) {
         if (es->seq_length != T || es->batch_size != Bg)
             bpt_die("eval_dataset: seq_length %d and batch_size %d must equal the train_dataset's (%d, %d)",
                     es->seq_length, es->batch_size, T, Bg);
-        eld = bpt_loader_open(&c->eval_dataset, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
+        eld = bpt_loader_open(&c->eval_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
         if (!eld) bpt_die("eval_dataset: %s", err);
     }
 
@@ -485,7 +485,7 @@ int bpt_eval_main(bpt_config *c) {
         bpt_die("bad value for mesh_dim: '%s' (dp*fsdp=%d does not divide eval_dataset batch_size=%d)",
                 c->mesh_dim, mesh.dp * mesh.fsdp, src->batch_size);
     int B = src->batch_size / (mesh.dp * mesh.fsdp);
-    bpt_loader *ld = bpt_loader_open(&c->eval_dataset, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
+    bpt_loader *ld = bpt_loader_open(&c->eval_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
     if (!ld) bpt_die("eval_dataset: %s", err);
     bpt_arena arena;
     int dims[3] = {mesh.dp, mesh.fsdp, mesh.tp};

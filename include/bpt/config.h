@@ -74,6 +74,8 @@ typedef struct bpt_dataset_config {
     bpt_source_config text;           /* text_dataset.* : plain text or JSONL, byte tokens */
     char fields[BPT_STR];             /* text_processor.fields (JSONL keys, comma list) */
     int add_bos_token, add_eos_token; /* text_processor.* */
+    char subfield_separator[BPT_STR]; /* joins a+b subfields (default " ") */
+    char prepend_text[BPT_STR];       /* before the first field of each document */
 } bpt_dataset_config;
 
 /* The source that dataset type selects. */

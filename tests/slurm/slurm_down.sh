@@ -34,7 +34,12 @@ if [ -f "$CONF" ]; then
 fi
 stop_pid slurmd "$DIR/slurmd.pid"
 stop_pid slurmctld "$DIR/slurmctld.pid"
-stop_pid munged "$DIR/munged.pid"
+# munged serves every Slurm on this host: stop ours only when no other slurmctld/slurmd runs
+if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+    [ -s "$DIR/munged.pid" ] && say "munged left running: another Slurm on this host uses it"
+else
+    stop_pid munged "$DIR/munged.pid"
+fi
 rm -f "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munged.pid"
 if [ "${SLURM_TEST_KEEP_DIR:-0}" = 1 ]; then
     say "stopped; kept $DIR"

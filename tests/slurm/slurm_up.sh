@@ -106,8 +106,10 @@ fi
 PLUGDIR=$(dirname "$(ls /usr/lib/*/slurm-wlm/mpi_none.so /usr/lib*/slurm/mpi_none.so 2>/dev/null | head -n 1)")
 MPI_DEFAULT=pmix
 if [ ! -e "$PLUGDIR/mpi_pmix.so" ]; then
-    MPI_DEFAULT=pmi2
-    say "warning: no mpi/pmix plugin in $PLUGDIR; MpiDefault=pmi2 (use srun --mpi=pmi2)"
+    # Debian's Open MPI has no PMI-2 client, so srun cannot start it without PMIx; Open
+    # MPI's own mpirun inside the allocation still works (it launches through Slurm)
+    MPI_DEFAULT=none
+    say "warning: no mpi/pmix plugin in $PLUGDIR: MpiDefault=none; 'srun --mpi=pmix' will fail, use mpirun inside sbatch/salloc"
 fi
 
 # --- slurm.conf ---------------------------------------------------------------------

@@ -356,8 +356,6 @@ static void test_errors(void) {
     args_err("palm", ARGS("--optimizer.type=palm"), "optimizer.type", "palm", "not supported", NULL);
     args_err("ckpt float dtype", ARGS("--checkpointer.float_dtype=fp16"), "checkpointer.float_dtype", "fp16", NULL);
     args_err("ckpt keep", ARGS("--checkpointer.keep=-1"), "checkpointer.keep", "-1", NULL);
-    args_err("tokenizer", ARGS("--tokenizer.vocab_file=/m/tokenizer.model"), "tokenizer.vocab_file",
-             "real tokenizers are not available yet", NULL);
     args_err("remat", ARGS("--llama.remat_mlp=nothing"), "bad value for llama.remat_mlp: 'nothing'",
              "nothing_saveable", "dots_with_no_batch_dims_saveable", NULL);
     args_err("dataset type", ARGS("--train_dataset.type=huggingface"), "train_dataset.type", "hdf5, text", NULL);

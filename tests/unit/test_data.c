@@ -87,6 +87,7 @@ static bpt_dataset_config text_cfg(const char *path, const char *fields, int bos
     snprintf(d.fields, sizeof d.fields, "%s", fields);
     d.add_bos_token = bos;
     d.add_eos_token = eos;
+    strcpy(d.subfield_separator, " ");
     return d;
 }
 
@@ -115,7 +116,7 @@ static void test_synthetic(void) {
     bpt_data_write_synthetic(p3, 50000, 8, err, sizeof err);
 
     bpt_dataset_config d = hdf5_cfg(p1);
-    bpt_loader *l = bpt_loader_open(&d, 256, 0, 1, err, sizeof err);
+    bpt_loader *l = bpt_loader_open(&d, "", 256, 0, 1, err, sizeof err);
     CHECK(l != NULL, "synthetic corpus opens as an hdf5 dataset (%s)", l ? "" : err);
     if (!l) return;
     CHECK(bpt_loader_stream_length(l) == 50000, "synthetic corpus has exactly ntokens tokens");
@@ -142,12 +143,12 @@ static void test_synthetic(void) {
     bpt_batch b2;
     bpt_batch_alloc(&b2, 1, 49999);
     d = hdf5_cfg(p2);
-    l = bpt_loader_open(&d, 256, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 0, 1, err, sizeof err);
     bpt_loader_next(l, &b2, 1, 0, err, sizeof err);
     bpt_loader_close(l);
     CHECK(memcmp(b.inputs, b2.inputs, 49999 * sizeof(int32_t)) == 0, "synthetic: same seed, same corpus");
     d = hdf5_cfg(p3);
-    l = bpt_loader_open(&d, 256, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 0, 1, err, sizeof err);
     bpt_loader_next(l, &b2, 1, 0, err, sizeof err);
     bpt_loader_close(l);
     CHECK(memcmp(b.inputs, b2.inputs, 49999 * sizeof(int32_t)) != 0, "synthetic: other seed, other corpus");
@@ -199,7 +200,7 @@ static void test_windows(void) {
         int slices[3][2] = { { 0, 3 }, { 1, 2 }, { 2, 1 } };
         int ok = 1;
         for (int s = 0; s < 3; s++) {
-            bpt_loader *l = bpt_loader_open(&d, V, 0, 1, err, sizeof err);
+            bpt_loader *l = bpt_loader_open(&d, "", V, 0, 1, err, sizeof err);
             if (!l) { ok = 0; printf("      %s\n", err); break; }
             bpt_batch b;
             bpt_batch_alloc(&b, slices[s][1], T);
@@ -218,7 +219,7 @@ static void test_windows(void) {
 
     /* a window longer than the stream wraps more than once */
     bpt_dataset_config d = hdf5_cfg(p16);
-    bpt_loader *l = bpt_loader_open(&d, V, 0, 1, err, sizeof err);
+    bpt_loader *l = bpt_loader_open(&d, "", V, 0, 1, err, sizeof err);
     bpt_batch b;
     bpt_batch_alloc(&b, 2, 50);
     bpt_loader_set_tokens_consumed(l, 30);
@@ -236,8 +237,8 @@ static void test_windows(void) {
 static void test_resume(void) {
     const char *p = tmp("synth1.h5");
     bpt_dataset_config d = hdf5_cfg(p);
-    bpt_loader *a = bpt_loader_open(&d, 256, 0, 1, err, sizeof err);
-    bpt_loader *b = bpt_loader_open(&d, 256, 0, 1, err, sizeof err);
+    bpt_loader *a = bpt_loader_open(&d, "", 256, 0, 1, err, sizeof err);
+    bpt_loader *b = bpt_loader_open(&d, "", 256, 0, 1, err, sizeof err);
     if (!a || !b) { CHECK(0, "resume: open (%s)", err); return; }
     bpt_batch x, y;
     bpt_batch_alloc(&x, 4, 64);
@@ -263,21 +264,21 @@ static void test_hdf5_errors(void) {
     const char *p = tmp("bad.h5");
     write_tokens(p, H5T_STD_U32LE, tok, 40, NULL);
     bpt_dataset_config d = hdf5_cfg(p);
-    bpt_loader *l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    bpt_loader *l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, p) && contains(err, "offset 23") && contains(err, "64") &&
           contains(err, "vocab_size"), "token >= vocab_size: %s", err);
-    l = bpt_loader_open(&d, 65, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 65, 0, 1, err, sizeof err);
     CHECK(l != NULL, "the same file opens with vocab_size 65");
     bpt_loader_close(l);
 
     tok[23] = 3;
     tok[5] = -2;
     write_tokens(p, H5T_STD_I32LE, tok, 40, NULL);
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, "offset 5") && contains(err, "-2"), "negative token id: %s", err);
 
     d = hdf5_cfg(tmp("nonexistent.h5"));
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, "nonexistent.h5") && contains(err, "no such file"), "missing file: %s", err);
 
     const char *pn = tmp("notokens.h5");
@@ -289,22 +290,22 @@ static void test_hdf5_errors(void) {
     H5Sclose(sp);
     H5Fclose(f);
     d = hdf5_cfg(pn);
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pn) && contains(err, "/tokens"), "missing /tokens: %s", err);
 
     const char *pe = tmp("empty.h5");
     write_tokens(pe, H5T_STD_U16LE, tok, 0, NULL);
     d = hdf5_cfg(pe);
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pe) && contains(err, "0 tokens"), "empty /tokens: %s", err);
     write_tokens(pe, H5T_STD_U16LE, tok, 1, NULL);
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, "1 token"), "one-token /tokens: %s", err);
 
     const char *pt = tmp("plain.txt");
     write_text(pt, "not hdf5 at all\n");
     d = hdf5_cfg(pt);
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pt) && contains(err, "not an HDF5 file"), "text file as hdf5: %s", err);
 
     const char *pf = tmp("float.h5");
@@ -315,12 +316,12 @@ static void test_hdf5_errors(void) {
     H5Sclose(sp);
     H5Fclose(f);
     d = hdf5_cfg(pf);
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, "integers"), "float /tokens: %s", err);
 
     d = hdf5_cfg(p);
     strcpy(d.type, "parquet");
-    l = bpt_loader_open(&d, 64, 0, 1, err, sizeof err);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, "parquet"), "unknown dataset type: %s", err);
 }
 
@@ -344,7 +345,7 @@ static void test_text(void) {
     const char *pt = tmp("plain.txt");
     write_text(pt, "hello, world\n");
     bpt_dataset_config d = text_cfg(pt, "", 1, 1);
-    bpt_loader *l = bpt_loader_open(&d, 256, 1, 2, err, sizeof err);
+    bpt_loader *l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
     CHECK(l && bpt_loader_stream_length(l) == 13, "plain text: one token per byte, no bos/eos");
     if (l) {
         int32_t tok[13];
@@ -356,12 +357,12 @@ static void test_text(void) {
         CHECK(ok, "plain text: tokens are the bytes, mask 1");
         bpt_loader_close(l);
     }
-    l = bpt_loader_open(&d, 200, 1, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 200, 1, 2, err, sizeof err);
     CHECK(!l && contains(err, "llama.vocab_size") && contains(err, "256"),
           "byte tokenizer needs vocab >= 256: %s", err);
 
     write_text(pt, "");
-    l = bpt_loader_open(&d, 256, 1, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
     CHECK(!l && contains(err, pt) && contains(err, "0 tokens"), "empty text file: %s", err);
 
     /* JSONL: escapes, \u, surrogate pairs, malformed lines, blank lines, bos/eos */
@@ -376,7 +377,7 @@ static void test_text(void) {
                "{\"text\": \"unterminated}\n"
                "{\"text\": \"z\", \"text\": \"last\"}");
     d = text_cfg(pj, "text", 1, 1);
-    l = bpt_loader_open(&d, 256, 1, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
     CHECK(l != NULL, "jsonl opens (%s)", l ? "" : err);
     if (l) {
         const unsigned char want_doc[][16] = {
@@ -413,7 +414,7 @@ static void test_text(void) {
     /* fields: several, a masked one, a+b, special tokens */
     write_text(pj, "{\"q\": \"Q\", \"a\": \"A\", \"b\": \"B\"}\n");
     d = text_cfg(pj, "[q], a+b,<|eos|>", 0, 0);
-    l = bpt_loader_open(&d, 256, 1, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
     if (l) {
         int32_t tok[8];
         float m[8];
@@ -430,7 +431,7 @@ static void test_text(void) {
     }
     /* a masked field: its tokens are not targets */
     d = text_cfg(pj, "a,[q]", 0, 0);
-    l = bpt_loader_open(&d, 256, 1, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
     if (l) {
         int32_t tok[4];
         float m[4];
@@ -441,10 +442,10 @@ static void test_text(void) {
     }
     /* a field missing everywhere: every line malformed, then empty */
     d = text_cfg(pj, "body", 0, 0);
-    l = bpt_loader_open(&d, 256, 1, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
     CHECK(!l && contains(err, "0 tokens"), "jsonl without the wanted field: %s", err);
     d = text_cfg(pj, "a", 1, 0);
-    l = bpt_loader_open(&d, 256, 300, 2, err, sizeof err);
+    l = bpt_loader_open(&d, "", 256, 300, 2, err, sizeof err);
     CHECK(!l && contains(err, "llama.bos_token_id"), "bos id outside the vocabulary: %s", err);
 }
 
@@ -518,7 +519,7 @@ static void test_ckpt(void) {
         a.m->buf[BPT_BUF_V][i] = 1e-6f * (float)(i % 313);
     }
     const char *pts = tmp("ts.h5"), *pp = tmp("params.h5");
-    bpt_ckpt_meta meta = { 17, 123456789012ull };
+    bpt_ckpt_meta meta = { 17, 123456789012ull, 3, 0, 0 };
     rc = bpt_ckpt_save(pts, a.m, &meta, "seed: 3\nllama:\n  hidden_size: 16\n", 1, err, sizeof err);
     CHECK(rc == 0 && access(pts, F_OK) == 0 && access(tmp("ts.h5.tmp"), F_OK) != 0,
           "save trainstate (%s)", rc ? err : "no .tmp left");
@@ -526,7 +527,7 @@ static void test_ckpt(void) {
     CHECK(rc == 0, "save params only (%s)", rc ? err : "");
 
     tiny_make(&b, 16, 2, 1);
-    bpt_ckpt_meta got = { -1, 1 };
+    bpt_ckpt_meta got = { -1, 1, 0, 0, 0 };
     rc = bpt_ckpt_load(pts, BPT_LOAD_TRAINSTATE, b.m, &got, err, sizeof err);
     CHECK(rc == 0 && same_buf(a.m, b.m, BPT_BUF_PARAM) && same_buf(a.m, b.m, BPT_BUF_M) &&
           same_buf(a.m, b.m, BPT_BUF_V) && got.step == 17 && got.tokens_consumed == 123456789012ull,
