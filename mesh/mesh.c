@@ -83,6 +83,15 @@ int bpt_mesh_init(bpt_mesh *m, const char *mesh_dim, char *err, size_t errlen) {
     m->dp = dims[0];
     m->fsdp = dims[1];
     m->tp = dims[2];
+    /* the node-local rank: Slurm's or Open MPI's word for it, else ranks sharing memory */
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, m->world_rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &m->local_rank);
+    MPI_Comm_size(node, &m->local_size);
+    MPI_Comm_free(&node);
+    const char *lr = getenv("SLURM_LOCALID");
+    if (!lr) lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (lr) m->local_rank = atoi(lr);
     int r = m->world_rank;
     m->tp_rank = r % m->tp;
     m->fsdp_rank = (r / m->tp) % m->fsdp;

@@ -342,8 +342,9 @@ int bpt_train_main(bpt_config *c) {
         char sl[256];
         slurm_header(sl, sizeof sl);
         fputs(sl, stdout);
-        printf("mesh: %d rank%s = dp %d x fsdp %d x tp %d | %d rows per rank per micro-batch\n", mesh.world_size,
-               mesh.world_size > 1 ? "s" : "", mesh.dp, mesh.fsdp, mesh.tp, B);
+        printf("mesh: %d rank%s = dp %d x fsdp %d x tp %d | %d rows per rank per micro-batch | %d rank%s on this node\n",
+               mesh.world_size, mesh.world_size > 1 ? "s" : "", mesh.dp, mesh.fsdp, mesh.tp, B, mesh.local_size,
+               mesh.local_size > 1 ? "s" : "");
         printf("model: %.2fM parameters, L=%d D=%d H=%d KVH=%d F=%d V=%d | T=%d batch=%d x %d accum | mode %s\n",
                bpt_llama_num_params(lc) / 1e6, lc->num_hidden_layers, lc->hidden_size, lc->num_attention_heads,
                bpt_kv_heads(lc), lc->intermediate_size, lc->vocab_size, T, Bg, accum, mode);
@@ -369,6 +370,7 @@ int bpt_train_main(bpt_config *c) {
         memcpy(bytes0, comm->bytes, sizeof bytes0);
         for (int a = 0; a < accum; a++)
             if (bpt_loader_next(ld, &bs[a], Bg, row0, err, sizeof err) != 0) bpt_die("train_dataset: %s", err);
+        double t_data = bpt_now() - t0;
         step_result r;
         train_step(m, comm, bs, accum, &c->optimizer.adamw, step, &r);
         double dt = bpt_now() - t0;
@@ -388,10 +390,10 @@ int bpt_train_main(bpt_config *c) {
             if (root) {
                 fprintf(mf, "{\"step\": %lld, \"loss\": %.8g, \"accuracy\": %.8g, \"learning_rate\": %.8g, "
                             "\"gradient_norm\": %.8g, \"param_norm\": %.8g, \"tokens_per_second\": %.6g, "
-                            "\"mfu\": %.6g, \"peak_memory_bytes\": %llu, "
+                            "\"mfu\": %.6g, \"peak_memory_bytes\": %llu, \"data_seconds\": %.6g, \"step_seconds\": %.6g, "
                             "\"comm_bytes\": {\"dp\": %llu, \"fsdp\": %llu, \"tp\": %llu, \"batch\": %llu, \"world\": %llu}",
                         (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, r.opt.param_norm, tps, mfu,
-                        (unsigned long long)peak, (unsigned long long)sent[BPT_AXIS_DP],
+                        (unsigned long long)peak, t_data, dt, (unsigned long long)sent[BPT_AXIS_DP],
                         (unsigned long long)sent[BPT_AXIS_FSDP], (unsigned long long)sent[BPT_AXIS_TP],
                         (unsigned long long)sent[BPT_AXIS_BATCH], (unsigned long long)sent[BPT_AXIS_WORLD]);
                 if (eld) fprintf(mf, ", \"eval_loss\": %.8g, \"eval_accuracy\": %.8g", ev.loss, ev.accuracy);

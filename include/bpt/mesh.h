@@ -18,6 +18,7 @@ typedef struct bpt_mesh {
     int dp, fsdp, tp;             /* axis sizes */
     int dp_rank, fsdp_rank, tp_rank;
     int world_size, world_rank;
+    int local_rank, local_size;   /* this rank on its node (chooses the GPU on cuda) */
     bpt_comm comm;
 } bpt_mesh;
 

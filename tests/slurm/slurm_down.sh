@@ -8,7 +8,8 @@ DIR=${SLURM_TEST_DIR:-/tmp/bpt-slurm}
 CONF=$DIR/slurm.conf
 say() { echo "slurm_down: $*" >&2; }
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# running, not a zombie (a container's init may never reap the daemons)
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 pid_of() { [ -s "$1" ] && tr -dc 0-9 < "$1"; }
 
 # stop_pid NAME PIDFILE: TERM, wait up to 10 s, then KILL
@@ -35,7 +36,8 @@ fi
 stop_pid slurmd "$DIR/slurmd.pid"
 stop_pid slurmctld "$DIR/slurmctld.pid"
 # munged serves every Slurm on this host: stop ours only when no other slurmctld/slurmd runs
-if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+# (zombies do not count: a container's init may never reap the daemons' exited processes)
+if ps -eo stat=,comm= | awk '$1 !~ /^Z/ && ($2 == "slurmctld" || $2 == "slurmd") { f = 1 } END { exit !f }'; then
     [ -s "$DIR/munged.pid" ] && say "munged left running: another Slurm on this host uses it"
 else
     stop_pid munged "$DIR/munged.pid"
