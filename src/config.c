@@ -108,6 +108,12 @@ static int check_preset(const char *v, char *why, size_t n);
     { P ".type", K_ENUM, F(M.type), "hdf5", .choices = "hdf5|text|json>text",               \
       .help = "hdf5: prepared token file; text: plain text or JSONL with byte tokens" },    \
     SOURCE_KEYS(P ".hdf5_dataset", M.hdf5),                                                 \
+    { P ".shuffle", K_BOOL, F(M.shuffle), "false",                                          \
+      .help = "read sequence windows in a seeded permuted order, a new one each epoch" },   \
+    { P ".shuffle_seed", K_I64, F(M.shuffle_seed), "0", NONNEG,                           \
+      .help = "seed of the window permutation (0: the top-level seed)" },                  \
+    { P ".weights", K_STR, F(M.weights), "",                                                \
+      .help = "sampling weights of the comma-separated files in path ('' = equal)" },      \
     SOURCE_KEYS(P ".text_dataset", M.text),                                                 \
     { P ".text_dataset.tokenizer_processes", K_INT, IGN | F_MIN, .lo = 1, .def = "1",       \
       .help = "ignored (the reference's tokenizer worker count)" },                         \

@@ -30,6 +30,14 @@
 enum { SRC_HDF5 = 1, SRC_TEXT = 2 };
 
 struct bpt_loader {
+    /* a mixture of several files, or a shuffled order: sources in sub, picked per
+     * sample (see next_sampled); the fields below are then unused */
+    bpt_loader **sub;
+    int nsub;
+    double cum[16];             /* cumulative normalised weights */
+    int shuffle;
+    uint64_t seed;
+
     char path[BPT_STR];
     int src;                    /* SRC_HDF5 or SRC_TEXT */
     uint64_t n;                 /* stream length in tokens */
@@ -694,7 +702,62 @@ static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------------- */
 
+static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+                            int bos_id, int eos_id, char *err, size_t errlen);
+
+/* Several comma-separated files with sampling weights, and/or a shuffled order: a
+ * loader over single-file loaders. */
 bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+                            int bos_id, int eos_id, char *err, size_t errlen) {
+    const bpt_source_config *s = bpt_dataset_source(d);
+    if (!strchr(s->path, ',') && !d->shuffle && !d->weights[0])
+        return open_one(d, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
+    bpt_loader *l = bpt_xcalloc(1, sizeof *l);
+    l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
+    l->shuffle = d->shuffle;
+    l->seed = (uint64_t)d->shuffle_seed;
+    snprintf(l->path, sizeof l->path, "%s", s->path);
+    char paths[BPT_STR], ws[BPT_STR];
+    snprintf(paths, sizeof paths, "%s", s->path);
+    snprintf(ws, sizeof ws, "%s", d->weights);
+    double w[16], total = 0;
+    char *sv = NULL;
+    for (char *t = strtok_r(paths, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
+        if (l->nsub == 16) { bpt_err(err, errlen, "%s: at most 16 files in a mixture", s->path); goto fail; }
+        bpt_dataset_config one = *d;
+        bpt_source_config *os = d->type[0] == 'h' ? &one.hdf5 : &one.text;
+        snprintf(os->path, sizeof os->path, "%s", t);
+        l->sub = realloc(l->sub, (size_t)(l->nsub + 1) * sizeof *l->sub);
+        l->sub[l->nsub] = open_one(&one, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
+        if (!l->sub[l->nsub]) goto fail;
+        w[l->nsub++] = 1.0;
+    }
+    if (l->nsub == 0) { bpt_err(err, errlen, "no file in path '%s'", s->path); goto fail; }
+    if (ws[0]) {
+        int k = 0;
+        for (char *t = strtok_r(ws, ",", &sv); t; t = strtok_r(NULL, ",", &sv), k++) {
+            char *end;
+            double v = strtod(t, &end);
+            if (k >= l->nsub || *end || !(v >= 0)) { k = -1; break; }
+            w[k] = v;
+        }
+        if (k != l->nsub) {
+            bpt_err(err, errlen, "bad value for weights: '%s' (expected %d non-negative numbers, one per file of path)",
+                    d->weights, l->nsub);
+            goto fail;
+        }
+    }
+    for (int k = 0; k < l->nsub; k++) total += w[k];
+    if (!(total > 0)) { bpt_err(err, errlen, "bad value for weights: '%s' (they sum to 0)", d->weights); goto fail; }
+    for (int k = 0; k < l->nsub; k++) l->cum[k] = (k ? l->cum[k - 1] : 0) + w[k] / total;
+    l->cum[l->nsub - 1] = 1.0;
+    return l;
+fail:
+    bpt_loader_close(l);
+    return NULL;
+}
+
+static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
                             int bos_id, int eos_id, char *err, size_t errlen) {
     int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT : 0;
     if (!src) {
@@ -723,6 +786,8 @@ bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, 
 
 void bpt_loader_close(bpt_loader *l) {
     if (!l) return;
+    for (int i = 0; i < l->nsub; i++) bpt_loader_close(l->sub[i]);
+    free(l->sub);
     if (l->smask >= 0) H5Sclose(l->smask);
     if (l->dmask >= 0) H5Dclose(l->dmask);
     if (l->stok >= 0) H5Sclose(l->stok);
@@ -771,10 +836,74 @@ static int read_range(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *t
     return 0;
 }
 
+/* A bijection of [0, n): a 4-round Feistel network on the next power of four,
+ * keyed by (seed, epoch), cycle-walking back into range. Same on every rank. */
+static uint64_t permute(uint64_t x, uint64_t n, uint64_t seed, uint64_t epoch) {
+    int bits = 2;
+    while (((uint64_t)1 << bits) < n) bits += 2;
+    int h = bits / 2;
+    uint64_t mask = ((uint64_t)1 << h) - 1;
+    do {
+        uint64_t L = x >> h, R = x & mask;
+        for (int r = 0; r < 4; r++) {
+            uint32_t o[4];
+            bpt_philox(seed, epoch * 4 + (uint64_t)r, R, o);
+            uint64_t t = L ^ (o[0] & mask);
+            L = R;
+            R = t;
+        }
+        x = (L << h) | R;
+    } while (x >= n);
+    return x;
+}
+
+/* Sample s of the global order (row r of batch i is s = i*B + r): its file is drawn by
+ * weight from a counter-based uniform keyed by (seed, s); within the file it reads
+ * window w = s mod W of T+1 tokens starting at w*T (W = windows of the file),
+ * permuted per epoch s / W when shuffling. Everything follows from s: mesh-independent. */
+static int next_sampled(bpt_loader *l, bpt_batch *b, int batch_rows, int row0, char *err, size_t errlen) {
+    uint64_t T = (uint64_t)b->T, s0 = l->consumed / T + (uint64_t)row0;
+    for (int r = 0; r < b->rows; r++) {
+        uint64_t s = s0 + (uint64_t)r;
+        int k = 0;
+        if (l->nsub > 1) {
+            uint32_t o[4];
+            bpt_philox(l->seed ^ 0x6d697874ull, 0, s, o);
+            double u = (o[0] + 0.5) / 4294967296.0;
+            while (k < l->nsub - 1 && u >= l->cum[k]) k++;
+        }
+        bpt_loader *src = l->sub[k];
+        uint64_t W = (src->n - 1) / T;
+        if (W == 0)
+            return bpt_err(err, errlen, "%s: %llu tokens hold no window of seq_length %llu + 1", src->path,
+                           (unsigned long long)src->n, (unsigned long long)T);
+        uint64_t w = s % W;
+        if (l->shuffle) w = permute(w, W, l->seed + (uint64_t)k * 0x9e3779b97f4a7c15ull, s / W);
+        if (T + 1 > src->wcap) {
+            free(src->wtok);
+            free(src->wmask);
+            src->wtok = bpt_xmalloc((T + 1) * sizeof *src->wtok);
+            src->wmask = bpt_xmalloc(T + 1);
+            src->wcap = T + 1;
+        }
+        if (read_range(src, w * T, T + 1, src->wtok, src->wmask))
+            return bpt_err(err, errlen, "%s: cannot read window %llu", src->path, (unsigned long long)w);
+        for (uint64_t t = 0; t < T; t++) {
+            size_t i = (size_t)r * T + t;
+            b->inputs[i] = (int32_t)src->wtok[t];
+            b->targets[i] = (int32_t)src->wtok[t + 1];
+            b->mask[i] = src->wmask[t + 1] ? 1.0f : 0.0f;
+        }
+    }
+    l->consumed += (uint64_t)batch_rows * T;
+    return 0;
+}
+
 int bpt_loader_next(bpt_loader *l, bpt_batch *b, int batch_rows, int row0, char *err, size_t errlen) {
     if (batch_rows <= 0 || b->T <= 0 || b->rows < 0 || row0 < 0 || row0 + b->rows > batch_rows)
         return bpt_err(err, errlen, "bpt_loader_next: rows [%d, %d) of T=%d do not fit a global "
                        "batch of %d rows", row0, row0 + b->rows, b->T, batch_rows);
+    if (l->nsub) return next_sampled(l, b, batch_rows, row0, err, errlen);
     uint64_t T = (uint64_t)b->T;
     size_t nt = (size_t)b->rows * (size_t)b->T;
     size_t need = nt + 1;
@@ -801,8 +930,16 @@ int bpt_loader_next(bpt_loader *l, bpt_batch *b, int batch_rows, int row0, char 
 
 uint64_t bpt_loader_tokens_consumed(const bpt_loader *l) { return l->consumed; }
 void bpt_loader_set_tokens_consumed(bpt_loader *l, uint64_t tokens) { l->consumed = tokens; }
-uint64_t bpt_loader_stream_length(const bpt_loader *l) { return l->n; }
+uint64_t bpt_loader_stream_length(const bpt_loader *l) {
+    uint64_t n = l->n;
+    for (int i = 0; i < l->nsub; i++) n += l->sub[i]->n;
+    return n;
+}
 
 /* Not (yet) in data.h: JSONL lines skipped as malformed at open. */
 uint64_t bpt_loader_malformed_lines(const bpt_loader *l);
-uint64_t bpt_loader_malformed_lines(const bpt_loader *l) { return l->malformed_lines; }
+uint64_t bpt_loader_malformed_lines(const bpt_loader *l) {
+    uint64_t n = l->malformed_lines;
+    for (int i = 0; i < l->nsub; i++) n += l->sub[i]->malformed_lines;
+    return n;
+}

@@ -268,6 +268,8 @@ int bpt_train_main(bpt_config *c) {
     int Bg = src->batch_size, T = src->seq_length, accum = c->optimizer.accumulate_gradient_steps;
     int B = Bg / (mesh.dp * mesh.fsdp), row0 = comm->rank[BPT_AXIS_BATCH] * B;
 
+    if (c->train_dataset.shuffle_seed == 0) c->train_dataset.shuffle_seed = c->seed;
+    if (c->eval_dataset.shuffle_seed == 0) c->eval_dataset.shuffle_seed = c->seed;
     bpt_loader *ld = bpt_loader_open(&c->train_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id,
                                      lc->eos_token_id, err, sizeof err);
     if (!ld) bpt_die("train_dataset: %s", err);
@@ -391,9 +393,11 @@ int bpt_train_main(bpt_config *c) {
                 fprintf(mf, "{\"step\": %lld, \"loss\": %.8g, \"accuracy\": %.8g, \"learning_rate\": %.8g, "
                             "\"gradient_norm\": %.8g, \"param_norm\": %.8g, \"tokens_per_second\": %.6g, "
                             "\"mfu\": %.6g, \"peak_memory_bytes\": %llu, \"data_seconds\": %.6g, \"step_seconds\": %.6g, "
+                            "\"dataset_tokens_consumed\": %llu, \"dataset_malformed_lines\": %llu, "
                             "\"comm_bytes\": {\"dp\": %llu, \"fsdp\": %llu, \"tp\": %llu, \"batch\": %llu, \"world\": %llu}",
                         (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, r.opt.param_norm, tps, mfu,
-                        (unsigned long long)peak, t_data, dt, (unsigned long long)sent[BPT_AXIS_DP],
+                        (unsigned long long)peak, t_data, dt, (unsigned long long)bpt_loader_tokens_consumed(ld),
+                        (unsigned long long)bpt_loader_malformed_lines(ld), (unsigned long long)sent[BPT_AXIS_DP],
                         (unsigned long long)sent[BPT_AXIS_FSDP], (unsigned long long)sent[BPT_AXIS_TP],
                         (unsigned long long)sent[BPT_AXIS_BATCH], (unsigned long long)sent[BPT_AXIS_WORLD]);
                 if (eld) fprintf(mf, ", \"eval_loss\": %.8g, \"eval_accuracy\": %.8g", ev.loss, ev.accuracy);
@@ -487,6 +491,7 @@ int bpt_eval_main(bpt_config *c) {
         bpt_die("bad value for mesh_dim: '%s' (dp*fsdp=%d does not divide eval_dataset batch_size=%d)",
                 c->mesh_dim, mesh.dp * mesh.fsdp, src->batch_size);
     int B = src->batch_size / (mesh.dp * mesh.fsdp);
+    if (c->eval_dataset.shuffle_seed == 0) c->eval_dataset.shuffle_seed = c->seed;
     bpt_loader *ld = bpt_loader_open(&c->eval_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
     if (!ld) bpt_die("eval_dataset: %s", err);
     bpt_arena arena;

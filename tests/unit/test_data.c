@@ -598,6 +598,83 @@ static void test_ckpt(void) {
     tiny_free(&a);
 }
 
+/* Shuffling and mixtures: a file whose window w (tokens [w*T, w*T+T]) holds the value
+ * 1000*file + w, so the first input of a row names the file and window it came from. */
+static void test_shuffle_mixture(void) {
+    enum { T = 8, W = 37 };
+    char pa[600], pb[600], both[1300];
+    snprintf(pa, sizeof pa, "%s", tmp("mixa.h5"));
+    snprintf(pb, sizeof pb, "%s", tmp("mixb.h5"));
+    int64_t *v = malloc(sizeof(int64_t) * (W * T + 1));
+    for (int f = 0; f < 2; f++) {
+        for (int i = 0; i <= W * T; i++) v[i] = 1000 * f + (i / T < W ? i / T : W - 1);
+        write_tokens(f ? pb : pa, H5T_STD_U32LE, v, W * T + 1, NULL);
+    }
+    free(v);
+    char err[512];
+    bpt_dataset_config d = hdf5_cfg(pa);
+    d.shuffle = 1;
+    d.shuffle_seed = 7;
+    bpt_loader *l = bpt_loader_open(&d, "", 4096, 0, 1, err, sizeof err);
+    CHECK(l != NULL, "shuffled loader opens (%s)", l ? "" : err);
+    if (!l) return;
+    bpt_batch b;
+    bpt_batch_alloc(&b, W, T);
+    int seen[2][W] = {{0}}, inorder = 1, differ = 0, first[W];
+    for (int e = 0; e < 2; e++) {
+        bpt_loader_next(l, &b, W, 0, err, sizeof err);   /* one global batch = one epoch */
+        for (int r = 0; r < W; r++) {
+            int w = b.inputs[r * T];
+            if (w >= 0 && w < W) seen[e][w]++;
+            if (e == 0) { first[r] = w; inorder &= w == r; }
+            else differ |= w != first[r];
+        }
+    }
+    int once = 1;
+    for (int e = 0; e < 2; e++) for (int w = 0; w < W; w++) once &= seen[e][w] == 1;
+    CHECK(once && !inorder && differ, "shuffle: every window exactly once per epoch, permuted, a new order each epoch");
+    /* mesh independence: rows [10, 20) read alone equal rows 10..19 of the whole batch */
+    bpt_loader_set_tokens_consumed(l, 3 * (uint64_t)W * T);
+    bpt_loader_next(l, &b, W, 0, err, sizeof err);
+    int32_t want[10];
+    for (int r = 0; r < 10; r++) want[r] = b.inputs[(10 + r) * T];
+    bpt_batch part;
+    bpt_batch_alloc(&part, 10, T);
+    bpt_loader_set_tokens_consumed(l, 3 * (uint64_t)W * T);
+    bpt_loader_next(l, &part, W, 10, err, sizeof err);
+    int same = 1;
+    for (int r = 0; r < 10; r++) same &= part.inputs[r * T] == want[r];
+    CHECK(same, "shuffle: a replica's rows equal the same rows of the global batch");
+    bpt_batch_free(&part);
+    bpt_loader_close(l);
+
+    snprintf(both, sizeof both, "%s,%s", pa, pb);
+    d = hdf5_cfg(both);
+    snprintf(d.weights, sizeof d.weights, "3,1");
+    d.shuffle_seed = 11;
+    l = bpt_loader_open(&d, "", 4096, 0, 1, err, sizeof err);
+    CHECK(l != NULL, "mixture of two files opens (%s)", l ? "" : err);
+    if (!l) { bpt_batch_free(&b); return; }
+    int from_b = 0, total = 0, ok_rows = 1;
+    for (int i = 0; i < 40; i++) {
+        bpt_loader_next(l, &b, W, 0, err, sizeof err);
+        for (int r = 0; r < W; r++) {
+            int x = b.inputs[r * T];
+            from_b += x >= 1000;
+            total++;
+            for (int t = 1; t < T; t++) ok_rows &= b.inputs[r * T + t] == x;   /* whole windows */
+        }
+    }
+    double frac = (double)from_b / total;
+    CHECK(frac > 0.20 && frac < 0.30 && ok_rows, "mixture weights 3,1: %.3f of rows from the second file (want 0.25)", frac);
+    bpt_loader_close(l);
+    snprintf(d.weights, sizeof d.weights, "1");
+    l = bpt_loader_open(&d, "", 4096, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, "weights") && contains(err, "'1'"), "weights of the wrong length: %s", err);
+    bpt_loader_close(l);
+    bpt_batch_free(&b);
+}
+
 int main(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -609,6 +686,7 @@ int main(void) {
     test_resume();
     test_hdf5_errors();
     test_text();
+    test_shuffle_mixture();
     test_ckpt();
 
     if (getenv("BPT_TEST_KEEP")) {                 /* keep the files for a look */
