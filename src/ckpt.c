@@ -30,6 +30,7 @@
 
 #include "bpt/ckpt.h"
 #include "bpt/util.h"
+#include "bpt/h5util.h"
 
 #ifdef PACKAGE_VERSION
 #define BPT_VERSION_STRING PACKAGE_VERSION
@@ -68,72 +69,6 @@ int bpt_ckpt_parse_spec(const char *spec, bpt_load_kind *kind, char *path, size_
 /* ------------------------------------------------------------------------- */
 /* attributes                                                                */
 
-static int attr_str(hid_t obj, const char *name, const char *value) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, H5T_VARIABLE);
-    H5Tset_cset(type, H5T_CSET_UTF8);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, type, &value) >= 0 ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
-    return rc;
-}
-
-static int attr_num(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, mtype, v) >= 0 ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc;
-}
-
-/* Read a scalar string attribute (variable- or fixed-length) into buf. 0 or -1. */
-static int read_attr_str(hid_t obj, const char *name, char *buf, size_t len) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t ftype = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tget_class(ftype) == H5T_STRING) {
-        hid_t mtype = H5Tcopy(H5T_C_S1);
-        H5Tset_cset(mtype, H5Tget_cset(ftype));   /* no ASCII <-> UTF-8 conversion */
-        if (H5Tis_variable_str(ftype) > 0) {
-            char *s = NULL;
-            H5Tset_size(mtype, H5T_VARIABLE);
-            if (H5Aread(a, mtype, &s) >= 0 && s) {
-                snprintf(buf, len, "%s", s);
-                H5free_memory(s);
-                rc = 0;
-            }
-        } else {
-            size_t n = H5Tget_size(ftype);
-            char *s = bpt_xcalloc(n + 1, 1);
-            H5Tset_size(mtype, n + 1);
-            H5Tset_strpad(mtype, H5T_STR_NULLTERM);
-            if (H5Aread(a, mtype, s) >= 0) {
-                snprintf(buf, len, "%s", s);
-                rc = 0;
-            }
-            free(s);
-        }
-        H5Tclose(mtype);
-    }
-    H5Tclose(ftype);
-    H5Aclose(a);
-    return rc;
-}
-
-static int read_attr_num(hid_t obj, const char *name, hid_t mtype, void *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    int rc = H5Aread(a, mtype, v) >= 0 ? 0 : -1;
-    H5Aclose(a);
-    return rc;
-}
 
 
 /* ------------------------------------------------------------------------- */
@@ -226,7 +161,7 @@ static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int b
     H5Pset_fletcher32(dcpl);
     hid_t ds = H5Dcreate2(g, t->name, bf16 ? H5T_STD_U16LE : H5T_IEEE_F32LE, fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     int rc = ds >= 0 ? 0 : -1;
-    if (rc == 0 && bf16) rc = attr_str(ds, "dtype", "bfloat16");
+    if (rc == 0 && bf16) rc = bpt_h5_attr_str(ds, "dtype", "bfloat16");
 
     int64_t start[2], count[2];
     bpt_model_shard_slab(m, i, start, count);
@@ -345,15 +280,15 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     int64_t step = meta ? meta->step : 0, seed = meta ? meta->seed : 0;
     uint64_t tokens = meta ? meta->tokens_consumed : 0;
     int rc = 0;
-    rc |= attr_str(file, "format", CKPT_FORMAT);
-    rc |= attr_num(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
-    rc |= attr_num(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
-    rc |= attr_num(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
-    rc |= attr_str(file, "config", config_yaml ? config_yaml : "");
-    rc |= attr_str(file, "bpt_version", BPT_VERSION_STRING);
-    rc |= attr_str(file, "created", created);
-    rc |= attr_str(file, "mesh", mesh);
-    rc |= attr_str(file, "float_dtype", bf16 ? "bf16" : "fp32");
+    rc |= bpt_h5_attr_str(file, "format", CKPT_FORMAT);
+    rc |= bpt_h5_attr_num(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
+    rc |= bpt_h5_attr_num(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
+    rc |= bpt_h5_attr_num(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
+    rc |= bpt_h5_attr_str(file, "config", config_yaml ? config_yaml : "");
+    rc |= bpt_h5_attr_str(file, "bpt_version", BPT_VERSION_STRING);
+    rc |= bpt_h5_attr_str(file, "created", created);
+    rc |= bpt_h5_attr_str(file, "mesh", mesh);
+    rc |= bpt_h5_attr_str(file, "float_dtype", bf16 ? "bf16" : "fp32");
     const char *failed = rc ? "root attributes" : NULL;
 
     /* tensors: each rank its shard, through one host buffer as large as its largest */
@@ -420,8 +355,8 @@ int bpt_ckpt_read_meta(const char *path, bpt_ckpt_meta *meta, char *err, size_t 
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file", path);
     int rc = 0;
-    if (read_attr_num(file, "step", H5T_NATIVE_INT64, &meta->step) ||
-        read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &meta->tokens_consumed))
+    if (bpt_h5_read_attr_num(file, "step", H5T_NATIVE_INT64, &meta->step) ||
+        bpt_h5_read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &meta->tokens_consumed))
         rc = bpt_err(err, errlen, "%s: missing attribute step or tokens_consumed", path);
     H5Fclose(file);
     return rc;
@@ -521,7 +456,7 @@ static int check_group(const char *path, hid_t g, const char *gname, const bpt_m
         char tag[32] = "";
         int is_float = H5Tget_class(type) == H5T_FLOAT ||
                        (H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 2 &&
-                        read_attr_str(ds, "dtype", tag, sizeof tag) == 0 && !strcmp(tag, "bfloat16"));
+                        bpt_h5_read_attr_str(ds, "dtype", tag, sizeof tag) == 0 && !strcmp(tag, "bfloat16"));
         H5Tclose(type);
         H5Sclose(space);
         H5Dclose(ds);
@@ -637,9 +572,9 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
     int rc = 0;
     char format[64] = "";
     int version = 0;
-    if (read_attr_str(file, "format", format, sizeof format) || strcmp(format, CKPT_FORMAT) != 0)
+    if (bpt_h5_read_attr_str(file, "format", format, sizeof format) || strcmp(format, CKPT_FORMAT) != 0)
         rc = bpt_err(err, errlen, "%s: not a bpt checkpoint", path);
-    else if (read_attr_num(file, "format_version", H5T_NATIVE_INT, &version) || version < 1)
+    else if (bpt_h5_read_attr_num(file, "format_version", H5T_NATIVE_INT, &version) || version < 1)
         rc = bpt_err(err, errlen, "%s: not a bpt checkpoint (no valid format_version)", path);
     else if (version > CKPT_FORMAT_VERSION)
         rc = bpt_err(err, errlen, "%s: checkpoint format_version %d is newer than this bpt "
@@ -650,8 +585,8 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
     int64_t step = 0;
     uint64_t tokens = 0;
     if (rc == 0 && (kind == BPT_LOAD_TRAINSTATE || (meta && meta->want_data))) {
-        if (read_attr_num(file, "step", H5T_NATIVE_INT64, &step) ||
-            read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &tokens))
+        if (bpt_h5_read_attr_num(file, "step", H5T_NATIVE_INT64, &step) ||
+            bpt_h5_read_attr_num(file, "tokens_consumed", H5T_NATIVE_UINT64, &tokens))
             rc = bpt_err(err, errlen, "%s: missing attribute step or tokens_consumed", path);
     }
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {

@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "bpt/ckpt.h"
+#include "bpt/h5util.h"
 #include "bpt/config.h"
 #include "bpt/util.h"
 
@@ -293,37 +294,6 @@ static char *attr_string(hid_t obj, const char *name) {
 }
 
 /* A scalar numeric attribute read as mtype. 0, or -1 if absent or unreadable. */
-static int attr_number(hid_t obj, const char *name, hid_t mtype, void *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    int rc = H5Aread(a, mtype, v) >= 0 ? 0 : -1;
-    H5Aclose(a);
-    return rc;
-}
-
-static int write_attr_string(hid_t obj, const char *name, const char *value) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, H5T_VARIABLE);
-    H5Tset_cset(type, H5T_CSET_UTF8);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, type, &value) >= 0 ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
-    return rc;
-}
-
-static int write_attr_number(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, mtype, v) >= 0 ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc;
-}
-
 /* ------------------------------------------------------------------------- */
 /* HDF5: reading a checkpoint                                                */
 
@@ -364,7 +334,7 @@ static int ckpt_open(const char *path, ckpt_file *c) {
         ckpt_close(c);
         return tool_error("%s: not a bpt checkpoint (no format attribute equal to '%s')", path, CKPT_FORMAT);
     }
-    if (attr_number(c->file, "format_version", H5T_NATIVE_INT, &c->version) != 0) {
+    if (bpt_h5_read_attr_num(c->file, "format_version", H5T_NATIVE_INT, &c->version) != 0) {
         ckpt_close(c);
         return tool_error("%s: not a bpt checkpoint (no format_version attribute)", path);
     }
@@ -374,8 +344,8 @@ static int ckpt_open(const char *path, ckpt_file *c) {
         return tool_error("%s: format_version %d is not one this bpt reads (1 ... %d; a newer bpt wrote it?)",
                           path, v, CKPT_FORMAT_VERSION);
     }
-    attr_number(c->file, "step", H5T_NATIVE_INT64, &c->step);
-    attr_number(c->file, "tokens_consumed", H5T_NATIVE_UINT64, &c->tokens);
+    bpt_h5_read_attr_num(c->file, "step", H5T_NATIVE_INT64, &c->step);
+    bpt_h5_read_attr_num(c->file, "tokens_consumed", H5T_NATIVE_UINT64, &c->tokens);
     c->config = attr_string(c->file, "config");
     c->bpt_version = attr_string(c->file, "bpt_version");
     c->created = attr_string(c->file, "created");
@@ -1396,15 +1366,15 @@ static int write_checkpoint(const char *out, const st_set *s, const tensor_spec 
     int64_t step = 0;
     uint64_t tokens = 0;
     int rc = 0;
-    rc |= write_attr_string(file, "format", CKPT_FORMAT);
-    rc |= write_attr_number(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
-    rc |= write_attr_number(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
-    rc |= write_attr_number(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
-    rc |= write_attr_string(file, "config", yaml);
-    rc |= write_attr_string(file, "bpt_version", PACKAGE_VERSION);
-    rc |= write_attr_string(file, "created", created);
-    rc |= write_attr_string(file, "mesh", "1,1,1");
-    rc |= write_attr_string(file, "float_dtype", "fp32");
+    rc |= bpt_h5_attr_str(file, "format", CKPT_FORMAT);
+    rc |= bpt_h5_attr_num(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
+    rc |= bpt_h5_attr_num(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
+    rc |= bpt_h5_attr_num(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
+    rc |= bpt_h5_attr_str(file, "config", yaml);
+    rc |= bpt_h5_attr_str(file, "bpt_version", PACKAGE_VERSION);
+    rc |= bpt_h5_attr_str(file, "created", created);
+    rc |= bpt_h5_attr_str(file, "mesh", "1,1,1");
+    rc |= bpt_h5_attr_str(file, "float_dtype", "fp32");
     hid_t g = rc == 0 ? H5Gcreate2(file, "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
     if (g < 0) rc = -1;
     const char *failed = rc ? "the root attributes" : NULL;

@@ -14,6 +14,7 @@
  *                  malformed_lines, sources, fields
  */
 #include "bpt/bpt.h"
+#include "bpt/h5util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,21 +84,6 @@ static void file_fnv(const char *path, char out[17]) {
         for (size_t i = 0; i < n; i++) { h ^= buf[i]; h *= 1099511628211ull; }
     fclose(f);
     snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
-static void attr_s(hid_t o, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(o, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, t, &v);
-    H5Aclose(a); H5Sclose(sp); H5Tclose(t);
-}
-
-static void attr_u64(hid_t o, const char *name, uint64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(o, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, H5T_NATIVE_UINT64, &v);
-    H5Aclose(a); H5Sclose(sp);
 }
 
 /* One collective 1-D write: this rank's n elements at offset off of a total-length dataset. */
@@ -245,15 +231,16 @@ static int prepare(prep_args *a, int rank, int P) {
     bad |= write_1d(f, "doc_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, tot[1], off[1], ndocs, docs, dxpl);
     char sum[17];
     file_fnv(a->tokenizer, sum);
-    attr_s(f, "tokenizer", a->tokenizer[0] ? a->tokenizer : "bytes");
-    attr_s(f, "tokenizer_kind", bpt_tokenizer_kind(tk));
-    attr_s(f, "tokenizer_fnv1a64", sum);
-    attr_s(f, "sources", a->inputs);
-    attr_s(f, "fields", a->d.fields);
-    attr_u64(f, "vocab_size", (uint64_t)V);
-    attr_u64(f, "num_tokens", tot[0]);
-    attr_u64(f, "num_documents", tot[1]);
-    attr_u64(f, "malformed_lines", mal);
+    bpt_h5_attr_str(f, "tokenizer", a->tokenizer[0] ? a->tokenizer : "bytes");
+    bpt_h5_attr_str(f, "tokenizer_kind", bpt_tokenizer_kind(tk));
+    bpt_h5_attr_str(f, "tokenizer_fnv1a64", sum);
+    bpt_h5_attr_str(f, "sources", a->inputs);
+    bpt_h5_attr_str(f, "fields", a->d.fields);
+    uint64_t vocab = (uint64_t)V;
+    bpt_h5_attr_num(f, "vocab_size", H5T_STD_U64LE, H5T_NATIVE_UINT64, &vocab);
+    bpt_h5_attr_num(f, "num_tokens", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[0]);
+    bpt_h5_attr_num(f, "num_documents", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[1]);
+    bpt_h5_attr_num(f, "malformed_lines", H5T_STD_U64LE, H5T_NATIVE_UINT64, &mal);
     H5Pclose(dxpl);
     if (H5Fclose(f) < 0) bad = 1;
     int any = 0;

@@ -17,6 +17,7 @@
 
 #include "bpt/data.h"
 #include "bpt/util.h"
+#include "bpt/h5util.h"
 
 typedef struct { uint64_t s; } rng;
 
@@ -207,28 +208,6 @@ static void paragraph(rng *r, text *t) {
     put(t, "\n");
 }
 
-static int set_attr_str(hid_t obj, const char *name, const char *value) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, H5T_VARIABLE);
-    H5Tset_cset(type, H5T_CSET_UTF8);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, type, &value) >= 0 ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
-    return rc;
-}
-
-static int set_attr_num(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a >= 0 && H5Awrite(a, mtype, v) >= 0 ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc;
-}
-
 int bpt_data_write_synthetic(const char *path, uint64_t ntokens, uint64_t seed, char *err,
                              size_t errlen) {
     if (ntokens < 2) return bpt_err(err, errlen, "synthetic corpus: need at least 2 tokens");
@@ -272,10 +251,10 @@ int bpt_data_write_synthetic(const char *path, uint64_t ntokens, uint64_t seed, 
     free(t.s);
 
     int vocab = 256;
-    if (rc == 0) rc = set_attr_str(file, "tokenizer", "bytes");
-    if (rc == 0) rc = set_attr_num(file, "vocab_size", H5T_STD_I32LE, H5T_NATIVE_INT, &vocab);
-    if (rc == 0) rc = set_attr_str(file, "source", "bpt synthetic corpus");
-    if (rc == 0) rc = set_attr_num(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
+    if (rc == 0) rc = bpt_h5_attr_str(file, "tokenizer", "bytes");
+    if (rc == 0) rc = bpt_h5_attr_num(file, "vocab_size", H5T_STD_I32LE, H5T_NATIVE_INT, &vocab);
+    if (rc == 0) rc = bpt_h5_attr_str(file, "source", "bpt synthetic corpus");
+    if (rc == 0) rc = bpt_h5_attr_num(file, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(fspace);
     if (H5Fclose(file) < 0) rc = -1;
