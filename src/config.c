@@ -105,8 +105,9 @@ static int check_preset(const char *v, char *why, size_t n);
       .help = "rows per global batch, split over the dp x fsdp ranks" }
 
 #define DATASET_KEYS(P, M)                                                                  \
-    { P ".type", K_ENUM, F(M.type), "hdf5", .choices = "hdf5|text|json>text",               \
-      .help = "hdf5: prepared token file; text: plain text or JSONL with byte tokens" },    \
+    { P ".type", K_ENUM, F(M.type), "hdf5", .choices = "hdf5|text|json",                    \
+      .help = "hdf5: prepared token file; text: plain text or JSONL tokenized at open; "     \
+              "json: JSONL streamed and tokenized on the fly (json_dataset.* = text_dataset.*)" }, \
     SOURCE_KEYS(P ".hdf5_dataset", M.hdf5),                                                 \
     { P ".shuffle", K_BOOL, F(M.shuffle), "false",                                          \
       .help = "read sequence windows in a seeded permuted order, a new one each epoch" },   \
@@ -115,8 +116,8 @@ static int check_preset(const char *v, char *why, size_t n);
     { P ".weights", K_STR, F(M.weights), "",                                                \
       .help = "sampling weights of the comma-separated files in path ('' = equal)" },      \
     SOURCE_KEYS(P ".text_dataset", M.text),                                                 \
-    { P ".text_dataset.tokenizer_processes", K_INT, IGN | F_MIN, .lo = 1, .def = "1",       \
-      .help = "ignored (the reference's tokenizer worker count)" },                         \
+    { P ".text_dataset.tokenizer_processes", K_INT, F(M.tokenizer_processes), "1", POS,     \
+      .help = "threads tokenizing a streamed json dataset" },                               \
     { P ".text_processor.fields", K_STR, F(M.fields), "text", F_LIST,                       \
       .help = "JSONL keys concatenated per line (comma list)" },                            \
     { P ".text_processor.add_bos_token", K_BOOL, F(M.add_bos_token), "false",               \

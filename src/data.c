@@ -16,6 +16,7 @@
  * rows*T + 1 tokens starting at c + row0*T.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@
 #include "bpt/data.h"
 #include "bpt/util.h"
 
-enum { SRC_HDF5 = 1, SRC_TEXT = 2 };
+enum { SRC_HDF5 = 1, SRC_TEXT = 2, SRC_JSON = 3 };
 
 struct bpt_loader {
     /* a mixture of several files, or a shuffled order: sources in sub, picked per
@@ -54,6 +55,16 @@ struct bpt_loader {
     uint32_t *wtok;
     uint8_t *wmask;
     size_t wcap;
+
+    /* json: the stream produced on the fly; buf holds stream[base, base + buf.n) */
+    FILE *jf;
+    bpt_tokenizer *jtk;
+    bpt_text_processor **jtp;   /* one per thread */
+    int jthreads;
+    bpt_tokens jbuf;
+    uint64_t jbase;
+    uint64_t jepoch;
+    int jfile_tokens;           /* the current pass over the file produced tokens */
 
     /* JSONL lines skipped because they were not a JSON object with the wanted
      * string fields (a warning is printed once, at open). */
@@ -596,6 +607,135 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tok
     return 0;
 }
 
+
+/* ------------------------------------------------------------------------- */
+/* json source: JSONL streamed and tokenized on the fly                       */
+
+/* The stream is the documents of the file in order, tokenized by the text processor,
+ * repeated from the start at the end of the file (an epoch), exactly the stream the
+ * text source builds at open. Every rank streams it all and keeps its rows, so the
+ * batches do not depend on the mesh; the state is still the tokens consumed (going
+ * back rewinds the file and streams forward again). */
+
+static int open_json(bpt_loader *l, const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+                     int bos_id, int eos_id, char *err, size_t errlen) {
+    l->jtk = bpt_tokenizer_open(tokenizer ? tokenizer : "", err, errlen);
+    if (!l->jtk) return -1;
+    if (vocab_size < bpt_tokenizer_vocab_size(l->jtk))
+        return bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
+                       "(json dataset %s)", vocab_size, bpt_tokenizer_kind(l->jtk),
+                       bpt_tokenizer_vocab_size(l->jtk), l->path);
+    l->jthreads = d->tokenizer_processes > 0 ? d->tokenizer_processes : 1;
+    l->jtp = bpt_xcalloc((size_t)l->jthreads, sizeof *l->jtp);
+    for (int i = 0; i < l->jthreads; i++) {
+        l->jtp[i] = bpt_text_processor_new(d, l->jtk, bos_id, eos_id, vocab_size, err, errlen);
+        if (!l->jtp[i]) return -1;
+    }
+    l->jf = fopen(l->path, "rb");
+    if (!l->jf) return bpt_err(err, errlen, "%s: cannot open: %s", l->path, strerror(errno));
+    l->n = UINT64_MAX;                /* endless */
+    return 0;
+}
+
+typedef struct json_job {
+    bpt_text_processor *tp;
+    char **lines;
+    size_t *lens;
+    int n;
+    bpt_tokens out;
+    uint64_t malformed;
+} json_job;
+
+static void *json_work(void *arg) {
+    json_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        const char *q = j->lines[i];
+        size_t k = 0;
+        while (k < j->lens[i] && (q[k] == ' ' || q[k] == '\t' || q[k] == '\r')) k++;
+        if (k < j->lens[i] && bpt_text_processor_line(j->tp, j->lines[i], j->lens[i], &j->out)) j->malformed++;
+    }
+    return NULL;
+}
+
+/* Read up to 256 lines per thread, tokenize them in parallel, append in file order. */
+static int json_produce(bpt_loader *l, char *err, size_t errlen) {
+    enum { PER_THREAD = 256 };
+    int cap = PER_THREAD * l->jthreads, n = 0;
+    char **lines = bpt_xcalloc((size_t)cap, sizeof *lines);
+    size_t *lens = bpt_xcalloc((size_t)cap, sizeof *lens), lcap = 0;
+    char *line = NULL;
+    ssize_t got;
+    while (n < cap) {
+        got = getline(&line, &lcap, l->jf);
+        if (got < 0) {                      /* the end of the file: the next epoch */
+            if (n > 0) break;
+            if (!l->jfile_tokens && l->jepoch > 0) {
+                free(line); free(lines); free(lens);
+                return bpt_err(err, errlen, "%s: no tokens in the whole file", l->path);
+            }
+            rewind(l->jf);
+            l->jepoch++;
+            l->jfile_tokens = 0;
+            continue;
+        }
+        size_t len = (size_t)got;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        lines[n] = bpt_xmalloc(len + 1);
+        memcpy(lines[n], line, len);
+        lines[n][len] = 0;
+        lens[n++] = len;
+    }
+    free(line);
+    int T = l->jthreads, per = (n + T - 1) / T;
+    json_job *jobs = bpt_xcalloc((size_t)T, sizeof *jobs);
+    pthread_t *th = bpt_xcalloc((size_t)T, sizeof *th);
+    for (int t = 0; t < T; t++) {
+        int a = t * per, b = a + per < n ? a + per : n;
+        jobs[t] = (json_job){l->jtp[t], lines + a, lens + a, b > a ? b - a : 0, {0}, 0};
+        if (t > 0) BPT_CHECK(pthread_create(&th[t], NULL, json_work, &jobs[t]) == 0, "cannot start a tokenizer thread");
+    }
+    json_work(&jobs[0]);
+    for (int t = 0; t < T; t++) {
+        if (t > 0) pthread_join(th[t], NULL);
+        for (size_t k = 0; k < jobs[t].out.n; k++) bpt_tokens_push(&l->jbuf, jobs[t].out.tok[k], jobs[t].out.mask[k]);
+        if (jobs[t].out.n) l->jfile_tokens = 1;
+        if (jobs[t].malformed && l->jepoch == 0) {
+            if (l->malformed_lines == 0) l->first_malformed_line = 1;
+            l->malformed_lines += jobs[t].malformed;
+        }
+        bpt_tokens_free(&jobs[t].out);
+    }
+    for (int i = 0; i < n; i++) free(lines[i]);
+    free(lines); free(lens); free(jobs); free(th);
+    return 0;
+}
+
+/* stream[start, start + count) into tok/mask. */
+static int json_read(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *tok, uint8_t *mask,
+                     char *err, size_t errlen) {
+    if (start < l->jbase) {                 /* going back: stream again from the start */
+        rewind(l->jf);
+        l->jbuf.n = 0;
+        l->jbase = 0;
+        l->jepoch = 0;
+    }
+    for (;;) {
+        /* drop what no later call needs, then stop once the range is buffered */
+        if (start > l->jbase) {
+            uint64_t drop = start - l->jbase < l->jbuf.n ? start - l->jbase : l->jbuf.n;
+            memmove(l->jbuf.tok, l->jbuf.tok + drop, (l->jbuf.n - drop) * sizeof *l->jbuf.tok);
+            memmove(l->jbuf.mask, l->jbuf.mask + drop, l->jbuf.n - drop);
+            l->jbuf.n -= drop;
+            l->jbase += drop;
+        }
+        if (l->jbase == start && l->jbuf.n >= count) break;
+        if (json_produce(l, err, errlen)) return -1;
+    }
+    memcpy(tok, l->jbuf.tok, count * sizeof *tok);
+    memcpy(mask, l->jbuf.mask, count);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------- */
 /* hdf5 source                                                               */
 
@@ -712,6 +852,11 @@ bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, 
     const bpt_source_config *s = bpt_dataset_source(d);
     if (!strchr(s->path, ',') && !d->shuffle && !d->weights[0])
         return open_one(d, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
+    if (!strcmp(d->type, "json")) {
+        bpt_err(err, errlen, "a streamed json dataset is one file read in order (no shuffle, weights or "
+                "comma-separated paths); prepare an hdf5 file for those");
+        return NULL;
+    }
     bpt_loader *l = bpt_xcalloc(1, sizeof *l);
     l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
     l->shuffle = d->shuffle;
@@ -759,7 +904,8 @@ fail:
 
 static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
                             int bos_id, int eos_id, char *err, size_t errlen) {
-    int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT : 0;
+    int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT
+            : strcmp(d->type, "json") == 0 ? SRC_JSON : 0;
     if (!src) {
         bpt_err(err, errlen, "bad dataset type '%s' (expected hdf5 or text)", d->type);
         return NULL;
@@ -776,6 +922,7 @@ static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, 
     l->src = src;
     l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
     int rc = src == SRC_HDF5 ? open_hdf5(l, vocab_size, err, errlen)
+           : src == SRC_JSON ? open_json(l, d, tokenizer, vocab_size, bos_id, eos_id, err, errlen)
                              : open_text(l, d, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
     if (rc) {
         bpt_loader_close(l);
@@ -786,6 +933,11 @@ static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, 
 
 void bpt_loader_close(bpt_loader *l) {
     if (!l) return;
+    if (l->jf) fclose(l->jf);
+    for (int i = 0; i < l->jthreads; i++) bpt_text_processor_free(l->jtp[i]);
+    free(l->jtp);
+    bpt_tokenizer_free(l->jtk);
+    bpt_tokens_free(&l->jbuf);
     for (int i = 0; i < l->nsub; i++) bpt_loader_close(l->sub[i]);
     free(l->sub);
     if (l->smask >= 0) H5Sclose(l->smask);
@@ -915,7 +1067,9 @@ int bpt_loader_next(bpt_loader *l, bpt_batch *b, int batch_rows, int row0, char 
         l->wcap = need;
     }
     uint64_t start = l->consumed + (uint64_t)row0 * T;
-    if (read_range(l, start, need, l->wtok, l->wmask))
+    if (l->src == SRC_JSON) {
+        if (json_read(l, start, need, l->wtok, l->wmask, err, errlen)) return -1;
+    } else if (read_range(l, start, need, l->wtok, l->wmask))
         return bpt_err(err, errlen, "%s: cannot read tokens [%llu, %llu) of the stream", l->path,
                        (unsigned long long)(start % l->n),
                        (unsigned long long)(start % l->n + need));

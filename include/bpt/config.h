@@ -69,10 +69,11 @@ typedef struct bpt_source_config {     /* <dataset>.<type>_dataset.* */
 } bpt_source_config;
 
 typedef struct bpt_dataset_config {
-    char type[BPT_STR];               /* "hdf5" | "text" */
+    char type[BPT_STR];               /* "hdf5" | "text" | "json" (streamed) */
     int shuffle;                      /* visit sequence windows in a seeded permuted order */
     int64_t shuffle_seed;             /* 0: the top-level seed */
     char weights[BPT_STR];            /* sampling weights of comma-separated paths ("" = equal) */
+    int tokenizer_processes;          /* json: tokenizer threads */
     bpt_source_config hdf5;           /* hdf5_dataset.* : /tokens of a prepared file */
     bpt_source_config text;           /* text_dataset.* : plain text or JSONL, byte tokens */
     char fields[BPT_STR];             /* text_processor.fields (JSONL keys, comma list) */

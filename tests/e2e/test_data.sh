@@ -79,6 +79,29 @@ assert all(abs(x["loss"] - y["loss"]) <= 1e-5 * x["loss"] for x, y in zip(a, b))
 assert all(x["dataset_tokens_consumed"] == y["dataset_tokens_consumed"] for x, y in zip(a, b))
 PY
 
+# type: json streams the JSONL and tokenizes it on the fly with 3 threads: the same
+# batches as type: text (tokenized at open), also resumed on another mesh
+J=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --llama.vocab_size=256 --dtype=fp32
+   --train_dataset.text_dataset.path="$WORK/a.jsonl" --train_dataset.text_processor.fields="[prompt],text"
+   --train_dataset.text_dataset.seq_length=64 --train_dataset.text_dataset.batch_size=4 --eval_steps=0
+   --log_freq=1 --checkpointer.save_optimizer_state=true --peak_flops=1e11)
+"$BPT" train "${J[@]}" --train_dataset.type=text --total_steps=8 --logger.output_dir="$WORK/jt" > /dev/null 2>&1 &&
+"$BPT" train "${J[@]}" --train_dataset.type=json --train_dataset.json_dataset.tokenizer_processes=3 --total_steps=4 \
+    --save_model_freq=4 --logger.output_dir="$WORK/jj" > /dev/null 2>&1 &&
+"$MPIRUN" $MPIRUN_FLAGS -np 2 "$BPT" train "${J[@]}" --train_dataset.type=json --train_dataset.json_dataset.tokenizer_processes=2 \
+    --total_steps=8 --mesh_dim=2,1,1 --autoresume=true --logger.output_dir="$WORK/jj" > "$WORK/jj.out" 2>&1 &&
+grep -q "at step 4" "$WORK/jj.out" &&
+python3 - "$WORK/jt/metrics.jsonl" "$WORK/jj/metrics.jsonl" <<'PY' && ok "type json (streamed, threads) equals type text, and resumes on another mesh" || fail "json streaming"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert [r["step"] for r in b] == list(range(8)), [r["step"] for r in b]
+assert all(abs(x["loss"] - y["loss"]) <= 1e-5 * x["loss"] for x, y in zip(a, b)), [(x["loss"], y["loss"]) for x, y in zip(a, b)]
+PY
+: > "$WORK/none.jsonl"
+expect_error "empty streamed json dataset" "none.jsonl: no tokens" "$BPT" train "${J[@]}" --train_dataset.type=json \
+    --train_dataset.text_dataset.path="$WORK/none.jsonl" --total_steps=1 --logger.output_dir="$WORK/jn"
+
 # real tokenizers end to end: prepare with a SentencePiece model and a tokenizer.json
 if python3 -c 'import sentencepiece, tokenizers' 2>/dev/null; then
     python3 - "$WORK" <<'PY'
