@@ -217,17 +217,6 @@ static int write_scalar(hid_t file, const char *name, hid_t ftype, hid_t mtype, 
     return rc;
 }
 
-/* fsync a file or directory by path. 0 or -1 (errno set). */
-static int fsync_path(const char *path, int is_dir) {
-    int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    /* some filesystems cannot fsync a directory; that is not a failure of ours */
-    if (rc != 0 && is_dir && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
-    close(fd);
-    return rc;
-}
-
 static void dir_of(const char *path, char *dir, size_t len) {
     snprintf(dir, len, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -337,11 +326,11 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     if (p.rank == 0) {
         char dir[4096];
         dir_of(path, dir, sizeof dir);
-        if (fsync_path(tmp, 0) != 0)
+        if (bpt_fsync_path(tmp, 0) != 0)
             rc = bpt_err(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
         else if (rename(tmp, path) != 0)
             rc = bpt_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        else if (fsync_path(dir, 1) != 0)
+        else if (bpt_fsync_path(dir, 1) != 0)
             rc = bpt_err(err, errlen, "%s: fsync of the directory failed: %s", dir, strerror(errno));
         if (rc) unlink(tmp);
     }
@@ -378,7 +367,7 @@ int bpt_ckpt_set_latest(const char *dir, const char *name, char *err, size_t err
         unlink(tmp);
         return bpt_err(err, errlen, "%s: cannot update: %s", path, strerror(errno));
     }
-    fsync_path(dir, 1);
+    bpt_fsync_path(dir, 1);
     return 0;
 }
 

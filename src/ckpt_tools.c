@@ -171,19 +171,9 @@ static float f16_to_float(uint16_t h) {
     return f;
 }
 
-/* fsync a file or directory by path. 0 or -1. */
-static int fsync_path(const char *path, int is_dir) {
-    int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    if (rc != 0 && is_dir && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
-    close(fd);
-    return rc;
-}
-
 /* fsync tmp, rename it to path, fsync the directory. Errors name the files. */
 static int commit_file(const char *tmp, const char *path) {
-    if (fsync_path(tmp, 0) != 0) {
+    if (bpt_fsync_path(tmp, 0) != 0) {
         tool_error("%s: fsync failed: %s", tmp, strerror(errno));
         unlink(tmp);
         return -1;
@@ -198,7 +188,7 @@ static int commit_file(const char *tmp, const char *path) {
     if (!slash) strcpy(dir, ".");
     else if (slash == dir) dir[1] = '\0';
     else *slash = '\0';
-    fsync_path(dir, 1);                        /* best effort: the file itself is durable */
+    bpt_fsync_path(dir, 1);                        /* best effort: the file itself is durable */
     free(dir);
     return 0;
 }

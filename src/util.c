@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <mpi.h>
 
 void bpt_panic(const char *file, int line, const char *fmt, ...) {
@@ -132,4 +134,13 @@ int bpt_mkdirs(const char *path) {
     }
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
     return 0;
+}
+
+int bpt_fsync_path(const char *path, int is_dir) {
+    int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    if (rc != 0 && is_dir && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
+    close(fd);
+    return rc;
 }

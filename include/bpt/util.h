@@ -34,6 +34,10 @@ uint64_t bpt_hash64(const char *s);   /* FNV-1a */
 /* Human readable bytes: "1.50 GiB" into buf. */
 const char *bpt_fmt_bytes(double bytes, char *buf, size_t n);
 
+/* fsync a file or a directory by path (a file system that cannot fsync a directory
+ * is not an error). 0 or -1 with errno set. */
+int bpt_fsync_path(const char *path, int is_dir);
+
 /* Create directory and parents (like mkdir -p). 0 or -1. */
 int bpt_mkdirs(const char *path);
 
