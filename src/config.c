@@ -127,7 +127,9 @@ static int check_preset(const char *v, char *why, size_t n);
     { P ".text_processor.subfield_separator", K_STR, F(M.subfield_separator), " ",          \
       .help = "joins the subfields of a+b" },                                               \
     { P ".text_processor.prepend_text", K_STR, F(M.prepend_text), "",                       \
-      .help = "text put before the first field of each document" }
+      .help = "text put before the first field of each document" },                         \
+    { P ".text_processor.fields_from_example", K_STR, F(M.fields_from_example), "",         \
+      .help = "a key whose string value lists that line's fields (instead of fields)" }
 
 #define REMAT_HELP "'' (no remat) or a policy name"
 

@@ -423,6 +423,9 @@ struct bpt_text_processor {
     int nitems, add_bos, add_eos;
     uint32_t bos, eos;
     char sep[BPT_STR], prepend[BPT_STR];
+    char from_example[BPT_STR];  /* fields_from_example: the key holding each line's fields */
+    char exstore[BPT_STR];
+    field_item exitems[MAX_FIELDS];
     jobject obj;
     sbuf text;
     int32_t *ids;
@@ -441,7 +444,8 @@ bpt_text_processor *bpt_text_processor_new(const bpt_dataset_config *d, const bp
     }
     if (bpt_tokenizer_bos_id(tk) >= 0) bos_id = bpt_tokenizer_bos_id(tk);
     if (bpt_tokenizer_eos_id(tk) >= 0) eos_id = bpt_tokenizer_eos_id(tk);
-    int uses_bos = d->add_bos_token, uses_eos = d->add_eos_token;
+    /* with fields_from_example any line may ask for <|bos|> or <|eos|> */
+    int uses_bos = d->add_bos_token || d->fields_from_example[0], uses_eos = d->add_eos_token || d->fields_from_example[0];
     for (int i = 0; i < tp->nitems; i++) {
         if (tp->items[i].special == FIELD_BOS) uses_bos = 1;
         if (tp->items[i].special == FIELD_EOS) uses_eos = 1;
@@ -461,6 +465,7 @@ bpt_text_processor *bpt_text_processor_new(const bpt_dataset_config *d, const bp
     tp->bos = (uint32_t)bos_id;
     tp->eos = (uint32_t)eos_id;
     snprintf(tp->sep, sizeof tp->sep, "%s", d->subfield_separator);
+    snprintf(tp->from_example, sizeof tp->from_example, "%s", d->fields_from_example);
     snprintf(tp->prepend, sizeof tp->prepend, "%s", d->prepend_text);
     return tp;
 }
@@ -480,10 +485,27 @@ int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len
     const char *end = line + len;
     if (jparse_object(&tp->obj, line, end)) return -1;
     size_t n0 = out->n;
+    /* fields_from_example: this line names its own field list under that key */
+    const field_item *items = tp->items;
+    int nitems = tp->nitems;
+    if (tp->from_example[0]) {
+        const jmember *m = jfind(&tp->obj, tp->from_example, strlen(tp->from_example));
+        if (!m || !m->is_string) return -1;
+        sbuf spec = { 0 };
+        jcur c = { m->val, end };
+        int bad = jstring(&c, &spec) || spec.n >= BPT_STR;
+        if (!bad) {
+            sb_putc(&spec, '\0');
+            bad = parse_fields(spec.s, tp->exstore, tp->exitems, &nitems, NULL, 0) != 0 || nitems == 0;
+        }
+        free(spec.s);
+        if (bad) return -1;
+        items = tp->exitems;
+    }
     if (tp->add_bos) tb_push(out, tp->bos, 0);
     int first = 1;
-    for (int i = 0; i < tp->nitems; i++) {
-        const field_item *it = &tp->items[i];
+    for (int i = 0; i < nitems; i++) {
+        const field_item *it = &items[i];
         if (it->special == FIELD_BOS) { tb_push(out, tp->bos, it->mask); continue; }
         if (it->special == FIELD_EOS) { tb_push(out, tp->eos, it->mask); continue; }
         tp->text.n = 0;

@@ -32,7 +32,7 @@ typedef struct prep_args {
 
 static int usage(const char *sub) {
     fprintf(stderr, "bpt: usage: bpt data prepare --input A.jsonl[,B.jsonl] [--tokenizer FILE] [--fields text] "
-            "[--add_bos_token] [--add_eos_token] [--prepend_text S] [--subfield_separator S] --output FILE\n"
+            "[--fields_from_example KEY] [--add_bos_token] [--add_eos_token] [--prepend_text S] [--subfield_separator S] --output FILE\n"
             "       bpt data inspect FILE\n"
             "       bpt data synth --output FILE [--tokens N] [--seed S]%s%s\n", sub ? "\n  (got: " : "", sub ? sub : "");
     return 2;
@@ -58,6 +58,7 @@ static int parse_args(int argc, char **argv, prep_args *a) {
         else if (!strcmp(key, "--output")) snprintf(a->output, sizeof a->output, "%s", v);
         else if (!strcmp(key, "--fields")) snprintf(a->d.fields, sizeof a->d.fields, "%s", v);
         else if (!strcmp(key, "--prepend_text")) snprintf(a->d.prepend_text, sizeof a->d.prepend_text, "%s", v);
+        else if (!strcmp(key, "--fields_from_example")) snprintf(a->d.fields_from_example, sizeof a->d.fields_from_example, "%s", v);
         else if (!strcmp(key, "--subfield_separator")) snprintf(a->d.subfield_separator, sizeof a->d.subfield_separator, "%s", v);
         else if (!strcmp(key, "--add_bos_token")) a->d.add_bos_token = !strcasecmp(v, "true") || !strcmp(v, "1");
         else if (!strcmp(key, "--add_eos_token")) a->d.add_eos_token = !strcasecmp(v, "true") || !strcmp(v, "1");
@@ -125,7 +126,8 @@ static int prepare(prep_args *a, int rank, int P) {
     bpt_tokenizer *tk = bpt_tokenizer_open(a->tokenizer, err, sizeof err);
     if (!tk) bpt_die("tokenizer: %s", err);
     int V = bpt_tokenizer_vocab_size(tk);
-    bpt_text_processor *tp = bpt_text_processor_new(&a->d, tk, -1, -1, V, err, sizeof err);
+    /* BOS/EOS: the tokenizer's, else the llama config's defaults (0 and 1) */
+    bpt_text_processor *tp = bpt_text_processor_new(&a->d, tk, 0, 1, V, err, sizeof err);
     if (!tp) bpt_die("%s (HINT: --add_bos_token/--add_eos_token need a tokenizer with BOS/EOS)", err);
 
     /* the inputs: all must exist before any work */
@@ -235,7 +237,10 @@ static int prepare(prep_args *a, int rank, int P) {
     bpt_h5_attr_str(f, "tokenizer_kind", bpt_tokenizer_kind(tk));
     bpt_h5_attr_str(f, "tokenizer_fnv1a64", sum);
     bpt_h5_attr_str(f, "sources", a->inputs);
-    bpt_h5_attr_str(f, "fields", a->d.fields);
+    char fattr[2 * BPT_STR];
+    snprintf(fattr, sizeof fattr, a->d.fields_from_example[0] ? "from_example:%s" : "%s",
+             a->d.fields_from_example[0] ? a->d.fields_from_example : a->d.fields);
+    bpt_h5_attr_str(f, "fields", fattr);
     uint64_t vocab = (uint64_t)V;
     bpt_h5_attr_num(f, "vocab_size", H5T_STD_U64LE, H5T_NATIVE_UINT64, &vocab);
     bpt_h5_attr_num(f, "num_tokens", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[0]);

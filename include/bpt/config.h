@@ -80,6 +80,7 @@ typedef struct bpt_dataset_config {
     int add_bos_token, add_eos_token; /* text_processor.* */
     char subfield_separator[BPT_STR]; /* joins a+b subfields (default " ") */
     char prepend_text[BPT_STR];       /* before the first field of each document */
+    char fields_from_example[BPT_STR];/* key whose string value is the line's own fields list */
 } bpt_dataset_config;
 
 /* The source that dataset type selects. */

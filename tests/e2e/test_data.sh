@@ -44,6 +44,20 @@ PY
 grep -q "skipped 5 malformed lines" "$WORK/p1.out" && ok "prepare reports the malformed lines" || fail "malformed report: $(cat "$WORK/p1.out")"
 "$BPT" data inspect "$WORK/p3.h5" | grep -q "documents   2500" && ok "data inspect" || fail "data inspect"
 
+# text processor: fields_from_example, prepend_text, a+b with subfield_separator, <|eos|>
+printf '%s\n' '{"f": "[q],a+b", "q": "Q?", "a": "x", "b": "y"}' '{"f": "a,[<|eos|>]", "a": "zz"}' '{"q": "no f"}' > "$WORK/fx.jsonl"
+"$BPT" data prepare --input "$WORK/fx.jsonl" --fields_from_example f --prepend_text ">" --subfield_separator "+" \
+    --output "$WORK/fx.h5" > "$WORK/fx.out" 2>&1 &&
+python3 - "$WORK/fx.h5" <<'PY' && ok "text processor: fields_from_example, prepend_text, a+b, [<|eos|>], a line without its key skipped" || fail "text processor cases: $(cat "$WORK/fx.out")"
+import h5py, numpy as np
+f = h5py.File(__import__("sys").argv[1])
+toks, mask = f["tokens"][()].tolist(), f["loss_mask"][()].tolist()
+want = list(b">Q?") + list(b"x+y") + list(b">zz") + [1]      # eos = llama.eos_token_id = 1 (bytes has none)
+wmask = [0, 0, 0] + [1, 1, 1] + [1, 1, 1] + [0]
+assert toks == want and mask == wmask, (toks, mask)
+assert f.attrs["malformed_lines"] == 1 and f.attrs["num_documents"] == 2
+PY
+
 # the mask reaches the loss: bpt eval counts exactly the unmasked targets of its window
 "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --llama.vocab_size=256 \
     --train_dataset.hdf5_dataset.path="$WORK/p1.h5" --train_dataset.hdf5_dataset.seq_length=128 \
