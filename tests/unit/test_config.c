@@ -190,9 +190,10 @@ static void test_yaml(void) {
     const char *path = write_tmp("train_dataset:\n  type: json\n  json_dataset:\n    seq_length: 256\n"
                                  "    path: a.jsonl\n    tokenizer_processes: 16\n");
     rc = from_args(&c, err, sizeof err, "--config", (char *)path, NULL);
-    check(rc == 0 && !strcmp(c.train_dataset.type, "text") && c.train_dataset.text.seq_length == 256 &&
-          !strcmp(c.train_dataset.text.path, "a.jsonl") && !strcmp(c.config_file, path),
-          "json type and json_dataset keys map to text (%s)", rc ? err : "");
+    check(rc == 0 && !strcmp(c.train_dataset.type, "json") && c.train_dataset.text.seq_length == 256 &&
+          !strcmp(c.train_dataset.text.path, "a.jsonl") && c.train_dataset.tokenizer_processes == 16 &&
+          bpt_dataset_source(&c.train_dataset) == &c.train_dataset.text && !strcmp(c.config_file, path),
+          "json type streams; json_dataset keys are the text_dataset ones (%s)", rc ? err : "");
     check(bpt_config_from_yaml_string(&c, "", err, sizeof err) == 0 && c.seed == 42, "empty YAML = defaults");
 }
 
