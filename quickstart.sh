@@ -64,7 +64,7 @@ demo() {
     OMP_NUM_THREADS=$JOBS $(mpirun_cmd) -np 1 src/bpt train --config jobs/configs/demo.yaml "$@"
     say "metrics:     $TOP/$out/metrics.jsonl"
     say "checkpoints: $TOP/$out/ckpt/ (newest: $(cat "$out/ckpt/latest" 2>/dev/null))"
-    say "evaluate:    src/bpt eval --config jobs/configs/demo.yaml --load_checkpoint params::$out/ckpt/$(cat "$out/ckpt/latest" 2>/dev/null)"
+    say "evaluate:    src/bpt eval --config jobs/configs/demo.yaml --load_checkpoint params::$out/ckpt"
 }
 
 run_tests() {

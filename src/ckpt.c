@@ -60,6 +60,11 @@ int bpt_ckpt_parse_spec(const char *spec, bpt_load_kind *kind, char *path, size_
             return bpt_err(err, errlen, "bad value for load_checkpoint: '%s' (path too long)", spec);
         strcpy(path, file);
         *kind = kinds[i].kind;
+        /* a checkpoint directory stands for the checkpoint its latest names */
+        struct stat st;
+        if (stat(file, &st) == 0 && S_ISDIR(st.st_mode) && bpt_ckpt_latest(file, path, pathlen) != 0)
+            return bpt_err(err, errlen, "bad value for load_checkpoint: '%s' (a directory without a "
+                           "'latest' naming an existing checkpoint)", spec);
         return 0;
     }
     return bpt_err(err, errlen, "bad value for load_checkpoint: '%s' (expected params::FILE, "

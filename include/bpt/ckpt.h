@@ -33,7 +33,8 @@ typedef struct bpt_ckpt_meta {
 } bpt_ckpt_meta;
 
 /* Parse load_checkpoint "params::F", "trainstate::F", "trainstate_params::F".
- * path receives F. 0 or -1 with message naming load_checkpoint. */
+ * path receives F; when F is a directory (e.g. run/ckpt), the checkpoint its
+ * `latest` names. 0 or -1 with message naming load_checkpoint. */
 int bpt_ckpt_parse_spec(const char *spec, bpt_load_kind *kind, char *path, size_t pathlen,
                         char *err, size_t errlen);
 

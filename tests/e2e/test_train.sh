@@ -59,6 +59,13 @@ out=$("$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK
 echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); assert d["tokens"]==512 and 0<d["loss"]<6, d' &&
 ok "bpt eval: $out" || fail "bpt eval: $out"
 
+# a checkpoint directory stands for the checkpoint its latest names
+out2=$("$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK/straight/ckpt") &&
+out1=$("$BPT" eval "${COMMON[@]}" --eval_steps=1 --load_checkpoint="params::$WORK/straight/ckpt/$(cat "$WORK/straight/ckpt/latest")") &&
+[ "$out1" = "$out2" ] && ok "load_checkpoint=params::DIR follows DIR/latest" || fail "params::DIR: $out2 vs $out1"
+expect_error "directory without latest" "load_checkpoint.*without a 'latest'" "$BPT" eval "${COMMON[@]}" --eval_steps=1 \
+    --load_checkpoint="params::$WORK"
+
 # 4. gradient accumulation: 2 micro-batches of 2 rows == one batch of 4 rows (same tokens)
 "$BPT" train "${COMMON[@]}" --total_steps=5 --train_dataset.hdf5_dataset.batch_size=2 \
     --optimizer.accumulate_gradient_steps=2 --eval_steps=0 --logger.output_dir="$WORK/acc2" > "$WORK/a2.out" 2>&1 &&
