@@ -838,24 +838,27 @@ typedef struct {
     size_t len;
 } sp_sym;
 
+/* A merge candidate of a BPE agenda, shared by both tokenizers: the highest key comes
+ * out first, then the leftmost position. SentencePiece keys by piece score (ties:
+ * leftmost), Hugging Face by minus the merge rank (ties: leftmost), as the references
+ * do. right and size are SentencePiece's staleness checks; id is the merged piece. */
 typedef struct {
-    int left, right;
-    float score;
+    double key;
+    int pos, right;
     size_t size;
-    int id;          /* the merged piece */
-} sp_pair;
+    int id;
+} bpe_cand;
 
-/* a comes out of the agenda before b: higher score, then leftmost */
-static int sp_pair_before(const sp_pair *a, const sp_pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+static int cand_before(const bpe_cand *a, const bpe_cand *b) {
+    return a->key > b->key || (a->key == b->key && a->pos < b->pos);
 }
 
 typedef struct {
-    sp_pair *a;
+    bpe_cand *a;
     size_t n, cap;
-} sp_heap;
+} bpe_heap;
 
-static void sp_heap_push(sp_heap *h, sp_pair x) {
+static void bpe_heap_push(bpe_heap *h, bpe_cand x) {
     if (h->n == h->cap) {
         h->cap = h->cap ? 2 * h->cap : 64;
         h->a = realloc(h->a, h->cap * sizeof *h->a);
@@ -864,21 +867,21 @@ static void sp_heap_push(sp_heap *h, sp_pair x) {
     size_t i = h->n++;
     while (i > 0) {
         size_t up = (i - 1) / 2;
-        if (!sp_pair_before(&x, &h->a[up])) break;
+        if (!cand_before(&x, &h->a[up])) break;
         h->a[i] = h->a[up];
         i = up;
     }
     h->a[i] = x;
 }
 
-static sp_pair sp_heap_pop(sp_heap *h) {
-    sp_pair top = h->a[0], x = h->a[--h->n];
+static bpe_cand bpe_heap_pop(bpe_heap *h) {
+    bpe_cand top = h->a[0], x = h->a[--h->n];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= h->n) break;
-        if (c + 1 < h->n && sp_pair_before(&h->a[c + 1], &h->a[c])) c++;
-        if (!sp_pair_before(&h->a[c], &x)) break;
+        if (c + 1 < h->n && cand_before(&h->a[c + 1], &h->a[c])) c++;
+        if (!cand_before(&h->a[c], &x)) break;
         h->a[i] = h->a[c];
         i = c;
     }
@@ -900,7 +903,7 @@ typedef struct {
 typedef struct {
     const sp_model *m;
     sp_sym *sym;
-    sp_heap heap;
+    bpe_heap heap;
     sp_revs rev;
 } sp_state;
 
@@ -917,8 +920,8 @@ static void sp_maybe_add_pair(sp_state *st, int left, int right) {
         id = smap_get(&st->m->normal, l->p, size);        /* l and r are adjacent in memory */
     }
     if (id < 0) return;
-    sp_pair pr = {left, right, st->m->score[id], size, id};
-    sp_heap_push(&st->heap, pr);
+    bpe_cand pr = {st->m->score[id], left, right, size, id};
+    bpe_heap_push(&st->heap, pr);
     if (st->m->type[id] == SP_UNUSED) {
         sp_rev *e = NULL;
         for (size_t i = 0; i < st->rev.n; i++)
@@ -1004,16 +1007,16 @@ static int sp_encode(const sp_model *m, const char *text, size_t len, int32_t **
     for (int i = 1; i < nsym; i++) sp_maybe_add_pair(&st, i - 1, i);
 
     while (st.heap.n > 0) {
-        sp_pair top = sp_heap_pop(&st.heap);
-        sp_sym *l = &st.sym[top.left], *r = &st.sym[top.right];
+        bpe_cand top = bpe_heap_pop(&st.heap);
+        sp_sym *l = &st.sym[top.pos], *r = &st.sym[top.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != top.size) continue;   /* stale */
         l->len += r->len;
         l->id = top.id;
         l->next = r->next;
-        if (r->next >= 0) st.sym[r->next].prev = top.left;
+        if (r->next >= 0) st.sym[r->next].prev = top.pos;
         r->len = 0;
-        sp_maybe_add_pair(&st, l->prev, top.left);
-        sp_maybe_add_pair(&st, top.left, l->next);
+        sp_maybe_add_pair(&st, l->prev, top.pos);
+        sp_maybe_add_pair(&st, top.pos, l->next);
     }
 
     sp_out o = {ids, n, cap, 0, 0};
@@ -1525,58 +1528,11 @@ typedef struct {
     size_t len;      /* bytes covered; 0 = merged away */
 } hf_sym;
 
-typedef struct {
-    int32_t rank;
-    int pos;
-    int32_t id;
-} hf_merge;
-
-/* a before b: lower rank, then lower position */
-static int hf_merge_before(const hf_merge *a, const hf_merge *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
-}
-
-typedef struct {
-    hf_merge *a;
-    size_t n, cap;
-} hf_heap;
-
-static void hf_heap_push(hf_heap *h, hf_merge x) {
-    if (h->n == h->cap) {
-        h->cap = h->cap ? 2 * h->cap : 64;
-        h->a = realloc(h->a, h->cap * sizeof *h->a);
-        BPT_CHECK(h->a, "out of host memory");
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!hf_merge_before(&x, &h->a[up])) break;
-        h->a[i] = h->a[up];
-        i = up;
-    }
-    h->a[i] = x;
-}
-
-static hf_merge hf_heap_pop(hf_heap *h) {
-    hf_merge top = h->a[0], x = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && hf_merge_before(&h->a[c + 1], &h->a[c])) c++;
-        if (!hf_merge_before(&h->a[c], &x)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n) h->a[i] = x;
-    return top;
-}
-
 /* Per-call scratch space, reused across the words of one encode call. */
 typedef struct {
     hf_sym *sym;
     size_t symcap;
-    hf_heap heap;
+    bpe_heap heap;
     buf_t word;      /* the byte-level string of the current word */
     buf_t tmp;
     pcre2_match_data *md;
@@ -1663,10 +1619,10 @@ static void hf_bpe_word(const hf_bpe *h, hf_ctx *cx, const unsigned char *w, siz
     cx->heap.n = 0;
     for (int i = 0; i + 1 < nsym; i++) {
         const pmap_slot *m = pmap_get(&h->merges, cx->sym[i].c, cx->sym[i + 1].c);
-        if (m) hf_heap_push(&cx->heap, (hf_merge){m->rank, i, m->id});
+        if (m) bpe_heap_push(&cx->heap, (bpe_cand){-(double)m->rank, i, 0, 0, m->id});
     }
     while (cx->heap.n > 0) {
-        hf_merge top = hf_heap_pop(&cx->heap);
+        bpe_cand top = bpe_heap_pop(&cx->heap);
         hf_sym *cur = &cx->sym[top.pos];
         if (cur->len == 0 || cur->next == -1) continue;
         int np = cur->next;
@@ -1680,11 +1636,11 @@ static void hf_bpe_word(const hf_bpe *h, hf_ctx *cx, const unsigned char *w, siz
         if (right.next >= 0) cx->sym[right.next].prev = top.pos;
         if (cur->prev >= 0) {
             m = pmap_get(&h->merges, cx->sym[cur->prev].c, cur->c);
-            if (m) hf_heap_push(&cx->heap, (hf_merge){m->rank, cur->prev, m->id});
+            if (m) bpe_heap_push(&cx->heap, (bpe_cand){-(double)m->rank, cur->prev, 0, 0, m->id});
         }
         if (cur->next >= 0) {
             m = pmap_get(&h->merges, cur->c, cx->sym[cur->next].c);
-            if (m) hf_heap_push(&cx->heap, (hf_merge){m->rank, top.pos, m->id});
+            if (m) bpe_heap_push(&cx->heap, (bpe_cand){-(double)m->rank, top.pos, 0, 0, m->id});
         }
     }
     for (int i = 0; i < nsym; i++)
