@@ -2,7 +2,9 @@
  *
  * Every pointer argument named like a tensor is backend memory (host memory on the
  * CPU backend, device memory on CUDA); only bpt_kernels.copy_* move data across.
- * All tensors are fp32, row-major, contiguous unless a leading dimension is given.
+ * All tensors are fp32, row-major, contiguous unless a leading dimension is given;
+ * a backend may compute in lower precision inside a kernel (cuda: bf16 tensor-core
+ * products with fp32 accumulation, see kernels/cuda/cuda.h).
  * Shapes use the project's names: B batch, T sequence, D hidden, H heads, KVH kv heads,
  * Dh head dim, F ffn width, V vocab, N = rows (usually B*T), Bq/Bk attention chunks.
  *
@@ -21,6 +23,18 @@
 
 typedef struct bpt_kernels {
     const char *name;            /* "cpu", "cuda", "null" */
+
+    /* --- setup (NULL / 0 where a backend needs none) --- */
+    /* Bind this rank to its device (cuda: GPU local_rank % count). 0, or -1 with a
+     * one-line reason in err. Called once before anything else. */
+    int (*init)(int local_rank, char *err, size_t errlen);
+    /* Bytes of backend memory the backend keeps for itself (GEMM scratch, reduction
+     * partials); the arena hands them over first, so its peak stays exact. */
+    size_t workspace;
+    void (*set_workspace)(void *p, size_t bytes);
+    /* The bf16 dense tensor-core peak of the device in FLOP/s (0: unknown; the CPU
+     * backend's MFU is taken against a measured sgemm instead). */
+    double (*peak_flops)(void);
 
     /* --- memory (the arena calls these once; model code never does) --- */
     void *(*alloc)(size_t bytes);              /* NULL on failure */

@@ -6,8 +6,30 @@
  */
 #include "bpt/comm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef BPT_HAVE_CUDA
+#include "mesh/comm_nccl.h"
+#define DEV(c, p) bpt_nccl_on_device(c, p)
+#else
+/* Without CUDA there is no device memory: everything is MPI. */
+#define DEV(c, p) 0
+#define bpt_nccl_allreduce(c, a, buf, n, t, op) ((void)0)
+#define bpt_nccl_maxloc(c, a, v, i, n) ((void)0)
+#define bpt_nccl_allgather(c, a, o, i, n, t, r) ((void)0)
+#define bpt_nccl_wait(c, r) ((void)0)
+#define bpt_nccl_reduce_scatter(c, a, o, i, n, t) ((void)0)
+#define bpt_nccl_broadcast(c, a, b, n, r) ((void)0)
+#define bpt_nccl_copy(d, s, n) ((void)0)
+int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
+    (void)c;
+    if (err && errlen) snprintf(err, errlen, "NCCL: this build has no CUDA (HINT: ./configure --with-cuda)");
+    return -1;
+}
+void bpt_comm_nccl_free(bpt_comm *c) { (void)c; }
+#endif
 
 static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint64_t)(bytes + 0.5); }
 
@@ -30,6 +52,7 @@ static int skip(bpt_comm *c, bpt_axis a, double bytes) {
 void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
+    if (DEV(c, buf)) { bpt_nccl_allreduce(c, a, buf, n, BPT_DT_F32, BPT_OP_SUM); return; }
     bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
     bpt_watchdog_leave();
@@ -38,6 +61,7 @@ void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
 void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(double))) return;
+    if (DEV(c, buf)) { bpt_nccl_allreduce(c, a, buf, n, BPT_DT_F64, BPT_OP_SUM); return; }
     bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm[a]);
     bpt_watchdog_leave();
@@ -46,6 +70,7 @@ void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n) {
 void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
+    if (DEV(c, buf)) { bpt_nccl_allreduce(c, a, buf, n, BPT_DT_F32, BPT_OP_MAX); return; }
     bpt_watchdog_enter("all-reduce", a);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_MAX, c->comm[a]);
     bpt_watchdog_leave();
@@ -54,6 +79,7 @@ void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
 void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * (sizeof(float) + sizeof(int32_t)))) return;
+    if (DEV(c, val)) { bpt_nccl_maxloc(c, a, val, idx, n); return; }
     struct { float v; int i; } *buf = malloc(n * sizeof *buf);
     for (size_t j = 0; j < n; j++) { buf[j].v = val[j]; buf[j].i = idx[j]; }
     bpt_watchdog_enter("all-reduce", a);
@@ -81,10 +107,18 @@ uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v) {
     return out;
 }
 
+/* out = in on a one-rank axis, in whichever memory they live */
+static void copy_local(bpt_comm *c, void *out, const void *in, size_t bytes) {
+    if (out == in || c->dry) return;
+    if (DEV(c, out)) bpt_nccl_copy(out, in, bytes);
+    else memcpy(out, in, bytes);
+}
+
 void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
     int p = c->size[a];
-    if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
+    if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
+    if (DEV(c, out)) { bpt_nccl_allgather(c, a, out, in, n, BPT_DT_F32, NULL); return; }
     bpt_watchdog_enter("all-gather", a);
     MPI_Allgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a]);
     bpt_watchdog_leave();
@@ -93,12 +127,15 @@ void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, siz
 void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
     int p = c->size[a];
     req->r = MPI_REQUEST_NULL;
-    if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
+    req->ev = NULL;
+    if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
+    if (DEV(c, out)) { bpt_nccl_allgather(c, a, out, in, n, BPT_DT_F32, req); return; }
     MPI_Iallgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a], &req->r);
 }
 
 void bpt_wait(bpt_comm *c, bpt_request *req) {
+    if (req->ev) bpt_nccl_wait(c, req);
     if (req->r != MPI_REQUEST_NULL) {
         bpt_watchdog_enter("all-gather (prefetched)", BPT_AXIS_FSDP);
         MPI_Wait(&req->r, MPI_STATUS_IGNORE);
@@ -109,8 +146,9 @@ void bpt_wait(bpt_comm *c, bpt_request *req) {
 
 void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
     int p = c->size[a];
-    if (p == 1) { if (out != in && !c->dry) memcpy(out, in, n * sizeof(float)); return; }
+    if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
+    if (DEV(c, in)) { bpt_nccl_reduce_scatter(c, a, out, in, n, BPT_DT_F32); return; }
     bpt_watchdog_enter("reduce-scatter", a);
     MPI_Reduce_scatter_block(in, out, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
     bpt_watchdog_leave();
@@ -118,6 +156,7 @@ void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in
 
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
     if (skip(c, a, c->rank[a] == root ? (double)bytes : 0.0)) return;
+    if (DEV(c, buf)) { bpt_nccl_broadcast(c, a, buf, bytes, root); return; }
     bpt_watchdog_enter("broadcast", a);
     MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm[a]);
     bpt_watchdog_leave();

@@ -15,7 +15,10 @@ static struct {
     bpt_axis axis;
     double since;
     int64_t step;
-} wd = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, BPT_AXIS_WORLD, 0, -1};
+    int (*poll)(double, char *, size_t);
+} wd = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, BPT_AXIS_WORLD, 0, -1, NULL};
+/* held while a poll runs, so bpt_watchdog_set_poll(NULL) returns only after it */
+static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void *watch(void *arg) {
     (void)arg;
@@ -27,6 +30,19 @@ static void *watch(void *arg) {
         bpt_axis axis = wd.axis;
         int64_t step = wd.step;
         pthread_mutex_unlock(&wd.lock);
+        char msg[512];
+        pthread_mutex_lock(&poll_lock);
+        int abort_now = wd.poll && wd.poll(wd.timeout, msg, sizeof msg);
+        pthread_mutex_unlock(&poll_lock);
+        if (abort_now) {
+            int rank = 0;
+            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+            fprintf(stderr, "bpt: watchdog: rank %d: %s; aborting (HINT: a rank died or stalls; comm_timeout_s=%.0f)\n",
+                    rank, msg, wd.timeout);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, 3);
+            _exit(3);
+        }
         if (what && waited > wd.timeout) {
             int rank = 0;
             MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -60,6 +76,19 @@ void bpt_watchdog_set_step(int64_t step) {
     pthread_mutex_lock(&wd.lock);
     wd.step = step;
     pthread_mutex_unlock(&wd.lock);
+}
+
+int64_t bpt_watchdog_step(void) {
+    pthread_mutex_lock(&wd.lock);
+    int64_t s = wd.step;
+    pthread_mutex_unlock(&wd.lock);
+    return s;
+}
+
+void bpt_watchdog_set_poll(int (*poll)(double, char *, size_t)) {
+    pthread_mutex_lock(&poll_lock);
+    wd.poll = poll;
+    pthread_mutex_unlock(&poll_lock);
 }
 
 void bpt_watchdog_enter(const char *what, bpt_axis a) {

@@ -9,7 +9,10 @@ int bpt_arena_init(bpt_arena *a, const bpt_kernels *k, size_t capacity) {
     a->capacity = (capacity + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     a->used = a->peak = 0;
     a->base = k->alloc(a->capacity);
-    return a->base ? 0 : -1;
+    if (!a->base) return -1;
+    if (k->workspace && k->set_workspace)   /* the backend's own scratch comes first */
+        k->set_workspace(bpt_arena_alloc(a, k->workspace, "backend workspace"), k->workspace);
+    return 0;
 }
 
 void bpt_arena_destroy(bpt_arena *a) {

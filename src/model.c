@@ -389,6 +389,7 @@ static void gather_start(bpt_model *m, int l, float *buf, bpt_request req[T_PER_
     for (int j = 0; j < T_PER_LAYER; j++) {
         const bpt_tensor *t = &m->tensors[tidx(l, j)];
         req[j].r = MPI_REQUEST_NULL;
+        req[j].ev = NULL;
         if (m->fsdp > 1)
             bpt_iallgather_f32(m->comm, BPT_AXIS_FSDP, buf + t->full_offset, P(m, BPT_BUF_PARAM, tidx(l, j)),
                                t->numel, &req[j]);

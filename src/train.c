@@ -73,6 +73,9 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
         reserve >>= 1;
         BPT_CHECK(reserve >= ((size_t)1 << 30), "cannot reserve address space for the memory plan");
     }
+    /* the workspace the target backend takes from the arena first */
+    const bpt_kernels *tk = bpt_kernels_get(c->device);
+    if (tk && tk->workspace) bpt_arena_alloc(&a, tk->workspace, "backend workspace");
     bpt_comm comm;
     bpt_comm_dry(&comm, dims[0], dims[1], dims[2]);
     bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, &comm);
@@ -113,8 +116,11 @@ size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
 
 /* --------------------------------------------------------------- helpers -- */
 
-/* FLOP/s of the backend's sgemm on this rank, measured on 1024^3 products. */
+/* The peak MFU is taken against: the device's bf16 tensor-core peak where the backend
+ * knows it, else the backend's sgemm measured on this rank on 1024^3 products. */
 static double measure_peak_flops(const bpt_kernels *k) {
+    double dev = k->peak_flops ? k->peak_flops() : 0.0;
+    if (dev > 0) return dev;
     int n = 1024;
     float *a = bpt_xcalloc((size_t)n * n, sizeof(float)), *b = bpt_xcalloc((size_t)n * n, sizeof(float));
     float *cc = bpt_xcalloc((size_t)n * n, sizeof(float));
@@ -131,11 +137,28 @@ static double measure_peak_flops(const bpt_kernels *k) {
     return best;
 }
 
-static const bpt_kernels *backend_or_die(const bpt_config *c) {
+/* The backend named by device, bound to this rank's device (cuda: GPU local_rank %
+ * count). Every rank agrees before anyone fails, so a node without a GPU stops the job
+ * with one line instead of a hang. */
+static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
     const bpt_kernels *k = bpt_kernels_get(c->device);
     if (!k)
         bpt_die("bad value for device: '%s' (backend not compiled in; this build has: %s; "
                 "HINT: ./configure --with-cuda)", c->device, bpt_kernels_list());
+    char err[ERRLEN] = "";
+    int bad = k->init && k->init(mesh->local_rank, err, sizeof err) != 0;
+    if (bpt_allreduce_max_int(&mesh->comm, BPT_AXIS_WORLD, bad)) {
+        if (bad) fprintf(stderr, "bpt: rank %d: %s\n", mesh->world_rank, err);
+        bpt_die("device: '%s' is not usable on every rank (see the rank messages above)", c->device);
+    }
+    /* device buffers of a multi-rank job travel over NCCL */
+    if (k->init && mesh->world_size > 1) {
+        bad = bpt_comm_nccl_init(&mesh->comm, err, sizeof err) != 0;
+        if (bpt_allreduce_max_int(&mesh->comm, BPT_AXIS_WORLD, bad)) {
+            if (bad) fprintf(stderr, "bpt: rank %d: %s\n", mesh->world_rank, err);
+            bpt_die("device: '%s': NCCL could not be set up on every rank (see the rank messages above)", c->device);
+        }
+    }
     return k;
 }
 
@@ -262,7 +285,7 @@ int bpt_train_main(bpt_config *c) {
     install_preemption_handlers();
     bpt_watchdog_start(c->comm_timeout_s);
     if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
-    const bpt_kernels *k = backend_or_die(c);
+    const bpt_kernels *k = backend_or_die(c, &mesh);
     const bpt_llama_config *lc = &c->llama;
     const bpt_source_config *src = bpt_dataset_source(&c->train_dataset);
     int Bg = src->batch_size, T = src->seq_length, accum = c->optimizer.accumulate_gradient_steps;
@@ -484,7 +507,7 @@ int bpt_eval_main(bpt_config *c) {
     bpt_mesh mesh;
     mesh_or_die(&mesh, c);
     if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
-    const bpt_kernels *k = backend_or_die(c);
+    const bpt_kernels *k = backend_or_die(c, &mesh);
     const bpt_llama_config *lc = &c->llama;
     const bpt_source_config *src = bpt_dataset_source(&c->eval_dataset);
     if (src->batch_size % (mesh.dp * mesh.fsdp) != 0)

@@ -20,7 +20,8 @@ typedef struct bpt_arena {
     size_t peak;
 } bpt_arena;
 
-/* Reserve capacity bytes from backend k. Returns 0 or -1 (backend alloc failed). */
+/* Reserve capacity bytes from backend k. Returns 0 or -1 (backend alloc failed).
+ * A backend with a workspace (k->workspace bytes) gets it first, from the bottom. */
 int    bpt_arena_init(bpt_arena *a, const bpt_kernels *k, size_t capacity);
 void   bpt_arena_destroy(bpt_arena *a);
 /* bytes from the top; dies with a clear message naming what and the sizes when full. */

@@ -1,7 +1,8 @@
 /* comm.h — collectives over one axis of the device mesh.
  *
  * One implementation per memory kind: MPI for host buffers (the CPU backend), NCCL
- * for device buffers (the CUDA backend, a later module). Every call names the axis
+ * for device buffers (the CUDA backend, after bpt_comm_nccl_init; the choice is made
+ * per call from where the buffer lives). Every call names the axis
  * it runs on; the comm layer counts the bytes each axis moved, which the training
  * loop reports as comm_bytes. All calls are collective over the axis.
  */
@@ -20,10 +21,12 @@ typedef struct bpt_comm {
     int size[BPT_NAXES], rank[BPT_NAXES];
     uint64_t bytes[BPT_NAXES];    /* bytes sent by this rank per axis, cumulative */
     int dry;                      /* count bytes only, touch nothing (plans on the null backend) */
+    struct bpt_nccl *nccl;        /* NCCL communicators per axis, NULL until bpt_comm_nccl_init */
 } bpt_comm;
 
-/* A pending non-blocking collective. */
-typedef struct bpt_request { MPI_Request r; } bpt_request;
+/* A pending non-blocking collective: an MPI request, or (NCCL) the event that marks
+ * its completion on the comm stream. */
+typedef struct bpt_request { MPI_Request r; void *ev; } bpt_request;
 
 /* A dry communicator for a dp x fsdp x tp mesh, seen from rank 0 of every axis:
  * collectives only count their bytes. No MPI calls. */
@@ -33,6 +36,14 @@ void bpt_comm_single(bpt_comm *c);
 
 const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world" */
 
+/* Device collectives for the CUDA backend: one NCCL communicator per axis of size > 1,
+ * its ncclUniqueId broadcast over the axis's MPI sub-communicator (collective over the
+ * world; call after the backend picked the GPU). From then on collectives on device
+ * buffers go through NCCL on their own stream; host buffers stay on MPI.
+ * 0, or -1 with a one-line message (a build without CUDA always fails). */
+int  bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen);
+void bpt_comm_nccl_free(bpt_comm *c);
+
 /* The hang watchdog. Every blocking collective of this layer is announced (its name,
  * axis and the training step); a thread checks once a second, and when one has waited
  * longer than timeout_s it prints "bpt: watchdog: rank R waited S s in <collective> on
@@ -40,6 +51,10 @@ const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world"
  * rather than burning the allocation. timeout_s <= 0 turns it off. */
 void bpt_watchdog_start(double timeout_s);
 void bpt_watchdog_set_step(int64_t step);
+int64_t bpt_watchdog_step(void);
+/* An extra check the watchdog runs every second (the NCCL layer's queue of collectives
+ * in flight): returns 1 with a message when the job must abort. */
+void bpt_watchdog_set_poll(int (*poll)(double timeout_s, char *msg, size_t n));
 /* Bracket a blocking call made outside this layer (e.g. MPI in the checkpointer). */
 void bpt_watchdog_enter(const char *what, bpt_axis a);
 void bpt_watchdog_leave(void);

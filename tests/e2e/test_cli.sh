@@ -37,4 +37,18 @@ expect_error "eval without weights" "load_checkpoint" "$BPT" eval --config "$C" 
 # two ranks on a one-rank mesh: every rank exits non-zero, quickly, one message
 expect_error "mesh product vs ranks (2 ranks)" "mesh_dim.*1,1,1" \
     "$MPIRUN" $MPIRUN_FLAGS -np 2 "$BPT" train --config "$C" --mesh_dim=1,1,1
+# device: cuda where it cannot run: one line naming the key, non-zero exit, no hang
+if ! "$BPT" --version | grep -q cuda; then
+    expect_error "device cuda not compiled in" "device: 'cuda' .*not compiled in" "$BPT" train --config "$C" --device=cuda
+elif ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+    rc=0
+    timeout 60 "$MPIRUN" $MPIRUN_FLAGS -np 2 "$BPT" train --config "$C" --device=cuda --total_steps=1 \
+        >"$WORK/out" 2>"$WORK/err" || rc=$?
+    ranks=$(grep -c "^bpt: rank [01]: device: cuda: no usable GPU" "$WORK/err")
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$ranks" -eq 2 ] && grep -q "^bpt: device: 'cuda' is not usable on every rank" "$WORK/err"; then
+        ok "device cuda without a GPU (2 ranks, exit $rc): each rank says why, then one summary line"
+    else
+        fail "device cuda without a GPU: exit $rc, stderr: $(head -c 400 "$WORK/err")"
+    fi
+fi
 finish

@@ -1,0 +1,53 @@
+/* backend.c — the CUDA backend's kernel table (the kernels are in *.cu). */
+#include "kernels/kernels.h"
+#include "kernels/cuda/cuda.h"
+
+#include <cuda_runtime.h>
+#include <string.h>
+
+/* bf16 dense tensor-core peak per SM per clock (FLOP), by architecture: A100 1024
+ * FMA/clk/SM on bf16 = 2048 FLOP; H100/H200 (sm_90) 4096 FLOP. */
+static double cuda_peak_flops(void) {
+    int dev = 0, sms = 0, khz = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
+    double per_sm = major >= 9 ? 4096.0 : major == 8 ? 2048.0 : 0.0;
+    return per_sm * sms * khz * 1e3;
+}
+
+const bpt_kernels bpt_kernels_cuda = {
+    .name = "cuda",
+    .init = bpt_cuda_init,
+    .workspace = BPT_CUDA_WORKSPACE,
+    .set_workspace = bpt_cu_set_workspace,
+    .peak_flops = cuda_peak_flops,
+    .alloc = bpt_cu_alloc,
+    .free = bpt_cu_free,
+    .copy_h2d = bpt_cu_copy_h2d,
+    .copy_d2h = bpt_cu_copy_d2h,
+    .copy_d2d = bpt_cu_copy_d2d,
+    .zero = bpt_cu_zero,
+    .sync = bpt_cu_sync,
+    .gemm = bpt_cu_gemm,
+    .rmsnorm_fwd = bpt_cu_rmsnorm_fwd,
+    .rmsnorm_bwd = bpt_cu_rmsnorm_bwd,
+    .rope_fwd = bpt_cu_rope_fwd,
+    .rope_bwd = bpt_cu_rope_bwd,
+    .swiglu_fwd = bpt_cu_swiglu_fwd,
+    .swiglu_bwd = bpt_cu_swiglu_bwd,
+    .embed_fwd = bpt_cu_embed_fwd,
+    .embed_bwd = bpt_cu_embed_bwd,
+    .attn_fwd = bpt_cu_attn_fwd,
+    .attn_bwd = bpt_cu_attn_bwd,
+    .attn_vanilla_fwd = bpt_cu_attn_vanilla_fwd,
+    .attn_vanilla_bwd = bpt_cu_attn_vanilla_bwd,
+    .xent_fwd_bwd = bpt_cu_xent_fwd_bwd,
+    .xent_partial = bpt_cu_xent_partial,
+    .xent_sumexp = bpt_cu_xent_sumexp,
+    .xent_finish = bpt_cu_xent_finish,
+    .adamw = bpt_cu_adamw,
+    .sumsq = bpt_cu_sumsq,
+    .axpy = bpt_cu_axpy,
+};

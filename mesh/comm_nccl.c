@@ -1,0 +1,257 @@
+/* comm_nccl.c — device collectives over NCCL (see comm_nccl.h). */
+#include "mesh/comm_nccl.h"
+#include "bpt/util.h"
+#include "kernels/cuda/cuda.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QCAP 1024   /* collectives in flight the watchdog tracks */
+
+typedef struct pending {
+    cudaEvent_t ev;
+    const char *what;
+    bpt_axis axis;
+    double since;
+    int64_t step;
+} pending;
+
+struct bpt_nccl {
+    ncclComm_t comm[BPT_NAXES];   /* NULL for axes of size 1 */
+    cudaStream_t stream[BPT_NAXES];   /* one comm stream per axis: a tp all-reduce need not
+                                         queue behind the fsdp prefetch */
+    cudaStream_t compute;
+    cudaEvent_t ready;
+    int device;
+    pthread_mutex_t lock;         /* the queue below, shared with the watchdog thread */
+    pending q[QCAP];
+    int head, count;
+};
+
+static struct bpt_nccl *active;   /* the watchdog's view */
+static int polling;               /* the watchdog poll is registered */
+
+#define CU(call) do { cudaError_t e_ = (call); \
+    if (e_ != cudaSuccess) bpt_panic(__FILE__, __LINE__, "CUDA: %s: %s", #call, cudaGetErrorString(e_)); } while (0)
+
+static void nccl_check(ncclResult_t r, const char *what, bpt_axis a) {
+    if (r != ncclSuccess)
+        bpt_panic(__FILE__, __LINE__, "NCCL %s on axis %s failed: %s", what, bpt_axis_name(a), ncclGetErrorString(r));
+}
+
+static ncclDataType_t nccl_type(bpt_dtype t) {
+    switch (t) {
+    case BPT_DT_F32: return ncclFloat32;
+    case BPT_DT_F64: return ncclFloat64;
+    case BPT_DT_I32: return ncclInt32;
+    case BPT_DT_BYTE: break;
+    }
+    return ncclInt8;
+}
+static ncclRedOp_t nccl_op(bpt_redop op) { return op == BPT_OP_MAX ? ncclMax : op == BPT_OP_MIN ? ncclMin : ncclSum; }
+
+int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
+    if (c->nccl) return 0;
+    struct bpt_nccl *n = bpt_xcalloc(1, sizeof *n);
+    pthread_mutex_init(&n->lock, NULL);
+    CU(cudaGetDevice(&n->device));
+    n->compute = (cudaStream_t)bpt_cuda_stream();
+    if (!n->compute) { free(n); return bpt_err(err, errlen, "NCCL: the CUDA backend is not initialised"); }
+    for (int a = 0; a < BPT_NAXES; a++) CU(cudaStreamCreateWithFlags(&n->stream[a], cudaStreamNonBlocking));
+    CU(cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming));
+    for (int i = 0; i < QCAP; i++) CU(cudaEventCreateWithFlags(&n->q[i].ev, cudaEventDisableTiming));
+    /* axes in one fixed order on every rank, so the blocking inits cannot cross */
+    for (int a = 0; a < BPT_NAXES; a++) {
+        if (c->size[a] == 1) continue;
+        ncclUniqueId id;
+        if (c->rank[a] == 0) {
+            ncclResult_t r = ncclGetUniqueId(&id);
+            if (r != ncclSuccess) memset(&id, 0, sizeof id);
+        }
+        MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, c->comm[a]);
+        ncclResult_t r = ncclCommInitRank(&n->comm[a], c->size[a], id, c->rank[a]);
+        if (r != ncclSuccess) {
+            bpt_err(err, errlen, "NCCL: cannot create the communicator of axis %s (%d ranks): %s",
+                    bpt_axis_name((bpt_axis)a), c->size[a], ncclGetErrorString(r));
+            return -1;
+        }
+    }
+    c->nccl = n;
+    active = n;
+    return 0;
+}
+
+void bpt_comm_nccl_free(bpt_comm *c) {
+    struct bpt_nccl *n = c->nccl;
+    if (!n) return;
+    bpt_watchdog_set_poll(NULL);   /* returns once no poll is running */
+    polling = 0;
+    if (active == n) active = NULL;
+    for (int a = 0; a < BPT_NAXES; a++) CU(cudaStreamSynchronize(n->stream[a]));
+    for (int a = 0; a < BPT_NAXES; a++)
+        if (n->comm[a]) ncclCommDestroy(n->comm[a]);
+    for (int i = 0; i < QCAP; i++) cudaEventDestroy(n->q[i].ev);
+    cudaEventDestroy(n->ready);
+    for (int a = 0; a < BPT_NAXES; a++) cudaStreamDestroy(n->stream[a]);
+    c->nccl = NULL;
+    free(n);
+}
+
+int bpt_nccl_on_device(const bpt_comm *c, const void *p) {
+    if (!c->nccl || !p) return 0;
+    struct cudaPointerAttributes at;
+    if (cudaPointerGetAttributes(&at, p) != cudaSuccess) { cudaGetLastError(); return 0; }
+    return at.type == cudaMemoryTypeDevice;
+}
+
+void bpt_nccl_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src)
+        CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)bpt_cuda_stream()));
+}
+
+/* ---- the watchdog's queue ---- */
+
+/* Drop completed collectives from the front (the oldest incomplete one stays first).
+ * Called with the lock held; never waits. */
+static void reap(struct bpt_nccl *n) {
+    while (n->count) {
+        pending *p = &n->q[n->head];
+        if (cudaEventQuery(p->ev) != cudaSuccess) return;   /* not ready, or an error the poll reports */
+        n->head = (n->head + 1) % QCAP;
+        n->count--;
+    }
+}
+
+/* The axis's comm stream waits for the compute stream's work so far. */
+static void begin(struct bpt_nccl *n, bpt_axis a) {
+    CU(cudaEventRecord(n->ready, n->compute));
+    CU(cudaStreamWaitEvent(n->stream[a], n->ready, 0));
+}
+
+/* Queue the collective just enqueued on axis a's stream; returns its completion event.
+ * Only this (the main) thread adds entries; the watchdog only drops them, which keeps
+ * head + count, the next free slot, unchanged. Nothing here waits under the lock, so
+ * the watchdog can always look, and abort. */
+static cudaEvent_t end(struct bpt_nccl *n, const char *what, bpt_axis a) {
+    pthread_mutex_lock(&n->lock);
+    reap(n);
+    while (n->count == QCAP) {   /* full: wait for the oldest, outside the lock */
+        cudaEvent_t oldest = n->q[n->head].ev;
+        pthread_mutex_unlock(&n->lock);
+        CU(cudaEventSynchronize(oldest));
+        pthread_mutex_lock(&n->lock);
+        reap(n);
+    }
+    pending *p = &n->q[(n->head + n->count) % QCAP];
+    pthread_mutex_unlock(&n->lock);
+    p->what = what;
+    p->axis = a;
+    p->since = bpt_now();
+    p->step = bpt_watchdog_step();
+    CU(cudaEventRecord(p->ev, n->stream[a]));
+    pthread_mutex_lock(&n->lock);
+    n->count++;
+    pthread_mutex_unlock(&n->lock);
+    return p->ev;
+}
+
+/* A blocking collective: the compute stream continues after it. */
+static void end_blocking(struct bpt_nccl *n, const char *what, bpt_axis a) {
+    cudaEvent_t ev = end(n, what, a);
+    CU(cudaStreamWaitEvent(n->compute, ev, 0));
+}
+
+static int nccl_poll(double timeout, char *msg, size_t len) {
+    struct bpt_nccl *n = active;
+    if (!n) return 0;
+    cudaSetDevice(n->device);   /* this thread's runtime context */
+    for (int a = 0; a < BPT_NAXES; a++) {
+        ncclResult_t ae = ncclSuccess;
+        if (n->comm[a] && ncclCommGetAsyncError(n->comm[a], &ae) == ncclSuccess && ae != ncclSuccess) {
+            snprintf(msg, len, "NCCL error on axis %s: %s", bpt_axis_name((bpt_axis)a), ncclGetErrorString(ae));
+            return 1;
+        }
+    }
+    pthread_mutex_lock(&n->lock);
+    reap(n);
+    int late = 0;
+    if (n->count) {
+        pending *p = &n->q[n->head];
+        double waited = bpt_now() - p->since;
+        if (waited > timeout) {
+            snprintf(msg, len, "%s (NCCL) on axis %s at step %lld has not completed after %.0f s", p->what,
+                     bpt_axis_name(p->axis), (long long)p->step, waited);
+            late = 1;
+        }
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (late)
+        for (int a = 0; a < BPT_NAXES; a++)
+            if (n->comm[a]) ncclCommAbort(n->comm[a]);
+    return late;
+}
+
+/* ---- collectives ---- */
+
+static struct bpt_nccl *up(bpt_comm *c) {
+    if (!polling) { bpt_watchdog_set_poll(nccl_poll); polling = 1; }
+    return c->nccl;
+}
+
+void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op) {
+    struct bpt_nccl *nc = up(c);
+    begin(nc, a);
+    nccl_check(ncclAllReduce(buf, buf, n, nccl_type(t), nccl_op(op), nc->comm[a], nc->stream[a]), "all-reduce", a);
+    end_blocking(nc, "all-reduce", a);
+}
+
+/* MPI_MAXLOC from two all-reduces: the max of the values, then the min of the indices
+ * of the ranks that hold it (lowest index on ties, as MPI). */
+void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n) {
+    size_t chunk = BPT_CUDA_WORKSPACE_COMM / sizeof(float);
+    float *mine = bpt_cuda_comm_scratch();
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        size_t m = n - i0 < chunk ? n - i0 : chunk;
+        bpt_nccl_copy(mine, val + i0, m * sizeof(float));
+        bpt_nccl_allreduce(c, a, val + i0, m, BPT_DT_F32, BPT_OP_MAX);
+        bpt_cu_maxloc_mark(idx + i0, mine, val + i0, m);
+        bpt_nccl_allreduce(c, a, idx + i0, m, BPT_DT_I32, BPT_OP_MIN);
+    }
+}
+
+void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req) {
+    struct bpt_nccl *nc = up(c);
+    begin(nc, a);
+    nccl_check(ncclAllGather(in, out, n, nccl_type(t), nc->comm[a], nc->stream[a]), "all-gather", a);
+    if (!req) { end_blocking(nc, "all-gather", a); return; }
+    /* the request owns an event of its own: the queue's may be reused before the wait */
+    cudaEvent_t ev;
+    CU(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    end(nc, "all-gather (prefetch)", a);
+    CU(cudaEventRecord(ev, nc->stream[a]));
+    req->ev = ev;
+}
+
+void bpt_nccl_wait(bpt_comm *c, bpt_request *req) {
+    if (!req->ev) return;
+    CU(cudaStreamWaitEvent(c->nccl->compute, (cudaEvent_t)req->ev, 0));
+    CU(cudaEventDestroy((cudaEvent_t)req->ev));
+    req->ev = NULL;
+}
+
+void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t) {
+    struct bpt_nccl *nc = up(c);
+    begin(nc, a);
+    nccl_check(ncclReduceScatter(in, out, n, nccl_type(t), ncclSum, nc->comm[a], nc->stream[a]), "reduce-scatter", a);
+    end_blocking(nc, "reduce-scatter", a);
+}
+
+void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
+    struct bpt_nccl *nc = up(c);
+    begin(nc, a);
+    nccl_check(ncclBroadcast(buf, buf, bytes, ncclInt8, root, nc->comm[a], nc->stream[a]), "broadcast", a);
+    end_blocking(nc, "broadcast", a);
+}

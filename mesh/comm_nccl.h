@@ -1,0 +1,32 @@
+/* comm_nccl.h — the NCCL half of the comm layer (private to mesh/).
+ *
+ * Once bpt_comm_nccl_init has run, comm_mpi.c hands every collective whose buffers are
+ * device memory to these functions; host buffers stay on MPI. Each axis of size > 1
+ * has its own NCCL communicator and its own comm stream (so a tp all-reduce does not
+ * queue behind an fsdp prefetch): the comm stream first waits for the compute stream
+ * (an event), and a blocking call makes the compute stream wait for the collective in
+ * turn, so the host never blocks and a prefetch (bpt_iallgather_f32) overlaps the
+ * compute until bpt_wait. Every
+ * collective is also queued for the watchdog, which reports the oldest one that has not
+ * completed within comm_timeout_s, and any asynchronous NCCL error, with its axis.
+ */
+#ifndef BPT_COMM_NCCL_H
+#define BPT_COMM_NCCL_H
+
+#include "bpt/comm.h"
+
+typedef enum { BPT_DT_F32, BPT_DT_F64, BPT_DT_I32, BPT_DT_BYTE } bpt_dtype;
+typedef enum { BPT_OP_SUM, BPT_OP_MAX, BPT_OP_MIN } bpt_redop;
+
+/* 1 if p points to device memory (and NCCL is up). */
+int  bpt_nccl_on_device(const bpt_comm *c, const void *p);
+void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op);
+void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n);
+/* req NULL: blocking (stream-ordered) */
+void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req);
+void bpt_nccl_wait(bpt_comm *c, bpt_request *req);
+void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t);
+void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
+void bpt_nccl_copy(void *dst, const void *src, size_t bytes);
+
+#endif
