@@ -1,7 +1,8 @@
-/* bench_throughput — training tokens/s and MFU on the CPU backend, against the sgemm
- * peak measured in the same run.
+/* bench_throughput — training tokens/s and MFU, on the CPU against the sgemm peak
+ * measured in the same run, on a GPU (--device=cuda) against its bf16 dense peak.
  *
  *   bench/bench_throughput [--steps 3] [--t 2048,8192] [config overrides...]
+ *   bench/bench_throughput --device=cuda --load_llama_config=1b --t 32768
  *
  * Model: bench512 (D=512, L=8, H=8, F=1408, V=32000), batch 1, bpt mode with
  * nothing_saveable remat, chunks 1024 (query 512 / key 1024). MFU counts
@@ -42,9 +43,21 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--t") && i + 1 < argc) ts = argv[++i];
         else rest[nrest++] = argv[i];
     }
-    double peak = sgemm_peak();
-    printf("threads %d | sgemm peak %.1f GFLOP/s (2048^3, best of 5)\n\n", omp_get_max_threads(), peak / 1e9);
-    printf("| T | mode | step s | tokens/s | GFLOP/s (6N+12LDT) | MFU vs sgemm peak | MFU, causal FLOPs (6N+6LDT) | peak arena |\n");
+    const bpt_kernels *k = &bpt_kernels_cpu;
+    for (int i = 0; i < nrest; i++)
+        if (!strncmp(rest[i], "--device=", 9) && !(k = bpt_kernels_get(rest[i] + 9))) {
+            fprintf(stderr, "bench_throughput: backend %s not in this build (%s)\n", rest[i] + 9, bpt_kernels_list());
+            return 77;
+        }
+    char err0[512];
+    if (k->init && k->init(0, err0, sizeof err0) != 0) { printf("SKIP: %s\n", err0); return 77; }
+    double peak = k->peak_flops ? k->peak_flops() : 0.0;
+    if (peak > 0) printf("backend %s | bf16 dense peak %.0f TFLOP/s\n\n", k->name, peak / 1e12);
+    else {
+        peak = sgemm_peak();
+        printf("threads %d | sgemm peak %.1f GFLOP/s (2048^3, best of 5)\n\n", omp_get_max_threads(), peak / 1e9);
+    }
+    printf("| T | mode | step s | tokens/s | GFLOP/s (6N+12LDT) | MFU vs peak | MFU, causal FLOPs (6N+6LDT) | peak arena |\n");
     printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
     char tbuf[256];
     snprintf(tbuf, sizeof tbuf, "%s", ts);
@@ -69,8 +82,8 @@ int main(int argc, char **argv) {
         free(args);
         size_t cap = bpt_plan_peak_bytes(&c, 1, T);
         bpt_arena a;
-        if (bpt_arena_init(&a, &bpt_kernels_cpu, cap) != 0) { fprintf(stderr, "arena\n"); return 1; }
-        bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &a, 1, T, 1, NULL);
+        if (bpt_arena_init(&a, k, cap) != 0) { fprintf(stderr, "arena\n"); return 1; }
+        bpt_model *m = bpt_model_create(&c.llama, k, &a, 1, T, 1, NULL);
         bpt_model_init_weights(m, 1);
         int32_t *in = malloc((size_t)T * 4), *tg = malloc((size_t)T * 4);
         float *mask = malloc((size_t)T * 4);
@@ -82,6 +95,7 @@ int main(int argc, char **argv) {
             bpt_model_forward_backward(m, in, tg, mask, 1.0f / T, out);
             bpt_optim_stats st;
             bpt_optim_step(m, &c.optimizer.adamw, s, &st);
+            k->sync();
             double dt = bpt_now() - t0;
             if (s > 0 && dt < best) best = dt;
         }
