@@ -38,7 +38,14 @@ build() {
     fi
     if [ ! -f Makefile ] || [ configure -nt config.status ]; then
         say "configure"
-        ./configure -q ${BPT_CONFIGURE_FLAGS:-}
+        if [ -n "${BPT_CONFIGURE_FLAGS+x}" ]; then
+            ./configure -q $BPT_CONFIGURE_FLAGS
+        elif command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+            # the CUDA toolkit is here: build the CUDA backend too (its tests skip without a GPU)
+            ./configure -q --with-cuda || { say "the CUDA backend does not configure here; building the CPU backend only"; ./configure -q; }
+        else
+            ./configure -q
+        fi
     fi
     say "make"
     make -s -j"$JOBS"
