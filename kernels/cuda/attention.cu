@@ -92,6 +92,21 @@ __device__ void load_rowstats(float *Ds, float *Ls, const float *dout, const flo
     }
 }
 
+/* WMMA needs leading dimensions in multiples of 16 bytes and fragment pointers on 32
+ * bytes: rows of 16 times these strides, and columns of 16, always are. */
+template <int DP, int N>
+struct layout_ok {
+    static_assert((DP + 8) % 8 == 0 && (N + 8) % 8 == 0, "bf16 strides must be multiples of 8 elements");
+    static_assert((N + 4) % 4 == 0 && (DP + 4) % 4 == 0, "fp32 strides must be multiples of 4 elements");
+    static_assert((16 * (DP + 8) * 2) % 32 == 0 && (16 * (N + 8) * 2) % 32 == 0, "bf16 fragment rows on 32 bytes");
+    static_assert((16 * (N + 4) * 4) % 32 == 0 && (16 * (DP + 4) * 4) % 32 == 0, "fp32 fragment rows on 32 bytes");
+    static_assert(DP % 16 == 0 && N % 16 == 0, "tiles are whole fragments");
+    static constexpr bool value = true;
+};
+static_assert(layout_ok<16, 64>::value && layout_ok<32, 64>::value && layout_ok<64, 64>::value &&
+              layout_ok<128, 64>::value && layout_ok<128, 32>::value && layout_ok<64, 32>::value &&
+              layout_ok<32, 32>::value && layout_ok<16, 32>::value, "attention tile layouts");
+
 /* shared memory carve-up, 128-byte aligned pieces */
 __device__ __forceinline__ char *carve(char *&p, size_t bytes) {
     char *r = p;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tests/gpu/run.sh — the GPU checks in one go, for a lent GPU machine (under 8 minutes
-# on one H200): the CUDA kernel and model tests, the 2-GPU NCCL test where two GPUs
-# exist, and the GPU benchmarks; ends with a summary.
+# tests/gpu/run.sh — the GPU checks in one go, for a lent GPU machine: the CUDA kernel
+# and model tests (and compute-sanitizer on the small shapes where it works), the 2-GPU
+# NCCL test where two GPUs exist, and the GPU benchmarks; ends with a summary. Every
+# step has a timeout: on one GPU at most 450 s in all (with a prebuilt bundle), inside
+# the 8 minutes the GPU checks may take and one 600 s device call.
 #
 #   tests/gpu/run.sh            build with CUDA if needed (or use .gpubundle), run, summarise
 #   tests/gpu/run.sh bundle     on a machine without a GPU: build with CUDA and pack the
@@ -77,8 +79,16 @@ check() {   # check NAME TIMEOUT CMD...
     esac
 }
 echo "| check | result |" >> "$SUM"; echo "|---|---|" >> "$SUM"
-check "CUDA kernels vs CPU" 120 "$BIN/tests/gpu/test_cuda_kernels"
-check "model on CUDA vs CPU" 180 "$BIN/tests/gpu/test_cuda_model"
+check "CUDA kernels vs CPU" 60 "$BIN/tests/gpu/test_cuda_kernels"
+check "model on CUDA vs CPU" 90 "$BIN/tests/gpu/test_cuda_model"
+# out-of-bounds and shared-memory races, on the small shapes (where the tools work:
+# compute-sanitizer needs the hardware interface, which gVisor machines lack)
+if command -v compute-sanitizer >/dev/null 2>&1; then
+    for tool in memcheck racecheck; do
+        check "compute-sanitizer $tool (small shapes)" 60 env BPT_GPU_QUICK=1 \
+            compute-sanitizer --tool $tool --error-exitcode 9 "$BIN/tests/gpu/test_cuda_kernels"
+    done
+fi
 if [ "$BIN" = "$TOP" ]; then
     check "NCCL 2-rank vs MPI" 300 env BPT_BUILDDIR="$TOP" BPT_TOP_SRCDIR="$TOP" bash tests/gpu/test_nccl.sh
 fi
@@ -86,9 +96,9 @@ fi
 say "benchmarks"
 {
     echo; echo '```'
-    timeout 150 "$BIN/bench/bench_attention" --t 8192,32768,131072 --heads 16 --dh 128 --reps 3
+    timeout 90 "$BIN/bench/bench_attention" --t 8192,32768,131072 --heads 16 --dh 128 --reps 3
     echo
-    timeout 150 "$BIN/bench/bench_throughput" --device=cuda --load_llama_config=1b --t 32768 --steps 2 \
+    timeout 90 "$BIN/bench/bench_throughput" --device=cuda --load_llama_config=1b --t 32768 --steps 1 \
         --llama.scan_query_chunk_size=2048 --llama.scan_key_chunk_size=4096 --llama.scan_mlp_chunk_size=4096 \
         --llama.scan_loss_chunk_size=2048
     echo '```'
