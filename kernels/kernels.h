@@ -128,6 +128,11 @@ typedef struct bpt_kernels {
                   float lr, float b1, float b2, float eps, float wd,
                   float bc1, float bc2, float gscale);
 
+    /* bf16 storage: dst (n) = src rounded to bfloat16 (nearest, ties to even; NaN stays
+     * NaN), stored as its 16-bit pattern; and back, exactly. */
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    void (*from_bf16)(float *dst, const uint16_t *src, size_t n);
+
     /* out[0] = sum of x[i]^2 in double (fixed order). out in backend memory. */
     void (*sumsq)(double *out, const float *x, size_t n);
     /* y += a * x */

@@ -49,6 +49,8 @@ static void null_adamw(float *p, const float *g, float *m, float *v, size_t n,
                        float lr, float b1, float b2, float eps, float wd,
                        float bc1, float bc2, float gscale) {}
 static void null_sumsq(double *out, const float *x, size_t n) {}
+static void null_to_bf16(uint16_t *dst, const float *src, size_t n) {}
+static void null_from_bf16(float *dst, const uint16_t *src, size_t n) {}
 static void null_axpy(float *y, float a, const float *x, size_t n) {}
 
 const bpt_kernels bpt_kernels_null = {
@@ -78,6 +80,8 @@ const bpt_kernels bpt_kernels_null = {
     .xent_sumexp = null_xent_sumexp,
     .xent_finish = null_xent_finish,
     .adamw = null_adamw,
+    .to_bf16 = null_to_bf16,
+    .from_bf16 = null_from_bf16,
     .sumsq = null_sumsq,
     .axpy = null_axpy,
 };

@@ -199,6 +199,9 @@ static const keydef keys[] = {
     { "llama.remat_block", K_REMAT, F(llama.remat_block), "", .help = REMAT_HELP " for the whole block" },
     { "llama.remat_attention", K_REMAT, F(llama.remat_attention), "", .help = REMAT_HELP " for attention" },
     { "llama.remat_mlp", K_REMAT, F(llama.remat_mlp), "", .help = REMAT_HELP " for the feed-forward" },
+    { "llama.residual_dtype", K_ENUM, F(llama.residual_dtype), "fp32", .choices = "fp32|float32>fp32|bf16|bfloat16>bf16",
+      .help = "dtype of the layer inputs x_l kept for the backward: fp32, or bf16 (half their memory; the "
+              "backward recomputes each layer from its rounded input)" },
     { "llama.scan_attention", K_BOOL, F(llama.scan_attention), "false", .help = "blockwise attention" },
     { "llama.scan_mlp", K_BOOL, F(llama.scan_mlp), "false", .help = "blockwise feed-forward" },
     { "llama.scan_loss", K_BOOL, F(llama.scan_loss), "false", .help = "blockwise LM head + loss" },

@@ -15,7 +15,8 @@
  * What survives from a layer's forward to its backward is its "keep set", derived from
  * remat_attention, remat_mlp and remat_block (keep_set below); everything else lives in
  * a scratch region released after the layer, and the backward recomputes it. The layer
- * inputs x_l are always kept. Attention, MLP and loss chunk sizes are per sequence: a
+ * inputs x_l are always kept: in fp32, or with residual_dtype bf16 rounded to bf16 (half
+ * the bytes; the backward then recomputes each layer from its rounded input). Attention, MLP and loss chunk sizes are per sequence: a
  * chunk of Bf tokens is B*Bf rows, as in the reference (b * Bf * I hidden values).
  */
 #include "bpt/model.h"
@@ -680,6 +681,11 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     float **xs = bpt_xcalloc((size_t)L + 1, sizeof(float *));
     acts *A = bpt_xcalloc((size_t)L + 1, sizeof(acts));
     xs[0] = bpt_arena_alloc(ar, xb, "x0");
+    /* residual_dtype bf16: each layer input is kept as bf16 (ks), the layers run on two
+     * fp32 buffers in turn (xp), and the backward widens x_l back into xp[0] */
+    int r16 = train && L > 0 && strcmp(c->residual_dtype, "bf16") == 0;
+    uint16_t **ks = r16 ? bpt_xcalloc((size_t)L, sizeof(uint16_t *)) : NULL;
+    float *xp[2] = {xs[0], r16 ? bpt_arena_alloc(ar, xb, "layer output") : NULL};
     if (L > 0) gather_start(m, 0, wbuf[0], req[0]);
     {
         size_t mk = bpt_arena_mark(ar);
@@ -691,7 +697,13 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     for (int l = 0; l < L; l++) {
         lw w = gather_wait(m, l, wbuf[l % 2], req[l % 2]);
         if (l + 1 < L) gather_start(m, l + 1, wbuf[(l + 1) % 2], req[(l + 1) % 2]);
-        xs[l + 1] = (train || l == 0) ? bpt_arena_alloc(ar, xb, "layer output") : xs[l - 1];
+        if (r16) {
+            ks[l] = bpt_arena_alloc(ar, (size_t)N * D * sizeof(uint16_t), "kept layer input (bf16)");
+            k->to_bf16(ks[l], xs[l], (size_t)N * D);
+            xs[l + 1] = xp[(l + 1) % 2];
+        } else {
+            xs[l + 1] = (train || l == 0) ? bpt_arena_alloc(ar, xb, "layer output") : xs[l - 1];
+        }
         layer_forward(m, &d, &w, xs[l], xs[l + 1], &A[l], keep);
     }
     if (train) m->kept_bytes = bpt_arena_mark(ar) - mark_acts;
@@ -741,7 +753,12 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
             lw w = gather_wait(m, l, wbuf[l % 2], req[l % 2]);
             if (l > 0) gather_start(m, l - 1, wbuf[(l - 1) % 2], req[(l - 1) % 2]);
             lw gw = grads_begin(m, l, gbuf);
-            layer_backward(m, &d, &w, &gw, xs[l], &A[l], dxa, dxb);
+            const float *xl = xs[l];
+            if (r16) {   /* x_L is done with (the final norm's backward ran): reuse xp[0] */
+                k->from_bf16(xp[0], ks[l], (size_t)N * D);
+                xl = xp[0];
+            }
+            layer_backward(m, &d, &w, &gw, xl, &A[l], dxa, dxb);
             grads_commit(m, l, gbuf);
             float *tmp = dxa; dxa = dxb; dxb = tmp;
         }
@@ -750,6 +767,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         grad_commit(m, 0, gwte);
     }
     free(xs);
+    free(ks);
     free(A);
     bpt_arena_release(ar, mark0);
 }

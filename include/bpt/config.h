@@ -42,6 +42,7 @@ typedef struct bpt_llama_config {
     double fcm_min_ratio, fcm_max_ratio;              /* accepted; must be 0 */
     int use_cache;
     bpt_remat remat_block, remat_attention, remat_mlp;
+    char residual_dtype[8];                           /* fp32 | bf16: the kept layer inputs x_l */
     int scan_attention, scan_mlp, scan_loss;          /* blockwise attention / ffn / loss */
     int scan_query_chunk_size, scan_key_chunk_size;   /* Bq, Bk */
     int scan_mlp_chunk_size;                          /* Bf */

@@ -419,6 +419,25 @@ static void cpu_sumsq(double *out, const float *x, size_t n) {
     free(part);
 }
 
+// bf16: the top 16 bits of the fp32 pattern, rounded to nearest even
+static void cpu_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u) dst[i] = (uint16_t)((u >> 16) | 0x40);   /* quiet NaN */
+        else dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+static void cpu_from_bf16(float *dst, const uint16_t *src, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
 // y (n) += a * x (n)
 static void cpu_axpy(float *y, float a, const float *x, size_t n) {
     #pragma omp parallel for simd schedule(static)
@@ -454,6 +473,8 @@ const bpt_kernels bpt_kernels_cpu = {
     .xent_sumexp = cpu_xent_sumexp,
     .xent_finish = cpu_xent_finish,
     .adamw = cpu_adamw,
+    .to_bf16 = cpu_to_bf16,
+    .from_bf16 = cpu_from_bf16,
     .sumsq = cpu_sumsq,
     .axpy = cpu_axpy,
 };

@@ -52,6 +52,8 @@ const bpt_kernels bpt_kernels_cuda = {
     .xent_sumexp = bpt_cu_xent_sumexp,
     .xent_finish = bpt_cu_xent_finish,
     .adamw = bpt_cu_adamw,
+    .to_bf16 = bpt_cu_to_bf16,
+    .from_bf16 = bpt_cu_from_bf16,
     .sumsq = bpt_cu_sumsq,
     .axpy = bpt_cu_axpy,
 };

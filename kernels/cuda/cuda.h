@@ -79,6 +79,8 @@ void bpt_cu_xent_finish(float *logits, double *out, const int32_t *targets, cons
 void bpt_cu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
                   float b2, float eps, float wd, float bc1, float bc2, float gscale);
 void bpt_cu_sumsq(double *out, const float *x, size_t n);
+void bpt_cu_to_bf16(uint16_t *dst, const float *src, size_t n);
+void bpt_cu_from_bf16(float *dst, const uint16_t *src, size_t n);
 void bpt_cu_axpy(float *y, float a, const float *x, size_t n);
 
 /* attention */

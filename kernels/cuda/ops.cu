@@ -364,6 +364,27 @@ extern "C" void bpt_cu_axpy(float *y, float a, const float *x, size_t n) {
     LAUNCH_CHECK();
 }
 
+/* ------------------------------------------------------------ bf16 store -- */
+
+__global__ void to_bf16_k(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat16_as_ushort(__float2bfloat16_rn(src[i]));
+}
+__global__ void from_bf16_k(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(__ushort_as_bfloat16(src[i]));
+}
+extern "C" void bpt_cu_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    if (!n) return;
+    to_bf16_k<<<blocks(n, 256), 256, 0, g.stream>>>(dst, src, n);
+    LAUNCH_CHECK();
+}
+extern "C" void bpt_cu_from_bf16(float *dst, const uint16_t *src, size_t n) {
+    if (!n) return;
+    from_bf16_k<<<blocks(n, 256), 256, 0, g.stream>>>(dst, src, n);
+    LAUNCH_CHECK();
+}
+
 /* ------------------------------------------------------- comm layer help -- */
 
 __global__ void maxloc_mark_k(int32_t *idx, const float *mine, const float *gmax, size_t n) {

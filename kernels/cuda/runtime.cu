@@ -130,13 +130,15 @@ static void lt_check(cublasStatus_t s, const char *what) {
         bpt_panic(__FILE__, __LINE__, "cuBLASLt: %s failed (status %d)", what, (int)s);
 }
 
+/* The compute types tried in order: bf16 tensor cores first; should a library version
+ * offer no algorithm for a shape, TF32 tensor cores, then plain fp32. */
+static const cublasComputeType_t compute_types[] = {CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                    CUBLAS_COMPUTE_32F};
+
 static void make_plan(gemm_plan *p, const gemm_key *k) {
     p->key = *k;
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N;   /* A' = B */
     cublasOperation_t opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;   /* B' = A */
-    lt_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F_FAST_16BF, CUDA_R_32F), "MatmulDescCreate");
-    lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "TRANSA");
-    lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "TRANSB");
     /* stored shapes, column-major: A' is (N,K) or, transposed, (K,N); B' is (K,M) or (M,K) */
     lt_check(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, k->tb ? k->K : k->N, k->tb ? k->N : k->K, k->ldb), "layout A");
     lt_check(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, k->ta ? k->M : k->K, k->ta ? k->K : k->M, k->lda), "layout B");
@@ -150,14 +152,21 @@ static void make_plan(gemm_plan *p, const gemm_key *k) {
     lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alb, sizeof alb), "align B");
     lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alc, sizeof alc), "align C");
     lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alc, sizeof alc), "align D");
-    cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
-    lt_check(cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &nres), "AlgoGetHeuristic");
+    for (size_t ct = 0; ct < sizeof compute_types / sizeof compute_types[0] && nres < 1; ct++) {
+        lt_check(cublasLtMatmulDescCreate(&p->op, compute_types[ct], CUDA_R_32F), "MatmulDescCreate");
+        lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "TRANSA");
+        lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "TRANSB");
+        cublasLtMatmulHeuristicResult_t res;
+        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
+        if (st != CUBLAS_STATUS_SUCCESS) nres = 0;
+        if (nres >= 1) { p->algo = res.algo; break; }
+        cublasLtMatmulDescDestroy(p->op);
+    }
     cublasLtMatmulPreferenceDestroy(pref);
     if (nres < 1)
         bpt_panic(__FILE__, __LINE__, "cuBLASLt: no algorithm for gemm M=%d N=%d K=%d ta=%d tb=%d", k->M, k->N, k->K,
                   k->ta, k->tb);
-    p->algo = res.algo;
     p->used = 1;
 }
 

@@ -231,6 +231,25 @@ static void test_optim(void) {
     a = down(gp, n);
     CHECK(rel_max(a, p, n) < 1e-6, "axpy");
     free(a); free(b); free(c); free(p); free(g); free(m); free(v);
+
+    /* bf16 storage: the same 16-bit patterns as the CPU (NaN only has to stay NaN) */
+    size_t nb = 70001;
+    float *x = host_randn(nb, 1e3f);
+    x[0] = 1.0f + 1.0f / 256; x[1] = 3.0e-39f; x[2] = INFINITY; x[3] = NAN;
+    uint16_t *hc = malloc(nb * 2), *hg = malloc(nb * 2);
+    C->to_bf16(hc, x, nb);
+    float *gx = upf(x, nb);
+    uint16_t *gh = bpt_arena_alloc(&ar, nb * 2, "bf16");
+    G->to_bf16(gh, gx, nb);
+    G->copy_d2h(hg, gh, nb * 2);
+    size_t diff = 0;
+    for (size_t i = 4; i < nb; i++) diff += hc[i] != hg[i];
+    diff += hc[0] != hg[0] || hc[1] != hg[1] || hc[2] != hg[2];
+    float *back = devf(nb);
+    G->from_bf16(back, gh, nb);
+    float *hb = down(back, nb);
+    CHECK(diff == 0 && isnan(hb[3]), "bf16 store: round to nearest even like the CPU (%zu differences), NaN kept", diff);
+    free(x); free(hc); free(hg); free(hb);
     bpt_arena_release(&ar, mk);
 }
 

@@ -3,7 +3,7 @@
  * Same weights (the generator is host side), same batch: loss and every gradient
  * tensor must agree to bf16 precision (loss 5e-3 relative, gradients 3e-2 relative
  * L2: the bf16 roundings of the GEMMs and attention add up over the layers), for the
- * vanilla, memeff and bpt modes. Three AdamW steps must keep the losses together, the
+ * vanilla, memeff and bpt modes, and bpt with the residual stream kept in bf16. Three AdamW steps must keep the losses together, the
  * device run must be bit-reproducible, and the memory plan (null backend plus the CUDA
  * workspace) must equal the device arena's measured peak.
  */
@@ -30,6 +30,7 @@ static void base_config(bpt_config *c, const char *mode, const char *device) {
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) set(c, kv[i][0], kv[i][1]);
     int m = strcmp(mode, "vanilla") == 0 ? 0 : strcmp(mode, "memeff") == 0 ? 1 : 2;
+    if (strcmp(mode, "bpt+bf16-residual") == 0) set(c, "llama.residual_dtype", "bf16");
     set(c, "llama.scan_attention", m >= 1 ? "true" : "false");
     set(c, "llama.scan_mlp", m == 2 ? "true" : "false");
     set(c, "llama.scan_loss", m == 2 ? "true" : "false");
@@ -81,8 +82,8 @@ static run_out run(bpt_config *c, int B, int T) {
 int main(void) {
     gpu_or_skip();
     const int B = 2, T = 160;
-    const char *modes[] = {"vanilla", "memeff", "bpt"};
-    for (int mi = 0; mi < 3; mi++) {
+    const char *modes[] = {"vanilla", "memeff", "bpt", "bpt+bf16-residual"};
+    for (int mi = 0; mi < 4; mi++) {
         bpt_config cc, cg;
         base_config(&cc, modes[mi], "cpu");
         base_config(&cg, modes[mi], "cuda");

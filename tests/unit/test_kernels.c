@@ -857,6 +857,54 @@ static void test_xent_vocab_parallel(void) {
     free(wte); free(out); free(dw); free(dy);
 }
 
+/* bf16 storage against a reference that never looks at bit patterns: the multiples of
+ * the bf16 spacing around x (8 significant bits; below 2^-126 the fixed subnormal spacing
+ * 2^-133), the nearer one, ties to the even multiple. */
+static float bf16_ref(float x) {
+    if (isnan(x) || isinf(x) || x == 0.0f) return x;
+    int e;
+    frexp((double)x, &e);                          /* |x| in [2^(e-1), 2^e) */
+    int q = e - 8 < -133 ? -133 : e - 8;           /* the spacing 2^q */
+    double scaled = ldexp((double)x, -q);
+    double lo = floor(scaled), hi = lo + 1.0, r;
+    if (scaled - lo < hi - scaled) r = lo;
+    else if (scaled - lo > hi - scaled) r = hi;
+    else r = fmod(lo, 2.0) == 0.0 ? lo : hi;
+    double v = ldexp(r, q);
+    if (v == 0.0) return signbit(x) ? -0.0f : 0.0f;
+    return v > 3.3895313892515355e38 ? INFINITY : v < -3.3895313892515355e38 ? -INFINITY : (float)v;
+}
+
+static void test_bf16(void) {
+    size_t n = 200003;
+    float *x = malloc(n * sizeof(float)), *back = malloc(n * sizeof(float));
+    uint16_t *h = malloc(n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i << 7);
+        u &= 0xbfffffffu;                          /* finite, normal-range exponents mostly */
+        memcpy(&x[i], &u, 4);
+        if (i % 7 == 0) x[i] = (float)((double)(i % 1000) - 500.0) / 64.0f;   /* exact in bf16 or ties */
+    }
+    x[0] = 1.0f + 1.0f / 256;                    /* tie between 1 and 1+2^-7: to even, 1 */
+    x[1] = 1.0f + 3.0f / 256;                    /* tie: to even, 1 + 2^-6 */
+    x[2] = INFINITY; x[3] = -0.0f; x[4] = 3.4e38f;  /* rounds past the largest bf16: inf */
+    K->to_bf16(h, x, n);
+    K->from_bf16(back, h, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float r = bf16_ref(x[i]);
+        if (memcmp(&r, &back[i], 4) != 0 && !(isnan(r) && isnan(back[i]))) bad++;
+    }
+    check_true("bf16 round to nearest even, through the 16-bit pattern and back (200003 values: subnormals, ties, inf, -0)", bad == 0);
+    float nan = NAN;
+    uint16_t hn;
+    K->to_bf16(&hn, &nan, 1);
+    float bn;
+    K->from_bf16(&bn, &hn, 1);
+    check_true("bf16 keeps NaN a NaN", isnan(bn));
+    free(x); free(back); free(h);
+}
+
 int main(void) {
     K = &bpt_kernels_cpu;
     double t0 = omp_get_wtime();
@@ -872,6 +920,7 @@ int main(void) {
     test_xent_vocab_parallel();
     test_adamw();
     test_sumsq_axpy();
+    test_bf16();
     printf("# %d passed, %d failed (%.1f s)\n", npass, nfail, omp_get_wtime() - t0);
     return nfail ? 1 : 0;
 }

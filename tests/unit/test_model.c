@@ -164,6 +164,34 @@ int main(void) {
         CHECK(peak[2] < peak[1], "bpt peak %zu < memeff %zu", peak[2], peak[1]);
         CHECK(peak[3] < peak[2], "bpt+nothing_saveable peak %zu < bpt %zu", peak[3], peak[2]);
     }
+    /* residual_dtype bf16: the forward (and so the loss) is untouched; the backward
+     * recomputes each layer from its input rounded to bf16 (relative error 2^-9), so the
+     * gradients move by about that much; the kept layer inputs take half the bytes */
+    for (int pi = 0; pi < 2; pi++) {
+        const char *policy = pi ? "nothing_saveable" : "";
+        bpt_config v, w;
+        base_config(&v, T);
+        set(&v, "llama.num_hidden_layers", "4");
+        set(&v, "llama.scan_attention", "true");
+        set(&v, "llama.scan_mlp", "true");
+        set(&v, "llama.scan_loss", "true");
+        set(&v, "llama.scan_mlp_chunk_size", "8");
+        set(&v, "llama.scan_loss_chunk_size", "16");
+        set(&v, "llama.remat_block", policy);
+        w = v;
+        set(&w, "llama.residual_dtype", "bf16");
+        run_out r32 = run(&v, B, T, &bpt_kernels_cpu), r16 = run(&w, B, T, &bpt_kernels_cpu);
+        double gerr = rel_err(r16.grads, r32.grads, r32.n);
+        CHECK(r16.loss == r32.loss && gerr > 0 && gerr < 1e-2,
+              "residual_dtype bf16, block='%s': same loss, gradients within bf16 (rel %.1e)", policy, gerr);
+        /* fp32 keeps L+1 inputs of N*D*4 bytes; bf16 keeps L of N*D*2 plus two fp32 buffers */
+        size_t saved = r32.peak - r16.peak, expect = (size_t)(4 - 2) * B * T * 32 * 2;
+        CHECK(r16.peak < r32.peak && saved + 1024 >= expect,
+              "residual_dtype bf16, block='%s': peak %zu < %zu (saves %zu bytes, (L-2)*N*D*2 = %zu)", policy,
+              r16.peak, r32.peak, saved, expect);
+        free(r32.grads); free(r16.grads);
+    }
+
     free(ref.grads);
     printf("%s: %d failure%s\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
