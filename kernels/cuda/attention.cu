@@ -92,6 +92,25 @@ __device__ void load_rowstats(float *Ds, float *Ls, const float *dout, const flo
     }
 }
 
+/* The backward's shared step for one (query tile at q0, key tile at k0) pair of M x N:
+ * S = Q K^T and dP = dO V^T (fp32, in Ss and dPs), then P = exp(scale S - lse) on the
+ * causal, in-range entries (0 elsewhere) and dS = P (dP - D), rounded to bf16 into Ps
+ * (when given) and dSs. Ends synchronised. */
+__device__ void backward_tile(bf16 *Ps, bf16 *dSs, int ldp, float *Ss, float *dPs, int lds, const bf16 *Qs,
+                              const bf16 *dOs, const bf16 *Ks, const bf16 *Vs, int ldb, const float *Ls,
+                              const float *Ds, int M, int N, int DP, int q0, int k0, int T, float scale) {
+    mma_smem<wmma::row_major, wmma::col_major>(Ss, lds, Qs, ldb, Ks, ldb, M, N, DP, false);
+    mma_smem<wmma::row_major, wmma::col_major>(dPs, lds, dOs, ldb, Vs, ldb, M, N, DP, false);
+    __syncthreads();
+    for (int e = threadIdx.x; e < M * N; e += blockDim.x) {
+        int r = e / N, c = e % N, tq = q0 + r, tk = k0 + c;
+        float pv = (tk <= tq && tk < T && tq < T) ? __expf(Ss[r * lds + c] * scale - Ls[r]) : 0.0f;
+        if (Ps) Ps[r * ldp + c] = __float2bfloat16(pv);
+        dSs[r * ldp + c] = __float2bfloat16(pv * (dPs[r * lds + c] - Ds[r]));
+    }
+    __syncthreads();
+}
+
 /* WMMA needs leading dimensions in multiples of 16 bytes and fragment pointers on 32
  * bytes: rows of 16 times these strides, and columns of 16, always are. */
 template <int DP, int N>
@@ -231,16 +250,8 @@ __global__ void __launch_bounds__(NTHREADS) attn_dq_k(float *dq, const float *do
         load_tile(Ks, L::LDB, k, b, k0, BN, T, KVH, hk, Dh, DP);
         load_tile(Vs, L::LDB, v, b, k0, BN, T, KVH, hk, Dh, DP);
         __syncthreads();
-        mma_smem<wmma::row_major, wmma::col_major>(Ss, L::LDS, Qs, L::LDB, Ks, L::LDB, BM, BN, DP, false);
-        mma_smem<wmma::row_major, wmma::col_major>(dPs, L::LDS, dOs, L::LDB, Vs, L::LDB, BM, BN, DP, false);
-        __syncthreads();
-        /* dS = P (dP - D), P = exp(scale s - lse) */
-        for (int e = threadIdx.x; e < BM * BN; e += blockDim.x) {
-            int r = e / BN, c = e % BN, tq = q0 + r, tk = k0 + c;
-            float pv = (tk <= tq && tk < T && tq < T) ? __expf(Ss[r * L::LDS + c] * scale - Ls[r]) : 0.0f;
-            dSs[r * L::LDP + c] = __float2bfloat16(pv * (dPs[r * L::LDS + c] - Ds[r]));
-        }
-        __syncthreads();
+        backward_tile(nullptr, dSs, L::LDP, Ss, dPs, L::LDS, Qs, dOs, Ks, Vs, L::LDB, Ls, Ds, BM, BN, DP, q0, k0, T,
+                      scale);
         mma_smem<wmma::row_major, wmma::row_major>(dQs, L::LDO, dSs, L::LDP, Ks, L::LDB, BM, DP, BN, true);
     }
     __syncthreads();
@@ -291,16 +302,8 @@ __global__ void __launch_bounds__(NTHREADS) attn_dkv_k(float *dk, float *dv, con
             load_tile(dOs, L::LDB, dout, b, q0, BMB, T, H, h, Dh, DP);
             load_rowstats(Ds, Ls, dout, o, lse, b, q0, BMB, T, H, h, Dh);
             __syncthreads();
-            mma_smem<wmma::row_major, wmma::col_major>(Ss, L::LDS, Qs, L::LDB, Ks, L::LDB, BMB, BN, DP, false);
-            mma_smem<wmma::row_major, wmma::col_major>(dPs, L::LDS, dOs, L::LDB, Vs, L::LDB, BMB, BN, DP, false);
-            __syncthreads();
-            for (int e = threadIdx.x; e < BMB * BN; e += blockDim.x) {
-                int r = e / BN, c = e % BN, tq = q0 + r, tk = k0 + c;
-                float pv = (tk <= tq && tk < T && tq < T) ? __expf(Ss[r * L::LDS + c] * scale - Ls[r]) : 0.0f;
-                Ps[r * L::LDP + c] = __float2bfloat16(pv);
-                dSs[r * L::LDP + c] = __float2bfloat16(pv * (dPs[r * L::LDS + c] - Ds[r]));
-            }
-            __syncthreads();
+            backward_tile(Ps, dSs, L::LDP, Ss, dPs, L::LDS, Qs, dOs, Ks, Vs, L::LDB, Ls, Ds, BMB, BN, DP, q0, k0, T,
+                          scale);
             /* dV += P^T dO, dK += dS^T Q: the transposes are col-major views */
             mma_smem<wmma::col_major, wmma::row_major>(dVs, L::LDO, Ps, L::LDP, dOs, L::LDB, BN, DP, BMB, true);
             mma_smem<wmma::col_major, wmma::row_major>(dKs, L::LDO, dSs, L::LDP, Qs, L::LDB, BN, DP, BMB, true);
