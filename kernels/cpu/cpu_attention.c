@@ -34,6 +34,7 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "bpt/util.h"   /* bpt_xmalloc: kernel scratch; failure is an internal error */
 
 void bpt_cpu_blas_single_thread(void);  /* cpu_ops.c */
 
@@ -47,16 +48,6 @@ void bpt_cpu_blas_single_thread(void);  /* cpu_ops.c */
 #else
 #define VEC_CLONES
 #endif
-
-/* scratch memory of a kernel (a few MiB at most); there is no way to report failure */
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "bpt: out of memory: %zu bytes of kernel scratch (%s)\n", n, __FILE__);
-        abort();
-    }
-    return p;
-}
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
@@ -189,7 +180,7 @@ void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, cons
     long units = (long)B * H * nI * nsub;
     #pragma omp parallel
     {
-        float *S = xmalloc(sizeof(float) * ((size_t)rq * Bk + (size_t)rq * Dh + 2 * rq));
+        float *S = bpt_xmalloc(sizeof(float) * ((size_t)rq * Bk + (size_t)rq * Dh + 2 * rq));
         float *acc = S + (size_t)rq * Bk, *m = acc + (size_t)rq * Dh, *l = m + rq;
         // units cycle over threads (sub-block fastest), which balances the causal work
         #pragma omp for schedule(static, 1)
@@ -249,12 +240,12 @@ void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
     int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
     int ldq = H * Dh, ldk = KVH * Dh;
     float scale = 1.0f / sqrtf((float)Dh);
-    float *Dbuf = xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(dO o), (B,H,T)
+    float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(dO o), (B,H,T)
     long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk;
     size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
     #pragma omp parallel
     {
-        float *S = xmalloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
+        float *S = bpt_xmalloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
 
         // pass 1: dq, and D for pass 2
         #pragma omp for schedule(static, 1)
@@ -384,11 +375,11 @@ void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout
     int G = H / KVH, nsub = (T + RQ - 1) / RQ;
     int ldq = H * Dh, ldk = KVH * Dh;
     float scale = 1.0f / sqrtf((float)Dh);
-    float *Dbuf = xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(P dP), (B,H,T)
+    float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(P dP), (B,H,T)
     long units1 = (long)B * H * nsub, units2 = (long)B * KVH * nsub;
     #pragma omp parallel
     {
-        float *dS = xmalloc(sizeof(float) * (size_t)RQ * T);
+        float *dS = bpt_xmalloc(sizeof(float) * (size_t)RQ * T);
 
         // pass 1: dq, per (b, h, query rows)
         #pragma omp for schedule(static, 1)

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "bpt/util.h"   /* bpt_xmalloc: kernel scratch; failure is an internal error */
 
 /* defined in cpu_attention.c */
 void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
@@ -32,16 +33,6 @@ void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout
                               const float *probs, int B, int T, int H, int KVH, int Dh);
 double bpt_cpu_vexp(float *y, const float *x, size_t n, float a, float b);  // y = exp(a x + b), sum y
 void bpt_cpu_blas_single_thread(void);
-
-/* scratch memory of a kernel (a few MiB at most); there is no way to report failure */
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "bpt: out of memory: %zu bytes of kernel scratch (%s)\n", n, __FILE__);
-        abort();
-    }
-    return p;
-}
 
 /* ------------------------------------------------------------------------- */
 /* BLAS threading */
@@ -285,7 +276,7 @@ static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, in
 // mask may be NULL (all ones). Rows are independent; their sums are added in row order.
 static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets, const float *mask,
                              int N, int V, float scale) {
-    double *nll = xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
+    double *nll = bpt_xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
     double *hit = nll + N;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -358,7 +349,7 @@ static void cpu_xent_sumexp(const float *logits, const float *rmax, int N, int V
 static void cpu_xent_finish(float *logits, double *out, const int32_t *targets, const float *mask,
                             const float *rmax, const float *sumexp, const float *tlogit,
                             const int32_t *amax_idx, int N, int V, int v0, float scale) {
-    double *nll = xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
+    double *nll = bpt_xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
     double *hit = nll + N;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -405,7 +396,7 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 #define SUMSQ_BLOCK 65536
 static void cpu_sumsq(double *out, const float *x, size_t n) {
     size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
-    double *part = xmalloc(sizeof(double) * (nb ? nb : 1));
+    double *part = bpt_xmalloc(sizeof(double) * (nb ? nb : 1));
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t i0 = b * SUMSQ_BLOCK, i1 = i0 + SUMSQ_BLOCK < n ? i0 + SUMSQ_BLOCK : n;
