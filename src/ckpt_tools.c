@@ -193,6 +193,14 @@ static int commit_file(const char *tmp, const char *path) {
     return 0;
 }
 
+/* The end of every write through tmp: when ok, commit it to path, else remove it (the
+ * caller said why). Frees tmp. 0 or -1. */
+static int finish_file(char *tmp, const char *path, int ok) {
+    int rc = ok ? commit_file(tmp, path) : (unlink(tmp), -1);
+    free(tmp);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------- */
 /* the tensors of a LlamaForCausalLM                                         */
 
@@ -776,15 +784,8 @@ static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *spe
     }
     free(x);
     if (fclose(f) != 0) rc = -1;
-    if (rc != 0) {
-        tool_error("%s: cannot write the file (disk full?)", tmp);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    rc = commit_file(tmp, out);
-    free(tmp);
-    return rc;
+    if (rc != 0) tool_error("%s: cannot write the file (disk full?)", tmp);
+    return finish_file(tmp, out, rc == 0);
 }
 
 static int write_config_json(const bpt_llama_config *l, const char *out) {
@@ -796,15 +797,8 @@ static int write_config_json(const bpt_llama_config *l, const char *out) {
     if (shortest_digits(l->initializer_range) > digits) digits = shortest_digits(l->initializer_range);
     int rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
     json_decref(o);
-    if (rc != 0) {
-        tool_error("%s: cannot write the file", tmp);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    rc = commit_file(tmp, out);
-    free(tmp);
-    return rc;
+    if (rc != 0) tool_error("%s: cannot write the file", tmp);
+    return finish_file(tmp, out, rc == 0);
 }
 
 static int export_main(int argc, char **argv) {
@@ -1382,15 +1376,8 @@ static int write_checkpoint(const char *out, const st_set *s, const tensor_spec 
     free(x);
     if (g >= 0 && H5Gclose(g) < 0) rc = -1;
     if (H5Fclose(file) < 0 && rc == 0) { rc = -1; failed = "the file"; }
-    if (rc != 0) {
-        if (!read_failed) tool_error("%s: cannot write %s (disk full?)", tmp, failed ? failed : "the file");
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    rc = commit_file(tmp, out);
-    free(tmp);
-    return rc;
+    if (rc != 0 && !read_failed) tool_error("%s: cannot write %s (disk full?)", tmp, failed ? failed : "the file");
+    return finish_file(tmp, out, rc == 0);
 }
 
 /* The llama section a user needs to run the imported checkpoint, as YAML. */
