@@ -137,27 +137,28 @@ static double measure_peak_flops(const bpt_kernels *k) {
     return best;
 }
 
+/* A step that may fail on some ranks only: every rank learns whether any failed, the
+ * failing ones print their reason, then all exit with one summary line (no hang). */
+static void agree_or_die(bpt_mesh *mesh, int bad, const char *err, const char *summary) {
+    if (!bpt_allreduce_max_int(&mesh->comm, BPT_AXIS_WORLD, bad)) return;
+    if (bad) fprintf(stderr, "bpt: rank %d: %s\n", mesh->world_rank, err);
+    bpt_die("%s (see the rank messages above)", summary);
+}
+
 /* The backend named by device, bound to this rank's device (cuda: GPU local_rank %
- * count). Every rank agrees before anyone fails, so a node without a GPU stops the job
- * with one line instead of a hang. */
+ * count); a node without a GPU stops the job with a line per rank instead of a hang. */
 static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
     const bpt_kernels *k = bpt_kernels_get(c->device);
     if (!k)
         bpt_die("bad value for device: '%s' (backend not compiled in; this build has: %s; "
                 "HINT: ./configure --with-cuda)", c->device, bpt_kernels_list());
-    char err[ERRLEN] = "";
-    int bad = k->init && k->init(mesh->local_rank, err, sizeof err) != 0;
-    if (bpt_allreduce_max_int(&mesh->comm, BPT_AXIS_WORLD, bad)) {
-        if (bad) fprintf(stderr, "bpt: rank %d: %s\n", mesh->world_rank, err);
-        bpt_die("device: '%s' is not usable on every rank (see the rank messages above)", c->device);
-    }
+    char err[ERRLEN] = "", what[BPT_STR + 64];
+    snprintf(what, sizeof what, "device: '%s' is not usable on every rank", c->device);
+    agree_or_die(mesh, k->init && k->init(mesh->local_rank, err, sizeof err) != 0, err, what);
     /* device buffers of a multi-rank job travel over NCCL */
     if (k->init && mesh->world_size > 1) {
-        bad = bpt_comm_nccl_init(&mesh->comm, err, sizeof err) != 0;
-        if (bpt_allreduce_max_int(&mesh->comm, BPT_AXIS_WORLD, bad)) {
-            if (bad) fprintf(stderr, "bpt: rank %d: %s\n", mesh->world_rank, err);
-            bpt_die("device: '%s': NCCL could not be set up on every rank (see the rank messages above)", c->device);
-        }
+        snprintf(what, sizeof what, "device: '%s': NCCL could not be set up on every rank", c->device);
+        agree_or_die(mesh, bpt_comm_nccl_init(&mesh->comm, err, sizeof err) != 0, err, what);
     }
     return k;
 }
