@@ -116,11 +116,17 @@ size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
 
 /* --------------------------------------------------------------- helpers -- */
 
-/* The peak MFU is taken against: the device's bf16 tensor-core peak where the backend
- * knows it, else the backend's sgemm measured on this rank on 1024^3 products. */
-static double measure_peak_flops(const bpt_kernels *k) {
-    double dev = k->peak_flops ? k->peak_flops() : 0.0;
-    if (dev > 0) return dev;
+/* The peak MFU is taken against, and where it comes from: a device backend's bf16
+ * tensor-core peak, else (host memory) the backend's sgemm measured on this rank on
+ * 1024^3 products. */
+static double backend_peak_flops(const bpt_kernels *k, const char **source) {
+    if (k->peak_flops) {
+        double dev = k->peak_flops();
+        if (dev <= 0) bpt_die("peak_flops: the %s device's bf16 peak is unknown; set peak_flops (FLOP/s per rank)", k->name);
+        *source = "the device's bf16 dense peak";
+        return dev;
+    }
+    *source = "measured: sgemm 1024^3 at start";
     int n = 1024;
     float *a = bpt_xcalloc((size_t)n * n, sizeof(float)), *b = bpt_xcalloc((size_t)n * n, sizeof(float));
     float *cc = bpt_xcalloc((size_t)n * n, sizeof(float));
@@ -350,8 +356,8 @@ int bpt_train_main(bpt_config *c) {
     }
 
     double peak_flops = c->peak_flops;
-    int measured = peak_flops <= 0;
-    if (measured) peak_flops = measure_peak_flops(k);
+    const char *peak_source = "config peak_flops";
+    if (peak_flops <= 0) peak_flops = backend_peak_flops(k, &peak_source);
     double fpt = bpt_llama_flops_per_token(lc, T);
 
     char mpath[BPT_STR + 32];
@@ -362,9 +368,9 @@ int bpt_train_main(bpt_config *c) {
         mf = fopen(mpath, start > 0 ? "a" : "w");
         if (!mf) bpt_die("logger.output_dir: cannot write '%s'", mpath);
         const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
-        printf("bpt %s | backend %s (compute fp32%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
-               strcmp(c->dtype, "fp32") && !strcmp(k->name, "cpu") ? "; dtype bf16 applies on cuda" : "",
-               omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "");
+        printf("bpt %s | backend %s (%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
+               k->peak_flops ? "bf16 products, fp32 storage" : "compute fp32", omp_get_max_threads(),
+               omp_get_max_threads() > 1 ? "s" : "");
         char sl[256];
         slurm_header(sl, sizeof sl);
         fputs(sl, stdout);
@@ -376,7 +382,7 @@ int bpt_train_main(bpt_config *c) {
                bpt_kv_heads(lc), lc->intermediate_size, lc->vocab_size, T, Bg, accum, mode);
         printf("memory per rank: arena %s (planned peak %s) | peak FLOP/s per rank %.1f G (%s)\n",
                bpt_fmt_bytes((double)cap, b1, sizeof b1), bpt_fmt_bytes((double)plan.peak_bytes, b2, sizeof b2),
-               peak_flops / 1e9, measured ? "measured: sgemm 1024^3 at start" : "config peak_flops");
+               peak_flops / 1e9, peak_source);
         if (start > 0) printf("resumed from %s at step %lld\n", spec, (long long)start);
         fflush(stdout);
     }
