@@ -66,6 +66,7 @@ static size_t measure(const mode *md, int T) {
     bpt_arena a;
     if (bpt_arena_init(&a, &bpt_kernels_cpu, cap) != 0) return 0;
     bpt_model *m = bpt_model_create(&c.llama, &bpt_kernels_cpu, &a, 1, T, 1, NULL);
+    bpt_model_set_dtype(m, c.dtype);
     bpt_model_init_weights(m, 1);
     int32_t *tok = calloc((size_t)T, sizeof(int32_t));
     float *mask = malloc((size_t)T * sizeof(float));
@@ -105,7 +106,10 @@ int main(int argc, char **argv) {
     g_argc = nrest;
     g_argv = rest;
     char b[3][32];
-    printf("peak arena bytes of one training step (batch 1, fp32; plan = null backend, measured = CPU run)\n\n");
+    bpt_config c0;
+    make_config(&c0, &MODES[0], 1024, 0);
+    printf("peak arena bytes of one training step (batch 1, dtype %s; plan = null backend, measured = CPU run)\n\n",
+           c0.dtype);
     printf("| T | vanilla | memeff | bpt | measured (vanilla / memeff / bpt) |\n|---:|---:|---:|---:|---|\n");
     size_t last[NMODES] = {0, 0, 0};
     for (int T = 1024; T <= (1 << 20); T *= 2) {

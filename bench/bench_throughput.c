@@ -84,6 +84,7 @@ int main(int argc, char **argv) {
         bpt_arena a;
         if (bpt_arena_init(&a, k, cap) != 0) { fprintf(stderr, "arena\n"); return 1; }
         bpt_model *m = bpt_model_create(&c.llama, k, &a, 1, T, 1, NULL);
+        bpt_model_set_dtype(m, c.dtype);
         bpt_model_init_weights(m, 1);
         int32_t *in = malloc((size_t)T * 4), *tg = malloc((size_t)T * 4);
         float *mask = malloc((size_t)T * 4);

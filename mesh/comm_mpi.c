@@ -114,24 +114,44 @@ static void copy_local(bpt_comm *c, void *out, const void *in, size_t bytes) {
     else memcpy(out, in, bytes);
 }
 
-void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
+/* All-gather of n elements of `size` bytes per rank; in == NULL: in place (this rank's
+ * part already sits at out + rank*n). req == NULL: blocking. */
+static void allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, size_t size,
+                      bpt_request *req) {
     int p = c->size[a];
-    if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
-    if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
-    if (DEV(c, out)) { bpt_nccl_allgather(c, a, out, in, n, BPT_DT_F32, NULL); return; }
+    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; }
+    if (p == 1) { if (in) copy_local(c, out, in, n * size); return; }
+    if (skip(c, a, (double)(p - 1) * n * size)) return;
+    if (DEV(c, out)) {
+        if (!in) in = (const char *)out + (size_t)c->rank[a] * n * size;
+        bpt_nccl_allgather(c, a, out, in, n, size == 2 ? BPT_DT_BF16 : BPT_DT_F32, req);
+        return;
+    }
+    MPI_Datatype t = size == 2 ? MPI_UINT16_T : MPI_FLOAT;
+    const void *send = in ? in : MPI_IN_PLACE;
+    if (req) {
+        MPI_Iallgather(send, (int)n, t, out, (int)n, t, c->comm[a], &req->r);
+        return;
+    }
     bpt_watchdog_enter("all-gather", a);
-    MPI_Allgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a]);
+    MPI_Allgather(send, (int)n, t, out, (int)n, t, c->comm[a]);
     bpt_watchdog_leave();
 }
 
+void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
+    allgather(c, a, out, in, n, sizeof(float), NULL);
+}
+
 void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
-    int p = c->size[a];
-    req->r = MPI_REQUEST_NULL;
-    req->ev = NULL;
-    if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
-    if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
-    if (DEV(c, out)) { bpt_nccl_allgather(c, a, out, in, n, BPT_DT_F32, req); return; }
-    MPI_Iallgather(in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT, c->comm[a], &req->r);
+    allgather(c, a, out, in, n, sizeof(float), req);
+}
+
+void bpt_allgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n) {
+    allgather(c, a, out, NULL, n, sizeof(uint16_t), NULL);
+}
+
+void bpt_iallgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n, bpt_request *req) {
+    allgather(c, a, out, NULL, n, sizeof(uint16_t), req);
 }
 
 void bpt_wait(bpt_comm *c, bpt_request *req) {

@@ -47,6 +47,7 @@ static ncclDataType_t nccl_type(bpt_dtype t) {
     case BPT_DT_F32: return ncclFloat32;
     case BPT_DT_F64: return ncclFloat64;
     case BPT_DT_I32: return ncclInt32;
+    case BPT_DT_BF16: return ncclBfloat16;
     case BPT_DT_BYTE: break;
     }
     return ncclInt8;

@@ -5,7 +5,7 @@
  * has its own NCCL communicator and its own comm stream (so a tp all-reduce does not
  * queue behind an fsdp prefetch): the comm stream first waits for the compute stream
  * (an event), and a blocking call makes the compute stream wait for the collective in
- * turn, so the host never blocks and a prefetch (bpt_iallgather_f32) overlaps the
+ * turn, so the host never blocks and a prefetch (bpt_iallgather_f32, _bf16) overlaps the
  * compute until bpt_wait. Every
  * collective is also queued for the watchdog, which reports the oldest one that has not
  * completed within comm_timeout_s, and any asynchronous NCCL error, with its axis.
@@ -15,7 +15,7 @@
 
 #include "bpt/comm.h"
 
-typedef enum { BPT_DT_F32, BPT_DT_F64, BPT_DT_I32, BPT_DT_BYTE } bpt_dtype;
+typedef enum { BPT_DT_F32, BPT_DT_F64, BPT_DT_I32, BPT_DT_BF16, BPT_DT_BYTE } bpt_dtype;
 typedef enum { BPT_OP_SUM, BPT_OP_MAX, BPT_OP_MIN } bpt_redop;
 
 /* 1 if p points to device memory (and NCCL is up). */

@@ -200,6 +200,10 @@ void bpt_model_init_weights(bpt_model *m, uint64_t seed) {
     }
 }
 
+void bpt_model_set_dtype(bpt_model *m, const char *dtype) {
+    m->bf16_weights = dtype && (strcmp(dtype, "bf16") == 0 || strcmp(dtype, "bfloat16") == 0);
+}
+
 int bpt_model_find(const bpt_model *m, const char *name) {
     for (int i = 0; i < m->ntensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return i;
@@ -385,22 +389,63 @@ static lw layer_view(const bpt_model *m, float *base, int l) {
     return w;
 }
 
-/* Start the all-gather of layer l's weights into buf (non-blocking, one per tensor). */
-static void gather_start(bpt_model *m, int l, float *buf, bpt_request req[T_PER_LAYER]) {
-    for (int j = 0; j < T_PER_LAYER; j++) {
-        const bpt_tensor *t = &m->tensors[tidx(l, j)];
-        req[j].r = MPI_REQUEST_NULL;
-        req[j].ev = NULL;
-        if (m->fsdp > 1)
-            bpt_iallgather_f32(m->comm, BPT_AXIS_FSDP, buf + t->full_offset, P(m, BPT_BUF_PARAM, tidx(l, j)),
-                               t->numel, &req[j]);
+/* Where a step gathers its layers' weights. fp32: two gathered layers (the one in use
+ * and the next one in flight) when fsdp > 1, nothing when fsdp == 1 (a shard is then the
+ * whole tp-local layer). bf16: two gathered bf16 layers (one when fsdp == 1: nothing is
+ * in flight) and the fp32 layer in use, widened from them. */
+typedef struct wbufs {
+    float *w32[2];
+    uint16_t *w16[2];
+    float *cur;
+    bpt_request req[2][T_PER_LAYER];
+} wbufs;
+
+static void wbufs_alloc(bpt_model *m, wbufs *b) {
+    bpt_arena *ar = m->arena;
+    size_t n = m->layer_full;
+    memset(b, 0, sizeof *b);
+    if (m->bf16_weights) {
+        b->w16[0] = bpt_arena_alloc(ar, n * sizeof(uint16_t), "gathered layer weights (bf16)");
+        b->w16[1] = m->fsdp > 1 ? bpt_arena_alloc(ar, n * sizeof(uint16_t), "gathered layer weights (bf16, next)")
+                                : b->w16[0];
+        b->cur = bpt_arena_alloc(ar, n * sizeof(float), "layer weights in use (from bf16)");
+    } else if (m->fsdp > 1) {
+        b->w32[0] = bpt_arena_alloc(ar, n * sizeof(float), "gathered layer weights");
+        b->w32[1] = bpt_arena_alloc(ar, n * sizeof(float), "gathered layer weights (next)");
     }
 }
 
-static lw gather_wait(bpt_model *m, int l, float *buf, bpt_request req[T_PER_LAYER]) {
+/* Start the all-gather of layer l's weights (non-blocking, one per tensor). In bf16
+ * each rank rounds its shard into its own place in the gathered buffer, which the
+ * gather then fills around it. */
+static void gather_start(bpt_model *m, wbufs *b, int l) {
+    int s = l % 2;
+    for (int j = 0; j < T_PER_LAYER; j++) {
+        const bpt_tensor *t = &m->tensors[tidx(l, j)];
+        const float *shard = P(m, BPT_BUF_PARAM, tidx(l, j));
+        bpt_request *r = &b->req[s][j];
+        r->r = MPI_REQUEST_NULL;
+        r->ev = NULL;
+        if (m->bf16_weights) {
+            uint16_t *full = b->w16[s] + t->full_offset;
+            m->k->to_bf16(full + (size_t)m->fsdp_rank * t->numel, shard, t->numel);
+            bpt_iallgather_bf16(m->comm, BPT_AXIS_FSDP, full, t->numel, r);
+        } else if (m->fsdp > 1) {
+            bpt_iallgather_f32(m->comm, BPT_AXIS_FSDP, b->w32[s] + t->full_offset, shard, t->numel, r);
+        }
+    }
+}
+
+/* Layer l's weights, ready for the kernels. */
+static lw gather_wait(bpt_model *m, wbufs *b, int l) {
+    int s = l % 2;
+    for (int j = 0; j < T_PER_LAYER; j++) bpt_wait(m->comm, &b->req[s][j]);
+    if (m->bf16_weights) {
+        m->k->from_bf16(b->cur, b->w16[s], m->layer_full);
+        return layer_view(m, b->cur, l);
+    }
     if (m->fsdp == 1) return layer_view(m, P(m, BPT_BUF_PARAM, tidx(l, 0)), l);
-    for (int j = 0; j < T_PER_LAYER; j++) bpt_wait(m->comm, &req[j]);
-    return layer_view(m, buf, l);
+    return layer_view(m, b->w32[s], l);
 }
 
 /* Where layer l's backward accumulates its gradients: the shards themselves when
@@ -427,12 +472,23 @@ static void grads_commit(bpt_model *m, int l, const float *gbuf) {
         grad_commit_tensor(m, tidx(l, j), gbuf + m->tensors[tidx(l, j)].full_offset);
 }
 
-/* A tensor outside the layers (embedding, final norm, lm_head), gathered for use. */
+/* A tensor outside the layers (embedding, final norm, lm_head), gathered for use (in
+ * bf16: rounded, gathered as bf16 and widened, like a layer). */
 static float *fetch(bpt_model *m, int i, const char *what) {
     const bpt_tensor *t = &m->tensors[i];
-    if (m->fsdp == 1) return P(m, BPT_BUF_PARAM, i);
-    float *buf = bpt_arena_alloc(m->arena, (size_t)m->fsdp * t->numel * sizeof(float), what);
-    bpt_allgather_f32(m->comm, BPT_AXIS_FSDP, buf, P(m, BPT_BUF_PARAM, i), t->numel);
+    size_t n = (size_t)m->fsdp * t->numel;
+    if (!m->bf16_weights && m->fsdp == 1) return P(m, BPT_BUF_PARAM, i);
+    float *buf = bpt_arena_alloc(m->arena, n * sizeof(float), what);
+    if (!m->bf16_weights) {
+        bpt_allgather_f32(m->comm, BPT_AXIS_FSDP, buf, P(m, BPT_BUF_PARAM, i), t->numel);
+        return buf;
+    }
+    size_t mark = bpt_arena_mark(m->arena);
+    uint16_t *h = bpt_arena_alloc(m->arena, n * sizeof(uint16_t), "gathered weights (bf16)");
+    m->k->to_bf16(h + (size_t)m->fsdp_rank * t->numel, P(m, BPT_BUF_PARAM, i), t->numel);
+    bpt_allgather_bf16(m->comm, BPT_AXIS_FSDP, h, t->numel);
+    m->k->from_bf16(buf, h, n);
+    bpt_arena_release(m->arena, mark);
     return buf;
 }
 
@@ -665,15 +721,11 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     k->copy_h2d(m->d_tokens + N, targets, (size_t)N * sizeof(int32_t));
     k->copy_h2d(m->d_mask, mask, (size_t)N * fb);
 
-    /* two buffers for gathered layer weights (the one in use and the next one in
-     * flight) and one for a layer's full gradients; none when fsdp == 1 */
-    float *wbuf[2] = {NULL, NULL}, *gbuf = NULL;
-    if (m->fsdp > 1) {
-        wbuf[0] = bpt_arena_alloc(ar, m->layer_full * fb, "gathered layer weights");
-        wbuf[1] = bpt_arena_alloc(ar, m->layer_full * fb, "gathered layer weights (next)");
-        if (train) gbuf = bpt_arena_alloc(ar, m->layer_full * fb, "layer gradients");
-    }
-    bpt_request req[2][T_PER_LAYER];
+    /* the gathered layer weights, and one buffer for a layer's full gradients (none
+     * when fsdp == 1: the backward accumulates into the shards) */
+    wbufs wb;
+    wbufs_alloc(m, &wb);
+    float *gbuf = train && m->fsdp > 1 ? bpt_arena_alloc(ar, m->layer_full * fb, "layer gradients") : NULL;
     size_t mark_acts = bpt_arena_mark(ar);
 
     /* forward: the residual stream x_0..x_L is kept for training, ping-pongs for eval */
@@ -686,7 +738,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     int r16 = train && L > 0 && strcmp(c->residual_dtype, "bf16") == 0;
     uint16_t **ks = r16 ? bpt_xcalloc((size_t)L, sizeof(uint16_t *)) : NULL;
     float *xp[2] = {xs[0], r16 ? bpt_arena_alloc(ar, xb, "layer output") : NULL};
-    if (L > 0) gather_start(m, 0, wbuf[0], req[0]);
+    if (L > 0) gather_start(m, &wb, 0);
     {
         size_t mk = bpt_arena_mark(ar);
         const float *wte = fetch(m, 0, "gathered embedding");
@@ -694,9 +746,11 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         tp_sum(m, xs[0], (size_t)N * D);
         bpt_arena_release(ar, mk);
     }
+    lw wlast = {0};
     for (int l = 0; l < L; l++) {
-        lw w = gather_wait(m, l, wbuf[l % 2], req[l % 2]);
-        if (l + 1 < L) gather_start(m, l + 1, wbuf[(l + 1) % 2], req[(l + 1) % 2]);
+        lw w = gather_wait(m, &wb, l);
+        if (l + 1 < L) gather_start(m, &wb, l + 1);
+        wlast = w;
         if (r16) {
             ks[l] = bpt_arena_alloc(ar, (size_t)N * D * sizeof(uint16_t), "kept layer input (bf16)");
             k->to_bf16(ks[l], xs[l], (size_t)N * D);
@@ -707,7 +761,8 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         layer_forward(m, &d, &w, xs[l], xs[l + 1], &A[l], keep);
     }
     if (train) m->kept_bytes = bpt_arena_mark(ar) - mark_acts;
-    if (train && L > 0) gather_start(m, L - 1, wbuf[(L - 1) % 2], req[(L - 1) % 2]);
+    /* the backward starts with layer L-1, whose weights are still at hand: prefetch L-2 */
+    if (train && L > 1) gather_start(m, &wb, L - 2);
 
     /* blockwise loss: logits and their gradient one chunk of rows at a time */
     float *dxa = train ? bpt_arena_alloc(ar, xb, "dx") : NULL;
@@ -750,8 +805,8 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     /* backward: layers in reverse (gathering the next one early), then the embedding */
     if (train) {
         for (int l = L - 1; l >= 0; l--) {
-            lw w = gather_wait(m, l, wbuf[l % 2], req[l % 2]);
-            if (l > 0) gather_start(m, l - 1, wbuf[(l - 1) % 2], req[(l - 1) % 2]);
+            lw w = l == L - 1 ? wlast : gather_wait(m, &wb, l);
+            if (l > 0 && l < L - 1) gather_start(m, &wb, l - 1);
             lw gw = grads_begin(m, l, gbuf);
             const float *xl = xs[l];
             if (r16) {   /* x_L is done with (the final norm's backward ran): reuse xp[0] */

@@ -79,6 +79,7 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
     bpt_comm comm;
     bpt_comm_dry(&comm, dims[0], dims[1], dims[2]);
     bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, &comm);
+    bpt_model_set_dtype(m, c->dtype);
     int accum = c->optimizer.accumulate_gradient_steps;
     bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
     for (int i = 0; i < accum; i++) bpt_batch_alloc(&bs[i], B, T);
@@ -158,6 +159,9 @@ static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
     if (!k)
         bpt_die("bad value for device: '%s' (backend not compiled in; this build has: %s; "
                 "HINT: ./configure --with-cuda)", c->device, bpt_kernels_list());
+    if (strcmp(k->name, "cuda") == 0 && strcmp(c->dtype, "fp32") == 0)
+        bpt_die("bad value for dtype: 'fp32' on device: 'cuda' (the CUDA kernels multiply in bf16 with fp32 "
+                "accumulation; use dtype: bf16, or device: cpu to compute in fp32)");
     char err[ERRLEN] = "", what[BPT_STR + 64];
     snprintf(what, sizeof what, "device: '%s' is not usable on every rank", c->device);
     agree_or_die(mesh, k->init && k->init(mesh->local_rank, err, sizeof err) != 0, err, what);
@@ -323,6 +327,7 @@ int bpt_train_main(bpt_config *c) {
         bpt_die("cannot allocate the arena of %s on backend %s (HINT: smaller chunks, a remat policy or arena_bytes)",
                 bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name);
     bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, comm);
+    bpt_model_set_dtype(m, c->dtype);
 
     /* weights: autoresume from the latest complete checkpoint, else load_checkpoint,
      * else fresh; then load_dataset_state may set the loader position */
@@ -369,7 +374,8 @@ int bpt_train_main(bpt_config *c) {
         if (!mf) bpt_die("logger.output_dir: cannot write '%s'", mpath);
         const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
         printf("bpt %s | backend %s (%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
-               k->peak_flops ? "bf16 products, fp32 storage" : "compute fp32", omp_get_max_threads(),
+               k->peak_flops ? "bf16 weights and products, fp32 accumulation"
+               : m->bf16_weights ? "bf16 weights, fp32 compute" : "fp32", omp_get_max_threads(),
                omp_get_max_threads() > 1 ? "s" : "");
         char sl[256];
         slurm_header(sl, sizeof sl);
@@ -531,6 +537,7 @@ int bpt_eval_main(bpt_config *c) {
     size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : plan.peak_bytes;
     if (bpt_arena_init(&arena, k, cap) != 0) bpt_die("cannot allocate the arena on backend %s", k->name);
     bpt_model *m = bpt_model_create(lc, k, &arena, B, src->seq_length, 0, &mesh.comm);
+    bpt_model_set_dtype(m, c->dtype);
     bpt_load_kind kind;
     char path[BPT_STR];
     if (bpt_ckpt_parse_spec(c->load_checkpoint, &kind, path, sizeof path, err, sizeof err) != 0 ||

@@ -74,6 +74,10 @@ uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v);
 void bpt_allgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
 /* The same, non-blocking: complete with bpt_wait before touching out or in. */
 void bpt_iallgather_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req);
+/* bf16 (16-bit patterns), in place: out (size*n) already holds this rank's n elements
+ * at out + rank*n; the others' arrive around them (FSDP gathers of bf16 weights). */
+void bpt_allgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n);
+void bpt_iallgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n, bpt_request *req);
 void bpt_wait(bpt_comm *c, bpt_request *req);
 /* out (n) = sum over ranks of in[rank*n : (rank+1)*n]. */
 void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);

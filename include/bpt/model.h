@@ -24,7 +24,8 @@
  * fsdp shards of ceil(rows/fsdp) rows (the last padded with zeros), so every shard is a
  * plain hyperslab of the logical tensor. The flat buffers hold this rank's shards only.
  * A layer's weights are all-gathered over fsdp just before use (the next layer's gather
- * is started early, non-blocking) and its gradients reduce-scattered right after its
+ * is started early, non-blocking; the backward starts with the last layer, whose
+ * weights are still at hand) and its gradients reduce-scattered right after its
  * backward; the model knows the mesh only through this plan and its bpt_comm.
  *
  * A training step is bpt_model_forward_backward per micro-batch (gradients
@@ -76,6 +77,7 @@ typedef struct bpt_model {
     double *d_stats;                /* (4) backend scratch for reductions */
     bpt_comm own_comm;              /* used when bpt_model_create got comm == NULL */
     size_t kept_bytes;              /* arena bytes the last training forward kept */
+    int bf16_weights;               /* compute copies of the weights in bf16 (bpt_model_set_dtype) */
 } bpt_model;
 
 /* Lay out the tensors and take params, grads and moments from the arena
@@ -84,6 +86,14 @@ typedef struct bpt_model {
 bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, bpt_arena *a,
                             int B, int T, int with_optimizer, bpt_comm *comm);
 void bpt_model_free(bpt_model *m);
+
+/* The compute dtype (the config's `dtype`): "fp32" (the default) computes with the fp32
+ * master weights; "bf16" with bf16 compute copies of them, made for each use: each rank
+ * rounds its shard to bf16, the FSDP all-gather moves bf16 (half the bytes), and the
+ * gathered weights are widened to fp32 for the kernels, so every backend multiplies by
+ * exactly the bf16 values. Master weights, gradients (and their reduce-scatter) and the
+ * optimizer stay fp32. The result is independent of the mesh. */
+void bpt_model_set_dtype(bpt_model *m, const char *dtype);
 
 /* Initialise weights: normal(0, initializer_range) for matrices and embeddings,
  * 1 for norms, from the counter-based generator keyed by (seed, name, index). */

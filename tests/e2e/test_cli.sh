@@ -40,9 +40,14 @@ expect_error "mesh product vs ranks (2 ranks)" "mesh_dim.*1,1,1" \
 # device: cuda where it cannot run: one line naming the key, non-zero exit, no hang
 if ! "$BPT" --version | grep -q cuda; then
     expect_error "device cuda not compiled in" "device: 'cuda' .*not compiled in" "$BPT" train --config "$C" --device=cuda
-elif ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+else
+    # the CUDA kernels multiply in bf16: fp32 is refused by name, before any GPU is touched
+    expect_error "dtype fp32 on device cuda" "dtype: 'fp32' on device: 'cuda'.*bf16" \
+        "$BPT" train --config "$C" --device=cuda --dtype=fp32
+fi
+if "$BPT" --version | grep -q cuda && ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
     rc=0
-    timeout 60 "$MPIRUN" $MPIRUN_FLAGS -np 2 "$BPT" train --config "$C" --device=cuda --total_steps=1 \
+    timeout 60 "$MPIRUN" $MPIRUN_FLAGS -np 2 "$BPT" train --config "$C" --device=cuda --dtype=bf16 --total_steps=1 \
         >"$WORK/out" 2>"$WORK/err" || rc=$?
     ranks=$(grep -c "^bpt: rank [01]: device: cuda: no usable GPU" "$WORK/err")
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$ranks" -eq 2 ] && grep -q "^bpt: device: 'cuda' is not usable on every rank" "$WORK/err"; then

@@ -3,7 +3,9 @@
  * Same weights (the generator is host side), same batch: loss and every gradient
  * tensor must agree to bf16 precision (loss 5e-3 relative, gradients 3e-2 relative
  * L2: the bf16 roundings of the GEMMs and attention add up over the layers), for the
- * vanilla, memeff and bpt modes, and bpt with the residual stream kept in bf16. Three AdamW steps must keep the losses together, the
+ * vanilla, memeff and bpt modes, and bpt with the residual stream kept in bf16. Both
+ * backends run with dtype bf16 (the default): the same bf16 copies of the weights, so
+ * what differs is the device's bf16 activations. Three AdamW steps must keep the losses together, the
  * device run must be bit-reproducible, and the memory plan (null backend plus the CUDA
  * workspace) must equal the device arena's measured peak.
  */
@@ -47,6 +49,7 @@ static run_out run(bpt_config *c, int B, int T) {
     bpt_arena a;
     if (bpt_arena_init(&a, k, r.plan) != 0) { printf("FAIL arena of %zu bytes on %s\n", r.plan, k->name); exit(1); }
     bpt_model *m = bpt_model_create(&c->llama, k, &a, B, T, 1, NULL);
+    bpt_model_set_dtype(m, c->dtype);
     bpt_model_init_weights(m, 11);
     int N = B * T;
     int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));

@@ -32,12 +32,16 @@ static void base_config(bpt_config *c, int T) {
     snprintf(t, sizeof t, "%d", T);
     bpt_config_set(c, "train_dataset.hdf5_dataset.seq_length", t, err, sizeof err);
     bpt_config_set(c, "llama.max_sequence_length", "4096", err, sizeof err);
+    bpt_config_set(c, "dtype", "fp32", err, sizeof err);
 }
 
 static void set(bpt_config *c, const char *k, const char *v) {
     char err[512];
     if (bpt_config_set(c, k, v, err, sizeof err) != 0) { printf("config: %s\n", err); exit(1); }
 }
+
+/* 1: run() rounds the master weights to bf16 after initialising them */
+static int round_masters = 0;
 
 static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
     char err[512];
@@ -47,6 +51,7 @@ static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
     bpt_arena a;
     if (bpt_arena_init(&a, k, plan) != 0) { printf("arena init failed\n"); exit(1); }
     bpt_model *m = bpt_model_create(&c->llama, k, &a, B, T, 1, NULL);
+    bpt_model_set_dtype(m, c->dtype);
     bpt_model_init_weights(m, 7);
     /* norms away from 1 so their gradients matter */
     for (int i = 0; i < m->ntensors; i++) {
@@ -56,6 +61,14 @@ static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
         bpt_model_set(m, BPT_BUF_PARAM, i, h);
         free(h);
     }
+    if (round_masters) {
+        uint16_t *h = malloc(m->nparams * sizeof(uint16_t));
+        k->to_bf16(h, m->buf[BPT_BUF_PARAM], m->nparams);
+        k->from_bf16(m->buf[BPT_BUF_PARAM], h, m->nparams);
+        free(h);
+    }
+    float *masters = malloc(m->nparams * sizeof(float));
+    memcpy(masters, m->buf[BPT_BUF_PARAM], m->nparams * sizeof(float));
     int N = B * T;
     int32_t *in = malloc(N * sizeof(int32_t)), *tg = malloc(N * sizeof(int32_t));
     float *mask = malloc(N * sizeof(float));
@@ -74,6 +87,9 @@ static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
     r.grads = malloc(r.n * sizeof(float));
     memcpy(r.grads, m->buf[BPT_BUF_GRAD], r.n * sizeof(float));
     r.peak = a.peak;
+    CHECK(!memcmp(masters, m->buf[BPT_BUF_PARAM], m->nparams * sizeof(float)),
+          "  the step leaves the fp32 master weights untouched (dtype %s)", c->dtype);
+    free(masters);
     if (k == &bpt_kernels_cpu)
         CHECK(plan == a.peak, "  plan %zu == measured arena peak %zu", plan, a.peak);
     free(in); free(tg); free(mask);
@@ -190,6 +206,36 @@ int main(void) {
               "residual_dtype bf16, block='%s': peak %zu < %zu (saves %zu bytes, (L-2)*N*D*2 = %zu)", policy,
               r16.peak, r32.peak, saved, expect);
         free(r32.grads); free(r16.grads);
+    }
+
+    /* dtype bf16: the step computes with bf16 copies of the weights, so it equals,
+     * bit for bit, an fp32 step on master weights rounded to bf16 beforehand; and it is
+     * a different function from the fp32 step (the rounding is really there) */
+    for (int mi = 0; mi < 3; mi++) {
+        bpt_config v, w;
+        base_config(&v, T);
+        set(&v, "llama.scan_attention", mi >= 1 ? "true" : "false");
+        set(&v, "llama.scan_mlp", mi == 2 ? "true" : "false");
+        set(&v, "llama.scan_loss", mi == 2 ? "true" : "false");
+        set(&v, "llama.scan_mlp_chunk_size", "8");
+        set(&v, "llama.scan_loss_chunk_size", "16");
+        set(&v, "llama.remat_block", mi == 2 ? "nothing_saveable" : "");
+        set(&v, "llama.tie_word_embeddings", mi == 1 ? "true" : "false");
+        w = v;
+        set(&v, "dtype", "bf16");
+        run_out r16 = run(&v, B, T, &bpt_kernels_cpu);
+        run_out r32 = run(&w, B, T, &bpt_kernels_cpu);
+        round_masters = 1;
+        run_out rr = run(&w, B, T, &bpt_kernels_cpu);
+        round_masters = 0;
+        double gerr = rel_err(r16.grads, r32.grads, r32.n);
+        CHECK(r16.loss == rr.loss && !memcmp(r16.grads, rr.grads, rr.n * sizeof(float)) && r16.loss != r32.loss &&
+              gerr > 0 && gerr < 1e-2,
+              "dtype bf16, %s%s: loss and gradients bit-identical to fp32 on rounded masters; vs fp32: loss %.1e, grads %.1e",
+              modes[mi], mi == 1 ? " (tied)" : "", fabs(r16.loss - r32.loss) / r32.loss, gerr);
+        CHECK(r16.peak > r32.peak, "dtype bf16, %s: the bf16 copies and the widened layer are in the peak (%zu > %zu)",
+              modes[mi], r16.peak, r32.peak);
+        free(r16.grads); free(r32.grads); free(rr.grads);
     }
 
     free(ref.grads);
