@@ -17,7 +17,8 @@
  *
  * Determinism: no float atomics. Reductions have a fixed shape (grid-stride partials,
  * then one block in order), the attention backward computes dK/dV per key tile and dQ
- * per query tile in two kernels, and the embedding backward walks tokens in order.
+ * per query tile in two kernels, and the embedding backward sorts the tokens by row
+ * (a stable radix sort) and adds each row's gradients in token order, as the CPU does.
  */
 #ifndef BPT_KERNELS_CUDA_H
 #define BPT_KERNELS_CUDA_H
@@ -68,6 +69,8 @@ void bpt_cu_swiglu_fwd(float *h, const float *g, const float *u, size_t n);
 void bpt_cu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 void bpt_cu_embed_fwd(float *out, const int32_t *tok, const float *wte, int N, int D, int v0, int V);
 void bpt_cu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int v0, int V);
+/* Tests: sort at most `tokens` tokens at a time in embed_bwd (0: as many as fit). */
+void bpt_cu_set_embed_chunk(int tokens);
 void bpt_cu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets, const float *mask,
                          int N, int V, float scale);
 void bpt_cu_xent_partial(const float *logits, const int32_t *targets, int N, int V, int v0,

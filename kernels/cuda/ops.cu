@@ -3,6 +3,8 @@
  * sum of squares, axpy. Every reduction has a fixed shape (see common.cuh). */
 #include <math.h>
 
+#include <cub/device/device_radix_sort.cuh>
+
 #include "kernels/cuda/common.cuh"
 
 using namespace bptcu;
@@ -158,19 +160,73 @@ extern "C" void bpt_cu_embed_fwd(float *out, const int32_t *tok, const float *wt
     LAUNCH_CHECK();
 }
 
-// one thread per column, tokens in order: no atomics, the CPU's summation order
-__global__ void embed_bwd_k(float *dwte, const float *dout, const int32_t *tok, int N, int D, int v0, int V) {
-    int d = blockIdx.x * blockDim.x + threadIdx.x;
-    if (d >= D) return;
-    for (int n = 0; n < N; n++) {
-        int t = tok[n] - v0;
-        if (t >= 0 && t < V) dwte[(size_t)t * D + d] += dout[(size_t)n * D + d];
-    }
+/* Backward: dwte[tok[n] - v0] += dout[n], every row's additions in token order, so the
+ * result equals the CPU backend's bit for bit. A chunk of tokens at a time (the chunks
+ * in token order) is sorted by (row, position) with CUB's stable radix sort; then one
+ * block per run of equal rows adds that run's dout rows in order, threads over D. The
+ * sort's buffers live in the GEMM workspace (the stream orders them after any GEMM). */
+__global__ void embed_keys_k(uint32_t *key, uint32_t *pos, const int32_t *tok, int n0, int n, int v0, int V) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    int t = tok[n0 + i] - v0;
+    key[i] = (t >= 0 && t < V) ? (uint32_t)t : (uint32_t)V;   /* V: not on this rank */
+    pos[i] = (uint32_t)(n0 + i);
 }
+
+__global__ void embed_runs_k(float *dwte, const float *dout, const uint32_t *key, const uint32_t *pos,
+                             int n, int D, int V) {
+    int i = blockIdx.x;
+    uint32_t row = key[i];
+    if (row == (uint32_t)V || (i > 0 && key[i - 1] == row)) return;   /* one block per run */
+    int end = i + 1;
+    while (end < n && key[end] == row) end++;
+    int d = blockIdx.y * blockDim.x + threadIdx.x;   /* a run's columns over gridDim.y blocks */
+    if (d >= D) return;
+    float *w = dwte + (size_t)row * D;
+    float acc = w[d];
+    for (int j = i; j < end; j++) acc += dout[(size_t)pos[j] * D + d];
+    w[d] = acc;
+}
+
+static size_t align_up(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+static int embed_chunk_max = 0;   /* tokens per sort; 0: as many as the workspace holds */
+extern "C" void bpt_cu_set_embed_chunk(int tokens) { embed_chunk_max = tokens; }
+
+/* Bytes of CUB's scratch for sorting n pairs of (key, pos) on `bits` key bits. */
+static size_t sort_temp_bytes(int n, int bits) {
+    size_t bytes = 0;
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, (const uint32_t *)nullptr, (uint32_t *)nullptr,
+                                               (const uint32_t *)nullptr, (uint32_t *)nullptr, n, 0, bits, g.stream));
+    return bytes;
+}
+
 extern "C" void bpt_cu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int N, int D, int v0, int V) {
     if (N <= 0 || D <= 0) return;
-    embed_bwd_k<<<(D + 127) / 128, 128, 0, g.stream>>>(dwte, dout, tok, N, D, v0, V);
-    LAUNCH_CHECK();
+    int bits = 1;
+    while (bits < 32 && ((uint64_t)1 << bits) <= (uint64_t)V) bits++;   /* keys 0..V */
+    /* the largest chunk whose four key/position arrays and sort scratch fit the workspace */
+    int chunk = embed_chunk_max > 0 && embed_chunk_max < N ? embed_chunk_max : N;
+    for (;;) {
+        size_t need = 4 * align_up((size_t)chunk * 4) + sort_temp_bytes(chunk, bits);
+        if (need <= WS_GEMM || chunk == 1) break;
+        chunk /= 2;
+    }
+    char *ws = (char *)ws_gemm();
+    size_t a = align_up((size_t)chunk * 4);
+    uint32_t *key = (uint32_t *)ws, *key2 = (uint32_t *)(ws + a);
+    uint32_t *pos = (uint32_t *)(ws + 2 * a), *pos2 = (uint32_t *)(ws + 3 * a);
+    void *tmp = ws + 4 * a;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int n = N - n0 < chunk ? N - n0 : chunk;
+        size_t tb = sort_temp_bytes(n, bits);
+        embed_keys_k<<<blocks(n, 256), 256, 0, g.stream>>>(key, pos, tok, n0, n, v0, V);
+        LAUNCH_CHECK();
+        CUDA_CHECK(cub::DeviceRadixSort::SortPairs(tmp, tb, key, key2, pos, pos2, n, 0, bits, g.stream));
+        embed_runs_k<<<dim3((unsigned)n, (unsigned)((D + 127) / 128)), 128, 0, g.stream>>>(dwte, dout, key2, pos2,
+                                                                                          n, D, V);
+        LAUNCH_CHECK();
+    }
 }
 
 /* ---------------------------------------------------------- cross-entropy -- */
