@@ -12,10 +12,11 @@
 #define QCAP 1024   /* collectives in flight the watchdog tracks */
 
 typedef struct pending {
-    cudaEvent_t ev;
+    cudaEvent_t start;   /* recorded before the collective: done once the stream reached it */
+    cudaEvent_t ev;      /* recorded after it: done once it completed */
     const char *what;
     bpt_axis axis;
-    double since;
+    double since;        /* when the watchdog first saw it started; 0 until then */
     int64_t step;
 } pending;
 
@@ -63,7 +64,10 @@ int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
     if (!n->compute) { free(n); return bpt_err(err, errlen, "NCCL: the CUDA backend is not initialised"); }
     for (int a = 0; a < BPT_NAXES; a++) CU(cudaStreamCreateWithFlags(&n->stream[a], cudaStreamNonBlocking));
     CU(cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming));
-    for (int i = 0; i < QCAP; i++) CU(cudaEventCreateWithFlags(&n->q[i].ev, cudaEventDisableTiming));
+    for (int i = 0; i < QCAP; i++) {
+        CU(cudaEventCreateWithFlags(&n->q[i].start, cudaEventDisableTiming));
+        CU(cudaEventCreateWithFlags(&n->q[i].ev, cudaEventDisableTiming));
+    }
     /* axes in one fixed order on every rank, so the blocking inits cannot cross */
     for (int a = 0; a < BPT_NAXES; a++) {
         if (c->size[a] == 1) continue;
@@ -94,7 +98,7 @@ void bpt_comm_nccl_free(bpt_comm *c) {
     for (int a = 0; a < BPT_NAXES; a++) CU(cudaStreamSynchronize(n->stream[a]));
     for (int a = 0; a < BPT_NAXES; a++)
         if (n->comm[a]) ncclCommDestroy(n->comm[a]);
-    for (int i = 0; i < QCAP; i++) cudaEventDestroy(n->q[i].ev);
+    for (int i = 0; i < QCAP; i++) { cudaEventDestroy(n->q[i].start); cudaEventDestroy(n->q[i].ev); }
     cudaEventDestroy(n->ready);
     for (int a = 0; a < BPT_NAXES; a++) cudaStreamDestroy(n->stream[a]);
     c->nccl = NULL;
@@ -126,20 +130,20 @@ static void reap(struct bpt_nccl *n) {
     }
 }
 
-/* The axis's comm stream waits for the compute stream's work so far. */
-static void begin(struct bpt_nccl *n, bpt_axis a) {
+/* Before a collective on axis a: its comm stream waits for the compute stream's work
+ * so far, and the next queue slot is taken (waiting, outside the lock, for the oldest
+ * collective while the queue is full) and its start event recorded, so the watchdog
+ * times the collective from when the stream reaches it, not from when the host queued
+ * it: a host running ahead of the GPU does not count compute against comm_timeout_s.
+ * Only this (the main) thread adds entries; the watchdog only drops them from the
+ * front, which keeps head + count, the slot taken here, unchanged. Nothing waits under
+ * the lock, so the watchdog can always look, and abort. */
+static pending *begin(struct bpt_nccl *n, bpt_axis a) {
     CU(cudaEventRecord(n->ready, n->compute));
     CU(cudaStreamWaitEvent(n->stream[a], n->ready, 0));
-}
-
-/* Queue the collective just enqueued on axis a's stream; returns its completion event.
- * Only this (the main) thread adds entries; the watchdog only drops them, which keeps
- * head + count, the next free slot, unchanged. Nothing here waits under the lock, so
- * the watchdog can always look, and abort. */
-static cudaEvent_t end(struct bpt_nccl *n, const char *what, bpt_axis a) {
     pthread_mutex_lock(&n->lock);
     reap(n);
-    while (n->count == QCAP) {   /* full: wait for the oldest, outside the lock */
+    while (n->count == QCAP) {
         cudaEvent_t oldest = n->q[n->head].ev;
         pthread_mutex_unlock(&n->lock);
         CU(cudaEventSynchronize(oldest));
@@ -148,9 +152,16 @@ static cudaEvent_t end(struct bpt_nccl *n, const char *what, bpt_axis a) {
     }
     pending *p = &n->q[(n->head + n->count) % QCAP];
     pthread_mutex_unlock(&n->lock);
+    CU(cudaEventRecord(p->start, n->stream[a]));
+    return p;
+}
+
+/* After it: the slot is filled in and handed to the watchdog; returns the completion
+ * event. */
+static cudaEvent_t end(struct bpt_nccl *n, pending *p, const char *what, bpt_axis a) {
     p->what = what;
     p->axis = a;
-    p->since = bpt_now();
+    p->since = 0.0;
     p->step = bpt_watchdog_step();
     CU(cudaEventRecord(p->ev, n->stream[a]));
     pthread_mutex_lock(&n->lock);
@@ -160,8 +171,8 @@ static cudaEvent_t end(struct bpt_nccl *n, const char *what, bpt_axis a) {
 }
 
 /* A blocking collective: the compute stream continues after it. */
-static void end_blocking(struct bpt_nccl *n, const char *what, bpt_axis a) {
-    cudaEvent_t ev = end(n, what, a);
+static void end_blocking(struct bpt_nccl *n, pending *p, const char *what, bpt_axis a) {
+    cudaEvent_t ev = end(n, p, what, a);
     CU(cudaStreamWaitEvent(n->compute, ev, 0));
 }
 
@@ -178,13 +189,21 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
     }
     pthread_mutex_lock(&n->lock);
     reap(n);
+    /* every collective in flight, oldest first: a started one on one axis may hang
+     * while an older one on another axis has not started */
     int late = 0;
-    if (n->count) {
-        pending *p = &n->q[n->head];
-        double waited = bpt_now() - p->since;
+    double now = bpt_now();
+    for (int i = 0; i < n->count && !late; i++) {
+        pending *p = &n->q[(n->head + i) % QCAP];
+        if (p->since == 0.0) {
+            if (cudaEventQuery(p->start) != cudaSuccess) continue;   /* the stream has not reached it */
+            p->since = now;
+        }
+        if (cudaEventQuery(p->ev) == cudaSuccess) continue;
+        double waited = now - p->since;
         if (waited > timeout) {
-            snprintf(msg, len, "%s (NCCL) on axis %s at step %lld has not completed after %.0f s", p->what,
-                     bpt_axis_name(p->axis), (long long)p->step, waited);
+            snprintf(msg, len, "%s (NCCL) on axis %s at step %lld has not completed %.0f s after it started",
+                     p->what, bpt_axis_name(p->axis), (long long)p->step, waited);
             late = 1;
         }
     }
@@ -204,9 +223,9 @@ static struct bpt_nccl *up(bpt_comm *c) {
 
 void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op) {
     struct bpt_nccl *nc = up(c);
-    begin(nc, a);
+    pending *q = begin(nc, a);
     nccl_check(ncclAllReduce(buf, buf, n, nccl_type(t), nccl_op(op), nc->comm[a], nc->stream[a]), "all-reduce", a);
-    end_blocking(nc, "all-reduce", a);
+    end_blocking(nc, q, "all-reduce", a);
 }
 
 /* MPI_MAXLOC from two all-reduces: the max of the values, then the min of the indices
@@ -225,13 +244,13 @@ void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n
 
 void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req) {
     struct bpt_nccl *nc = up(c);
-    begin(nc, a);
+    pending *q = begin(nc, a);
     nccl_check(ncclAllGather(in, out, n, nccl_type(t), nc->comm[a], nc->stream[a]), "all-gather", a);
-    if (!req) { end_blocking(nc, "all-gather", a); return; }
+    if (!req) { end_blocking(nc, q, "all-gather", a); return; }
     /* the request owns an event of its own: the queue's may be reused before the wait */
     cudaEvent_t ev;
     CU(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    end(nc, "all-gather (prefetch)", a);
+    end(nc, q, "all-gather (prefetch)", a);
     CU(cudaEventRecord(ev, nc->stream[a]));
     req->ev = ev;
 }
@@ -245,14 +264,14 @@ void bpt_nccl_wait(bpt_comm *c, bpt_request *req) {
 
 void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t) {
     struct bpt_nccl *nc = up(c);
-    begin(nc, a);
+    pending *q = begin(nc, a);
     nccl_check(ncclReduceScatter(in, out, n, nccl_type(t), ncclSum, nc->comm[a], nc->stream[a]), "reduce-scatter", a);
-    end_blocking(nc, "reduce-scatter", a);
+    end_blocking(nc, q, "reduce-scatter", a);
 }
 
 void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
     struct bpt_nccl *nc = up(c);
-    begin(nc, a);
+    pending *q = begin(nc, a);
     nccl_check(ncclBroadcast(buf, buf, bytes, ncclInt8, root, nc->comm[a], nc->stream[a]), "broadcast", a);
-    end_blocking(nc, "broadcast", a);
+    end_blocking(nc, q, "broadcast", a);
 }

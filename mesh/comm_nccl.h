@@ -7,8 +7,9 @@
  * (an event), and a blocking call makes the compute stream wait for the collective in
  * turn, so the host never blocks and a prefetch (bpt_iallgather_f32, _bf16) overlaps the
  * compute until bpt_wait. Every
- * collective is also queued for the watchdog, which reports the oldest one that has not
- * completed within comm_timeout_s, and any asynchronous NCCL error, with its axis.
+ * collective is also queued for the watchdog, which reports one that has not completed
+ * comm_timeout_s after its stream reached it, and any asynchronous NCCL error, with its
+ * axis.
  */
 #ifndef BPT_COMM_NCCL_H
 #define BPT_COMM_NCCL_H
