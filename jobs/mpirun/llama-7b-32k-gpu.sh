@@ -4,8 +4,9 @@
 # fastest-varying mesh axis and --map-by ppr:8:node puts consecutive ranks on one node).
 # The flags are the reference README's; jobs/slurm/llama-7b-32k-gpu.sbatch explains them.
 #
-# NOTE: device=cuda needs the CUDA backend (configure --with-cuda), which is a later
-# issue; until it lands this is a template (`bpt --version` lists the compiled backends).
+# NOTE: device=cuda needs a build with the CUDA backend (./configure --with-cuda;
+# quickstart.sh does it where nvcc exists); `bpt --version` lists the compiled backends,
+# and a build without it stops with one line. docs/cuda.md says what is measured.
 #
 #   BPT_HOSTFILE=hosts.txt BPT_TRAIN_DATA=/data/owt-llama.h5 jobs/mpirun/llama-7b-32k-gpu.sh
 #   BPT_RUN_ID=7b-a ... jobs/mpirun/llama-7b-32k-gpu.sh       # again: continues runs/7b-a

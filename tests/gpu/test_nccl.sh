@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # NCCL inside the mesh: 2 ranks on 2 GPUs (fsdp, then tp) against the same 2-rank run on
-# the CPU over MPI. The device computes in bf16, so losses agree to 2e-2 relative, not
-# bit for bit. Skips without a CUDA build or with fewer than two GPUs.
+# the CPU over MPI, both with dtype bf16 (the same bf16 weight copies, gathered as bf16
+# over NCCL on the GPUs). The device also rounds activations to bf16 inside its
+# products, so losses agree to 2e-2 relative, not bit for bit. Skips without a CUDA build or with fewer than two GPUs.
 . "$(dirname "$0")/../e2e/lib.sh"
 if ! "$BPT" --version | grep -q cuda; then echo "SKIP: no GPU: this build has no CUDA backend"; exit 77; fi
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if [ "${ngpu:-0}" -lt 2 ]; then echo "SKIP: no 2 GPUs here (found ${ngpu:-0}); the NCCL run needs two"; exit 77; fi
 MPI=("$MPIRUN" $MPIRUN_FLAGS -np 2)
 "$BPT" data synth --output "$WORK/train.h5" --tokens 200000 --seed 3 >/dev/null || { fail "synthetic corpus"; finish; }
-COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --llama.vocab_size=256
+COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=bf16 --llama.vocab_size=256
         --llama.hidden_size=256 --llama.num_attention_heads=4 --llama.num_key_value_heads=2
         --llama.intermediate_size=512 --llama.num_hidden_layers=2
         --train_dataset.hdf5_dataset.path="$WORK/train.h5" --train_dataset.hdf5_dataset.seq_length=256
