@@ -189,21 +189,30 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
     }
     pthread_mutex_lock(&n->lock);
     reap(n);
-    /* every collective in flight, oldest first: a started one on one axis may hang
-     * while an older one on another axis has not started */
-    int late = 0;
+    /* the collectives in flight, oldest first, up to the first unfinished one of each
+     * axis (a stream runs its collectives in order, so only that one can be running): a
+     * started one on one axis may hang while an older one on another has not started */
+    int late = 0, seen[BPT_NAXES] = {0}, axes = 0;
     double now = bpt_now();
-    for (int i = 0; i < n->count && !late; i++) {
+    for (int i = 0; i < n->count && !late && axes < BPT_NAXES; i++) {
         pending *p = &n->q[(n->head + i) % QCAP];
-        if (p->since == 0.0) {
-            if (cudaEventQuery(p->start) != cudaSuccess) continue;   /* the stream has not reached it */
-            p->since = now;
+        if (seen[p->axis]) continue;
+        cudaError_t e = cudaEventQuery(p->ev);
+        if (e == cudaSuccess) continue;
+        seen[p->axis] = 1;
+        axes++;
+        if (e == cudaErrorNotReady && p->since == 0.0) {
+            e = cudaEventQuery(p->start);
+            if (e == cudaErrorNotReady) continue;   /* its stream has not reached it */
+            if (e == cudaSuccess) p->since = now;
         }
-        if (cudaEventQuery(p->ev) == cudaSuccess) continue;
-        double waited = now - p->since;
-        if (waited > timeout) {
+        if (e != cudaSuccess && e != cudaErrorNotReady) {
+            snprintf(msg, len, "%s (NCCL) on axis %s at step %lld: CUDA error %s", p->what,
+                     bpt_axis_name(p->axis), (long long)p->step, cudaGetErrorString(e));
+            late = 1;
+        } else if (now - p->since > timeout) {
             snprintf(msg, len, "%s (NCCL) on axis %s at step %lld has not completed %.0f s after it started",
-                     p->what, bpt_axis_name(p->axis), (long long)p->step, waited);
+                     p->what, bpt_axis_name(p->axis), (long long)p->step, now - p->since);
             late = 1;
         }
     }

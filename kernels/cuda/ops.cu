@@ -178,10 +178,10 @@ __global__ void embed_runs_k(float *dwte, const float *dout, const uint32_t *key
     int i = blockIdx.x;
     uint32_t row = key[i];
     if (row == (uint32_t)V || (i > 0 && key[i - 1] == row)) return;   /* one block per run */
-    int end = i + 1;
-    while (end < n && key[end] == row) end++;
     int d = blockIdx.y * blockDim.x + threadIdx.x;   /* a run's columns over gridDim.y blocks */
     if (d >= D) return;
+    int end = i + 1;
+    while (end < n && key[end] == row) end++;
     float *w = dwte + (size_t)row * D;
     float acc = w[d];
     for (int j = i; j < end; j++) acc += dout[(size_t)pos[j] * D + d];
@@ -207,9 +207,10 @@ extern "C" void bpt_cu_embed_bwd(float *dwte, const float *dout, const int32_t *
     while (bits < 32 && ((uint64_t)1 << bits) <= (uint64_t)V) bits++;   /* keys 0..V */
     /* the largest chunk whose four key/position arrays and sort scratch fit the workspace */
     int chunk = embed_chunk_max > 0 && embed_chunk_max < N ? embed_chunk_max : N;
+    size_t tb;
     for (;;) {
-        size_t need = 4 * align_up((size_t)chunk * 4) + sort_temp_bytes(chunk, bits);
-        if (need <= WS_GEMM || chunk == 1) break;
+        tb = sort_temp_bytes(chunk, bits);
+        if (4 * align_up((size_t)chunk * 4) + tb <= WS_GEMM || chunk == 1) break;
         chunk /= 2;
     }
     char *ws = (char *)ws_gemm();
@@ -219,7 +220,6 @@ extern "C" void bpt_cu_embed_bwd(float *dwte, const float *dout, const int32_t *
     void *tmp = ws + 4 * a;
     for (int n0 = 0; n0 < N; n0 += chunk) {
         int n = N - n0 < chunk ? N - n0 : chunk;
-        size_t tb = sort_temp_bytes(n, bits);
         embed_keys_k<<<blocks(n, 256), 256, 0, g.stream>>>(key, pos, tok, n0, n, v0, V);
         LAUNCH_CHECK();
         CUDA_CHECK(cub::DeviceRadixSort::SortPairs(tmp, tb, key, key2, pos, pos2, n, 0, bits, g.stream));
