@@ -20,7 +20,7 @@
 #define bpt_nccl_maxloc(c, a, v, i, n) ((void)0)
 #define bpt_nccl_allgather(c, a, o, i, n, t, r) ((void)0)
 #define bpt_nccl_wait(c, r) ((void)0)
-#define bpt_nccl_reduce_scatter(c, a, o, i, n, t) ((void)0)
+#define bpt_nccl_reduce_scatter(c, a, o, i, n, t, r) ((void)0)
 #define bpt_nccl_broadcast(c, a, b, n, r) ((void)0)
 #define bpt_nccl_copy(d, s, n) ((void)0)
 int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
@@ -119,7 +119,7 @@ static void copy_local(bpt_comm *c, void *out, const void *in, size_t bytes) {
 static void allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, size_t size,
                       bpt_request *req) {
     int p = c->size[a];
-    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; }
+    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; req->what = "all-gather (prefetched)"; req->axis = a; }
     if (p == 1) { if (in) copy_local(c, out, in, n * size); return; }
     if (skip(c, a, (double)(p - 1) * n * size)) return;
     if (DEV(c, out)) {
@@ -157,21 +157,34 @@ void bpt_iallgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n, bpt_r
 void bpt_wait(bpt_comm *c, bpt_request *req) {
     if (req->ev) bpt_nccl_wait(c, req);
     if (req->r != MPI_REQUEST_NULL) {
-        bpt_watchdog_enter("all-gather (prefetched)", BPT_AXIS_FSDP);
+        bpt_watchdog_enter(req->what ? req->what : "non-blocking collective", req->axis);
         MPI_Wait(&req->r, MPI_STATUS_IGNORE);
         bpt_watchdog_leave();
     }
     req->r = MPI_REQUEST_NULL;
 }
 
-void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
+static void reduce_scatter(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
     int p = c->size[a];
+    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; req->what = "reduce-scatter (overlapped)"; req->axis = a; }
     if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
-    if (DEV(c, in)) { bpt_nccl_reduce_scatter(c, a, out, in, n, BPT_DT_F32); return; }
+    if (DEV(c, in)) { bpt_nccl_reduce_scatter(c, a, out, in, n, BPT_DT_F32, req); return; }
+    if (req) {
+        MPI_Ireduce_scatter_block(in, out, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a], &req->r);
+        return;
+    }
     bpt_watchdog_enter("reduce-scatter", a);
     MPI_Reduce_scatter_block(in, out, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
     bpt_watchdog_leave();
+}
+
+void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n) {
+    reduce_scatter(c, a, out, in, n, NULL);
+}
+
+void bpt_ireduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
+    reduce_scatter(c, a, out, in, n, req);
 }
 
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {

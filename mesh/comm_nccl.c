@@ -251,17 +251,22 @@ void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n
     }
 }
 
+/* The collective just enqueued: blocking (the compute stream waits for it), or with a
+ * request, whose own event bpt_wait joins (the queue's event may be reused first). */
+static void finish(struct bpt_nccl *nc, pending *q, const char *what, bpt_axis a, bpt_request *req) {
+    if (!req) { end_blocking(nc, q, what, a); return; }
+    cudaEvent_t ev;
+    CU(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    end(nc, q, req->what ? req->what : what, a);
+    CU(cudaEventRecord(ev, nc->stream[a]));
+    req->ev = ev;
+}
+
 void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req) {
     struct bpt_nccl *nc = up(c);
     pending *q = begin(nc, a);
     nccl_check(ncclAllGather(in, out, n, nccl_type(t), nc->comm[a], nc->stream[a]), "all-gather", a);
-    if (!req) { end_blocking(nc, q, "all-gather", a); return; }
-    /* the request owns an event of its own: the queue's may be reused before the wait */
-    cudaEvent_t ev;
-    CU(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    end(nc, q, "all-gather (prefetch)", a);
-    CU(cudaEventRecord(ev, nc->stream[a]));
-    req->ev = ev;
+    finish(nc, q, "all-gather", a, req);
 }
 
 void bpt_nccl_wait(bpt_comm *c, bpt_request *req) {
@@ -271,11 +276,12 @@ void bpt_nccl_wait(bpt_comm *c, bpt_request *req) {
     req->ev = NULL;
 }
 
-void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t) {
+void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t,
+                             bpt_request *req) {
     struct bpt_nccl *nc = up(c);
     pending *q = begin(nc, a);
     nccl_check(ncclReduceScatter(in, out, n, nccl_type(t), ncclSum, nc->comm[a], nc->stream[a]), "reduce-scatter", a);
-    end_blocking(nc, q, "reduce-scatter", a);
+    finish(nc, q, "reduce-scatter", a, req);
 }
 
 void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {

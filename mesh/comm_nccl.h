@@ -5,7 +5,7 @@
  * has its own NCCL communicator and its own comm stream (so a tp all-reduce does not
  * queue behind an fsdp prefetch): the comm stream first waits for the compute stream
  * (an event), and a blocking call makes the compute stream wait for the collective in
- * turn, so the host never blocks and a prefetch (bpt_iallgather_f32, _bf16) overlaps the
+ * turn, so the host never blocks and a prefetch (bpt_iallgather_*, bpt_ireduce_scatter_f32) overlaps the
  * compute until bpt_wait. Every
  * collective is also queued for the watchdog, which reports one that has not completed
  * comm_timeout_s after its stream reached it, and any asynchronous NCCL error, with its
@@ -26,7 +26,8 @@ void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n
 /* req NULL: blocking (stream-ordered) */
 void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req);
 void bpt_nccl_wait(bpt_comm *c, bpt_request *req);
-void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t);
+void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t,
+                             bpt_request *req);
 void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
 void bpt_nccl_copy(void *dst, const void *src, size_t bytes);
 

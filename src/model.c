@@ -449,11 +449,55 @@ static lw gather_wait(bpt_model *m, wbufs *b, int l) {
 }
 
 /* Where layer l's backward accumulates its gradients: the shards themselves when
- * fsdp == 1, else a zeroed full buffer that grads_commit reduce-scatters. */
-static lw grads_begin(bpt_model *m, int l, float *gbuf) {
+ * fsdp == 1; else one of two full-layer buffers, whose reduce-scatter (non-blocking)
+ * then overlaps the backward of the next layer down. The reduced shard is added to the
+ * gradient buffer when the slot comes round again, or at the end of the backward. */
+typedef struct gbufs {
+    float *full[2];      /* a layer's full gradients */
+    float *shard[2];     /* their reduce-scattered shard, until added to the grad buffer */
+    int layer[2];        /* the layer whose reduce-scatter is in flight in the slot, or -1 */
+    bpt_request req[2][T_PER_LAYER];
+} gbufs;
+
+static void gbufs_alloc(bpt_model *m, gbufs *b, int train) {
+    memset(b, 0, sizeof *b);
+    b->layer[0] = b->layer[1] = -1;
+    if (!train || m->fsdp == 1) return;
+    for (int s = 0; s < 2; s++) {
+        b->full[s] = bpt_arena_alloc(m->arena, m->layer_full * sizeof(float), "layer gradients");
+        b->shard[s] = bpt_arena_alloc(m->arena, m->layer_full / m->fsdp * sizeof(float), "layer gradient shards");
+    }
+}
+
+/* Complete the reduce-scatter in slot s and add its shard to the gradient buffer (a
+ * layer's shards are contiguous there, in the order of the slot). */
+static void grads_finish(bpt_model *m, gbufs *b, int s) {
+    int l = b->layer[s];
+    if (l < 0) return;
+    for (int j = 0; j < T_PER_LAYER; j++) bpt_wait(m->comm, &b->req[s][j]);
+    m->k->axpy(P(m, BPT_BUF_GRAD, tidx(l, 0)), 1.0f, b->shard[s], m->layer_full / m->fsdp);
+    b->layer[s] = -1;
+}
+
+static lw grads_begin(bpt_model *m, gbufs *b, int l) {
     if (m->fsdp == 1) return layer_view(m, P(m, BPT_BUF_GRAD, tidx(l, 0)), l);
-    m->k->zero(gbuf, m->layer_full * sizeof(float));
-    return layer_view(m, gbuf, l);
+    int s = l % 2;
+    grads_finish(m, b, s);
+    m->k->zero(b->full[s], m->layer_full * sizeof(float));
+    return layer_view(m, b->full[s], l);
+}
+
+/* Start the reduce-scatter of layer l's full gradients over fsdp. */
+static void grads_commit(bpt_model *m, gbufs *b, int l) {
+    if (m->fsdp == 1) return;
+    int s = l % 2;
+    size_t off0 = m->tensors[tidx(l, 0)].offset;
+    for (int j = 0; j < T_PER_LAYER; j++) {
+        const bpt_tensor *t = &m->tensors[tidx(l, j)];
+        bpt_ireduce_scatter_f32(m->comm, BPT_AXIS_FSDP, b->shard[s] + (t->offset - off0), b->full[s] + t->full_offset,
+                                t->numel, &b->req[s][j]);
+    }
+    b->layer[s] = l;
 }
 
 /* Reduce-scatter tensor i's full gradient over fsdp and add it to the shard. */
@@ -464,12 +508,6 @@ static void grad_commit_tensor(bpt_model *m, int i, const float *full) {
     bpt_reduce_scatter_f32(m->comm, BPT_AXIS_FSDP, tmp, full, t->numel);
     m->k->axpy(P(m, BPT_BUF_GRAD, i), 1.0f, tmp, t->numel);
     bpt_arena_release(m->arena, mark);
-}
-
-static void grads_commit(bpt_model *m, int l, const float *gbuf) {
-    if (m->fsdp == 1) return;
-    for (int j = 0; j < T_PER_LAYER; j++)
-        grad_commit_tensor(m, tidx(l, j), gbuf + m->tensors[tidx(l, j)].full_offset);
 }
 
 /* A tensor outside the layers (embedding, final norm, lm_head), gathered for use (in
@@ -721,11 +759,12 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     k->copy_h2d(m->d_tokens + N, targets, (size_t)N * sizeof(int32_t));
     k->copy_h2d(m->d_mask, mask, (size_t)N * fb);
 
-    /* the gathered layer weights, and one buffer for a layer's full gradients (none
-     * when fsdp == 1: the backward accumulates into the shards) */
+    /* the gathered layer weights, and the layers' full gradients in flight (none when
+     * fsdp == 1: the backward accumulates into the shards) */
     wbufs wb;
     wbufs_alloc(m, &wb);
-    float *gbuf = train && m->fsdp > 1 ? bpt_arena_alloc(ar, m->layer_full * fb, "layer gradients") : NULL;
+    gbufs gb;
+    gbufs_alloc(m, &gb, train);
     size_t mark_acts = bpt_arena_mark(ar);
 
     /* forward: the residual stream x_0..x_L is kept for training, ping-pongs for eval */
@@ -807,19 +846,21 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         for (int l = L - 1; l >= 0; l--) {
             lw w = l == L - 1 ? wlast : gather_wait(m, &wb, l);
             if (l > 0 && l < L - 1) gather_start(m, &wb, l - 1);
-            lw gw = grads_begin(m, l, gbuf);
+            lw gw = grads_begin(m, &gb, l);
             const float *xl = xs[l];
             if (r16) {   /* x_L is done with (the final norm's backward ran): reuse xp[0] */
                 k->from_bf16(xp[0], ks[l], (size_t)N * D);
                 xl = xp[0];
             }
             layer_backward(m, &d, &w, &gw, xl, &A[l], dxa, dxb);
-            grads_commit(m, l, gbuf);
+            grads_commit(m, &gb, l);
             float *tmp = dxa; dxa = dxb; dxb = tmp;
         }
         float *gwte = grad_begin(m, 0, "embedding gradient");
         k->embed_bwd(gwte, dxa, tok, N, D, d.v0, d.V);   // x0 = wte[tokens]
         grad_commit(m, 0, gwte);
+        grads_finish(m, &gb, 0);
+        grads_finish(m, &gb, 1);
     }
     free(xs);
     free(ks);

@@ -25,8 +25,8 @@ typedef struct bpt_comm {
 } bpt_comm;
 
 /* A pending non-blocking collective: an MPI request, or (NCCL) the event that marks
- * its completion on the comm stream. */
-typedef struct bpt_request { MPI_Request r; void *ev; } bpt_request;
+ * its completion on the comm stream; `what` names it for the watchdog. */
+typedef struct bpt_request { MPI_Request r; void *ev; const char *what; bpt_axis axis; } bpt_request;
 
 /* A dry communicator for a dp x fsdp x tp mesh, seen from rank 0 of every axis:
  * collectives only count their bytes. No MPI calls. */
@@ -81,6 +81,9 @@ void bpt_iallgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n, bpt_r
 void bpt_wait(bpt_comm *c, bpt_request *req);
 /* out (n) = sum over ranks of in[rank*n : (rank+1)*n]. */
 void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n);
+/* The same, non-blocking (the FSDP gradients of a layer, overlapping the backward of the
+ * next): complete with bpt_wait before touching out or in. */
+void bpt_ireduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req);
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
 void bpt_barrier(bpt_comm *c, bpt_axis a);
 

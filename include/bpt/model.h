@@ -26,7 +26,8 @@
  * A layer's weights are all-gathered over fsdp just before use (the next layer's gather
  * is started early, non-blocking; the backward starts with the last layer, whose
  * weights are still at hand) and its gradients reduce-scattered right after its
- * backward; the model knows the mesh only through this plan and its bpt_comm.
+ * backward (non-blocking, overlapping the next layer's backward; two full-gradient
+ * buffers take turns); the model knows the mesh only through this plan and its bpt_comm.
  *
  * A training step is bpt_model_forward_backward per micro-batch (gradients
  * accumulate) and one bpt_optim_step. What the forward keeps for the backward is
