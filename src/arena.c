@@ -4,7 +4,11 @@
 
 #define ARENA_ALIGN 256
 
+#include <stdlib.h>
+#include <string.h>
+
 int bpt_arena_init(bpt_arena *a, const bpt_kernels *k, size_t capacity) {
+    memset(a, 0, sizeof *a);
     a->k = k;
     a->capacity = (capacity + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     a->used = a->peak = 0;
@@ -18,6 +22,30 @@ int bpt_arena_init(bpt_arena *a, const bpt_kernels *k, size_t capacity) {
 void bpt_arena_destroy(bpt_arena *a) {
     if (a->base) a->k->free(a->base, a->capacity);
     a->base = NULL;
+    free(a->live);
+    free(a->at_peak);
+    a->live = a->at_peak = NULL;
+    a->nlive = a->npeak = a->cap = 0;
+}
+
+void bpt_arena_track(bpt_arena *a) {
+    if (a->cap) return;
+    a->cap = 256;
+    a->live = bpt_xmalloc((size_t)a->cap * sizeof *a->live);
+    a->at_peak = bpt_xmalloc((size_t)a->cap * sizeof *a->at_peak);
+}
+
+static void track(bpt_arena *a, const char *what, size_t offset, size_t bytes) {
+    if (a->nlive == a->cap) {
+        a->cap *= 2;
+        a->live = bpt_xrealloc(a->live, (size_t)a->cap * sizeof *a->live);
+        a->at_peak = bpt_xrealloc(a->at_peak, (size_t)a->cap * sizeof *a->at_peak);
+    }
+    a->live[a->nlive++] = (bpt_arena_entry){what, offset, bytes};
+    if (a->used >= a->peak) {
+        memcpy(a->at_peak, a->live, (size_t)a->nlive * sizeof *a->live);
+        a->npeak = a->nlive;
+    }
 }
 
 void *bpt_arena_alloc(bpt_arena *a, size_t bytes, const char *what) {
@@ -33,6 +61,7 @@ void *bpt_arena_alloc(bpt_arena *a, size_t bytes, const char *what) {
     void *p = a->base + a->used;
     a->used += n;
     if (a->used > a->peak) a->peak = a->used;
+    if (a->cap) track(a, what, a->used - n, n);
     return p;
 }
 
@@ -41,4 +70,5 @@ size_t bpt_arena_mark(const bpt_arena *a) { return a->used; }
 void bpt_arena_release(bpt_arena *a, size_t mark) {
     BPT_CHECK(mark <= a->used, "arena release above top (%zu > %zu)", mark, a->used);
     a->used = mark;
+    while (a->nlive && a->live[a->nlive - 1].offset >= mark) a->nlive--;
 }

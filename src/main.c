@@ -62,6 +62,13 @@ static int plan_main(bpt_config *c, int world_size) {
     printf("  in-flight and scratch  %12s  (gathered layers, blockwise chunks, recomputation)\n",
            bpt_fmt_bytes((double)p.peak_bytes - state - p.kept_bytes, b[4], 32));
     printf("  peak                   %12s  (%zu bytes)\n", bpt_fmt_bytes((double)p.peak_bytes, b[5], 32), p.peak_bytes);
+    printf("\nat the peak, largest first\n");
+    for (int i = 0; i < p.nat_peak; i++) {
+        char what[64];
+        if (p.at_peak[i].count > 1) snprintf(what, sizeof what, "%s (x%d)", p.at_peak[i].what, p.at_peak[i].count);
+        else snprintf(what, sizeof what, "%s", p.at_peak[i].what);
+        printf("  %-40s %12s\n", what, bpt_fmt_bytes((double)p.at_peak[i].bytes, b[6], 32));
+    }
     printf("\ncommunication per step, bytes sent by one rank\n");
     const char *ax[3] = {"dp", "fsdp", "tp"};
     for (int a = 0; a < 3; a++)

@@ -633,8 +633,8 @@ static int held(const acts *a) {
 
 /* Backward of layer l: dx_out (N,D) is dloss/dx_{l+1}; writes dx_in = dloss/dx_l and adds
  * the layer's weight gradients. Recomputes whatever the forward did not keep. dx_out is
- * overwritten (it becomes dloss/dx1), and one (N,D) buffer serves dxn2, do and dxn1 in
- * turn (H*Dh == D), to keep the backward's scratch small. */
+ * overwritten (it becomes dloss/dx1, then dloss/dx_l), and dx_in, written last, serves
+ * dxn2, do and dxn1 in turn before (H*Dh == D), to keep the backward's scratch small. */
 static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *gwp, const float *x,
                            const acts *kept, float *dx_out, float *dx_in) {
     const bpt_kernels *k = m->k;
@@ -644,19 +644,24 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     size_t fb = sizeof(float), mark = bpt_arena_mark(ar);
     float eps = (float)m->cfg.rms_norm_eps;
 
-    /* recompute what was not kept, in dependency order */
+    /* recompute what was not kept, in dependency order: the attention's inputs and
+     * output first; x1 and xn2, which only the feed-forward's backward needs, above a
+     * mark that is released before the attention's backward takes dq, dk and dv */
     acts t = *kept;
     int have = held(&t);
-    alloc_acts(m, d, &t, K_ATTN_ALL | K_X1 | K_XN2 | K_RSTD2);
-    int need = (K_ATTN_ALL | K_X1) & ~have;
+    alloc_acts(m, d, &t, K_ATTN_ALL);
+    int need = K_ATTN_ALL & ~have;
     if (need & (K_XN1 | K_RSTD1)) need |= K_XN1 | K_RSTD1;
     attn_forward(m, d, &w, x, &t, need);
+    float *dxn = dx_in;    /* dxn2, then do, then dxn1; dx_in is written last */
+    size_t mark_mlp = bpt_arena_mark(ar);
+    alloc_acts(m, d, &t, K_X1 | K_XN2 | K_RSTD2);
+    if (!(have & K_X1)) attn_forward(m, d, &w, x, &t, K_X1);
     if ((have & (K_XN2 | K_RSTD2)) != (K_XN2 | K_RSTD2))
         k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, N, D, eps);
 
     /* ---- feed-forward, chunk by chunk ---- */
     float *dx1 = dx_out;   /* becomes dloss/dx1 below, in place */
-    float *dxn = bpt_arena_alloc(ar, (size_t)N * D * fb, "dxn");
     size_t cb = (size_t)R * F * fb;
     float *gs = t.g ? NULL : bpt_arena_alloc(ar, cb, "mlp gate chunk");
     float *us = t.u ? NULL : bpt_arena_alloc(ar, cb, "mlp up chunk");
@@ -685,6 +690,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     tp_sum(m, dxn, (size_t)N * D);   // gate/up are column parallel
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
     k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, N, D, 1);
+    bpt_arena_release(ar, mark_mlp);   /* x1, xn2 and the chunks (unless kept) */
 
     /* ---- attention ---- */
     // x1 = x + o Wo^T  =>  dWo += dx1^T o ; do = dx1 Wo
@@ -712,8 +718,8 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     k->gemm(0, 0, N, D, kvd, 1.0f, dv, kvd, w.wv, D, 1.0f, dxn, D);
     tp_sum(m, dxn, (size_t)N * D);   // q/k/v are column parallel
     // xn1 = rmsnorm(x); x1 = x + ...  =>  dx = dx1 + rmsnorm_bwd(dxn1)
+    k->rmsnorm_bwd(dx1, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
     k->copy_d2d(dx_in, dx1, (size_t)N * D * fb);
-    k->rmsnorm_bwd(dx_in, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
     bpt_arena_release(ar, mark);
 }
 
@@ -803,9 +809,14 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     /* the backward starts with layer L-1, whose weights are still at hand: prefetch L-2 */
     if (train && L > 1) gather_start(m, &wb, L - 2);
 
-    /* blockwise loss: logits and their gradient one chunk of rows at a time */
-    float *dxa = train ? bpt_arena_alloc(ar, xb, "dx") : NULL;
-    float *dxb = train ? bpt_arena_alloc(ar, xb, "dx") : NULL;
+    /* blockwise loss: logits and their gradient one chunk of rows at a time. The
+     * backward's two dx buffers: dxa is new (the final norm's backward writes it while
+     * reading x_L); dxb is x_L's own buffer, free once that backward has run. With the
+     * bf16 residual, dxa is the fp32 layer buffer that does not hold x_L, and the other
+     * one (x_L's) is where the backward widens each kept input. */
+    float *xw = r16 ? xp[L % 2] : NULL;
+    float *dxa = train ? (r16 ? xp[(L + 1) % 2] : bpt_arena_alloc(ar, xb, "dx")) : NULL;
+    float *dxb = train ? (r16 ? bpt_arena_alloc(ar, xb, "dx") : xs[L]) : NULL;
     size_t mark1 = bpt_arena_mark(ar);
     int rows = c->scan_loss ? d.B * (c->scan_loss_chunk_size < d.T ? c->scan_loss_chunk_size : d.T) : N;
     int ilm = idx_lm_head(m), inf = idx_norm_f(m);
@@ -848,9 +859,9 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
             if (l > 0 && l < L - 1) gather_start(m, &wb, l - 1);
             lw gw = grads_begin(m, &gb, l);
             const float *xl = xs[l];
-            if (r16) {   /* x_L is done with (the final norm's backward ran): reuse xp[0] */
-                k->from_bf16(xp[0], ks[l], (size_t)N * D);
-                xl = xp[0];
+            if (r16) {   /* x_L is done with (the final norm's backward ran): reuse its buffer */
+                k->from_bf16(xw, ks[l], (size_t)N * D);
+                xl = xw;
             }
             layer_backward(m, &d, &w, &gw, xl, &A[l], dxa, dxb);
             grads_commit(m, &gb, l);

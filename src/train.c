@@ -65,6 +65,35 @@ int bpt_plan_check_mesh(const bpt_config *c, const int dims[3], char *err, size_
     return 0;
 }
 
+/* The arena's allocations at its peak, grouped by name (the names are static strings),
+ * largest total first; what does not fit the table is summed into the last row. */
+static void plan_at_peak(const bpt_arena *a, bpt_plan *p) {
+    typedef struct { const char *what; int count; size_t bytes; } item;
+    item *g = bpt_xcalloc((size_t)a->npeak + 1, sizeof *g);
+    int n = 0;
+    for (int i = 0; i < a->npeak; i++) {
+        int j = 0;
+        while (j < n && strcmp(g[j].what, a->at_peak[i].what) != 0) j++;
+        if (j == n) g[n++].what = a->at_peak[i].what;
+        g[j].count++;
+        g[j].bytes += a->at_peak[i].bytes;
+    }
+    for (int i = 1; i < n; i++)   /* insertion sort, largest first (stable) */
+        for (int j = i; j > 0 && g[j].bytes > g[j - 1].bytes; j--) { item t = g[j]; g[j] = g[j - 1]; g[j - 1] = t; }
+    p->nat_peak = n < BPT_PLAN_TOP ? n : BPT_PLAN_TOP;
+    for (int i = 0; i < p->nat_peak; i++) {
+        p->at_peak[i].what = g[i].what;
+        p->at_peak[i].count = g[i].count;
+        p->at_peak[i].bytes = g[i].bytes;
+    }
+    if (n > BPT_PLAN_TOP) {
+        int r = BPT_PLAN_TOP - 1;
+        p->at_peak[r].what = "(the rest)";
+        for (int i = r + 1; i < n; i++) { p->at_peak[r].count += g[i].count; p->at_peak[r].bytes += g[i].bytes; }
+    }
+    free(g);
+}
+
 static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_plan *p) {
     /* every arena allocation of a real step, no memory touched, no math done */
     bpt_arena a;
@@ -74,6 +103,7 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
         BPT_CHECK(reserve >= ((size_t)1 << 30), "cannot reserve address space for the memory plan");
     }
     /* the workspace the target backend takes from the arena first */
+    bpt_arena_track(&a);
     const bpt_kernels *tk = bpt_kernels_get(c->device);
     if (tk && tk->workspace) bpt_arena_alloc(&a, tk->workspace, "backend workspace");
     bpt_comm comm;
@@ -93,6 +123,7 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
     p->kept_bytes = m->kept_bytes;
     p->peak_bytes = a.peak;
     for (int i = 0; i < BPT_NAXES; i++) p->comm_bytes[i] = comm.bytes[i];
+    plan_at_peak(&a, p);
     for (int i = 0; i < accum; i++) bpt_batch_free(&bs[i]);
     free(bs);
     bpt_model_free(m);

@@ -60,6 +60,12 @@ void *bpt_xmalloc(size_t n) {
     return p;
 }
 
+void *bpt_xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    BPT_CHECK(q, "out of host memory growing a buffer to %zu bytes", n);
+    return q;
+}
+
 void *bpt_xcalloc(size_t n, size_t sz) {
     void *p = calloc(n ? n : 1, sz ? sz : 1);
     BPT_CHECK(p, "out of host memory allocating %zu x %zu bytes", n, sz);

@@ -12,12 +12,18 @@
 #include <stddef.h>
 #include "../../kernels/kernels.h"
 
+/* One allocation: what it holds (the string passed to bpt_arena_alloc), where, how big. */
+typedef struct bpt_arena_entry { const char *what; size_t offset, bytes; } bpt_arena_entry;
+
 typedef struct bpt_arena {
     const bpt_kernels *k;
     char *base;            /* backend memory */
     size_t capacity;
     size_t used;
     size_t peak;
+    /* with bpt_arena_track: the live allocations, and a copy of them at the peak */
+    bpt_arena_entry *live, *at_peak;
+    int nlive, npeak, cap;
 } bpt_arena;
 
 /* Reserve capacity bytes from backend k. Returns 0 or -1 (backend alloc failed).
@@ -28,5 +34,9 @@ void   bpt_arena_destroy(bpt_arena *a);
 void  *bpt_arena_alloc(bpt_arena *a, size_t bytes, const char *what);
 size_t bpt_arena_mark(const bpt_arena *a);
 void   bpt_arena_release(bpt_arena *a, size_t mark);
+/* Keep a record of every live allocation from now on, and of those live at the peak
+ * (a.at_peak[0..npeak), bottom first): what fills the memory when it is fullest. Used
+ * by the plan (bpt plan prints it); costs a copy of the live list per new peak. */
+void   bpt_arena_track(bpt_arena *a);
 
 #endif

@@ -23,6 +23,8 @@ int bpt_eval_main(bpt_config *c);
 /* The plan of one training step on one rank of a mesh, computed without running the
  * model: the step runs on the null backend (every arena allocation, no math) with a
  * dry communicator (every collective counted, none called). */
+#define BPT_PLAN_TOP 24
+
 typedef struct bpt_plan {
     int dp, fsdp, tp;                 /* the mesh */
     int B, T;                         /* rows per rank per micro-batch, sequence length */
@@ -30,6 +32,9 @@ typedef struct bpt_plan {
     size_t kept_bytes;                /* activations kept from the forward for the backward */
     size_t peak_bytes;                /* the arena's peak: everything at once */
     uint64_t comm_bytes[5];           /* bytes this rank sends per step, by bpt_axis */
+    /* what the arena holds at its peak, by allocation name, largest first */
+    struct { const char *what; int count; size_t bytes; } at_peak[BPT_PLAN_TOP];
+    int nat_peak;
 } bpt_plan;
 
 /* Check the mesh dims (dp, fsdp, tp) against the model and the batch: tp must divide

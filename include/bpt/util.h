@@ -19,6 +19,7 @@ void bpt_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)
 int bpt_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 void *bpt_xmalloc(size_t n);          /* never NULL */
+void *bpt_xrealloc(void *p, size_t n);
 void *bpt_xcalloc(size_t n, size_t sz);
 char *bpt_xstrdup(const char *s);
 
