@@ -180,6 +180,43 @@ int main(void) {
         CHECK(peak[2] < peak[1], "bpt peak %zu < memeff %zu", peak[2], peak[1]);
         CHECK(peak[3] < peak[2], "bpt+nothing_saveable peak %zu < bpt %zu", peak[3], peak[2]);
     }
+    /* what the arena holds at the peak of a long-T bpt step (nothing_saveable): the
+     * layer backward's buffers, laid out for it (docs/design.md): x1, xn2 and a
+     * separate dxn are gone by then, and one dx buffer is x_L's own */
+    {
+        bpt_config v;
+        base_config(&v, 2048);
+        set(&v, "llama.scan_attention", "true");
+        set(&v, "llama.scan_mlp", "true");
+        set(&v, "llama.scan_loss", "true");
+        set(&v, "llama.scan_query_chunk_size", "256");
+        set(&v, "llama.scan_key_chunk_size", "256");
+        set(&v, "llama.scan_mlp_chunk_size", "64");
+        set(&v, "llama.scan_loss_chunk_size", "64");
+        set(&v, "llama.remat_block", "nothing_saveable");
+        set(&v, "llama.num_attention_heads", "4");
+        set(&v, "llama.num_key_value_heads", "4");
+        set(&v, "train_dataset.hdf5_dataset.batch_size", "1");
+        char err[512];
+        bpt_plan p;
+        if (bpt_config_finalize(&v, err, sizeof err) != 0 || bpt_plan_step(&v, 1, &p, err, sizeof err) != 0) {
+            printf("plan: %s\n", err);
+            exit(1);
+        }
+        int nd = 0, bad = 0, dx = 0;
+        char list[1024] = "";
+        for (int i = 0; i < p.nat_peak; i++) {
+            const char *w = p.at_peak[i].what;
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof list - len, "%s%s x%d", len ? ", " : "", w, p.at_peak[i].count);
+            if (p.at_peak[i].bytes >= (size_t)p.at_peak[i].count * 2048 * 32 * 4) nd += p.at_peak[i].count;
+            if (!strcmp(w, "x1") || !strcmp(w, "xn2") || !strcmp(w, "dxn")) bad++;
+            if (!strcmp(w, "dx")) dx += p.at_peak[i].count;
+        }
+        /* N x D or larger at the peak: x_0..x_L (3), dx, xn1, q, k, v, o, dq, dk, dv */
+        CHECK(!bad && dx == 1 && nd == 12, "bpt, nothing_saveable, T=2048: %d N*D buffers at the peak: %s", nd, list);
+    }
+
     /* residual_dtype bf16: the forward (and so the loss) is untouched; the backward
      * recomputes each layer from its input rounded to bf16 (relative error 2^-9), so the
      * gradients move by about that much; the kept layer inputs take half the bytes */
