@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # plan_tables.sh — `bpt plan` for 7B and 13B at 32K and 128K context on 64-512 ranks:
-# exact per-rank memory and per-step communication of the current code (fp32
-# activations and state), without running anything.
+# exact per-rank memory and per-step communication of the current code (the config's
+# dtype, bf16 by default; fp32 state and activations), without running anything.
 #   bench/plan_tables.sh [extra overrides...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
