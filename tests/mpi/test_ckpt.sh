@@ -75,6 +75,21 @@ with h5py.File(sys.argv[1]) as a, h5py.File(sys.argv[2]) as b:
     assert a.attrs["mesh"] == "2,2,2" and a.attrs["step"] == 12
 PY
 
+# exact resume with dtype bf16 (bf16 weight copies, gathered as bf16 over fsdp=4): the
+# copies are made from the fp32 masters each step, so a resume is bit-identical too
+run 8 1,4,2 "$WORK/C16" --total_steps=8 --save_model_freq=8 --dtype=bf16 &&
+run 8 1,4,2 "$WORK/D16" --total_steps=4 --save_model_freq=4 --autoresume=true --dtype=bf16 &&
+run 8 1,4,2 "$WORK/D16" --total_steps=8 --save_model_freq=4 --autoresume=true --dtype=bf16 &&
+grep -q "resumed from trainstate::.*step_4.h5 at step 4" "$WORK/D16.out" &&
+res=$(same_losses "$WORK/C16/metrics.jsonl" "$WORK/D16/metrics.jsonl" 0 0 2>&1) &&
+python3 - "$WORK/C16/ckpt/step_8.h5" "$WORK/D16/ckpt/step_8.h5" <<'PY' && ok "dtype bf16, exact resume on 1,4,2: $res, parameters and moments bit-identical" || fail "bf16 exact resume: $res $(grep -m1 '^bpt:' "$WORK/D16.out")"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1]) as a, h5py.File(sys.argv[2]) as b:
+    for g in ("params", "optimizer/m", "optimizer/v"):
+        for name in a[g]:
+            assert np.array_equal(a[g][name][()], b[g][name][()]), (g, name)
+PY
+
 # autoresume with nothing to resume starts fresh
 run 2 1,2,1 "$WORK/fresh" --total_steps=2 --autoresume=true && ! grep -q resumed "$WORK/fresh.out" &&
     ok "autoresume without a checkpoint starts fresh" || fail "autoresume fresh: $(tail -2 "$WORK/fresh.out")"
