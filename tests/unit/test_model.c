@@ -40,6 +40,13 @@ static void set(bpt_config *c, const char *k, const char *v) {
     if (bpt_config_set(c, k, v, err, sizeof err) != 0) { printf("config: %s\n", err); exit(1); }
 }
 
+/* mode 0 vanilla, 1 memeff (blockwise attention), 2 bpt (attention, mlp and loss) */
+static void set_mode(bpt_config *c, int mode) {
+    set(c, "llama.scan_attention", mode >= 1 ? "true" : "false");
+    set(c, "llama.scan_mlp", mode == 2 ? "true" : "false");
+    set(c, "llama.scan_loss", mode == 2 ? "true" : "false");
+}
+
 /* 1: run() rounds the master weights to bf16 after initialising them */
 static int round_masters = 0;
 
@@ -121,9 +128,7 @@ int main(void) {
                 int ch = (mi * 5 + pb + pa) % 5;
                 bpt_config v;
                 base_config(&v, T);
-                set(&v, "llama.scan_attention", mi >= 1 ? "true" : "false");
-                set(&v, "llama.scan_mlp", mi == 2 ? "true" : "false");
-                set(&v, "llama.scan_loss", mi == 2 ? "true" : "false");
+                set_mode(&v, mi);
                 char q[16], kk[16];
                 snprintf(q, sizeof q, "%d", chunks[ch][0]);
                 snprintf(kk, sizeof kk, "%d", chunks[ch][1]);
@@ -164,9 +169,7 @@ int main(void) {
             base_config(&v, TT);
             set(&v, "llama.intermediate_size", "256");
             set(&v, "llama.vocab_size", "256");
-            set(&v, "llama.scan_attention", i >= 1 ? "true" : "false");
-            set(&v, "llama.scan_mlp", i >= 2 ? "true" : "false");
-            set(&v, "llama.scan_loss", i >= 2 ? "true" : "false");
+            set_mode(&v, i >= 2 ? 2 : i);
             set(&v, "llama.scan_query_chunk_size", "64");
             set(&v, "llama.scan_key_chunk_size", "64");
             set(&v, "llama.scan_mlp_chunk_size", "64");
@@ -186,9 +189,7 @@ int main(void) {
     {
         bpt_config v;
         base_config(&v, 2048);
-        set(&v, "llama.scan_attention", "true");
-        set(&v, "llama.scan_mlp", "true");
-        set(&v, "llama.scan_loss", "true");
+        set_mode(&v, 2);
         set(&v, "llama.scan_query_chunk_size", "256");
         set(&v, "llama.scan_key_chunk_size", "256");
         set(&v, "llama.scan_mlp_chunk_size", "64");
@@ -225,9 +226,7 @@ int main(void) {
         bpt_config v, w;
         base_config(&v, T);
         set(&v, "llama.num_hidden_layers", "4");
-        set(&v, "llama.scan_attention", "true");
-        set(&v, "llama.scan_mlp", "true");
-        set(&v, "llama.scan_loss", "true");
+        set_mode(&v, 2);
         set(&v, "llama.scan_mlp_chunk_size", "8");
         set(&v, "llama.scan_loss_chunk_size", "16");
         set(&v, "llama.remat_block", policy);
@@ -251,9 +250,7 @@ int main(void) {
     for (int mi = 0; mi < 3; mi++) {
         bpt_config v, w;
         base_config(&v, T);
-        set(&v, "llama.scan_attention", mi >= 1 ? "true" : "false");
-        set(&v, "llama.scan_mlp", mi == 2 ? "true" : "false");
-        set(&v, "llama.scan_loss", mi == 2 ? "true" : "false");
+        set_mode(&v, mi);
         set(&v, "llama.scan_mlp_chunk_size", "8");
         set(&v, "llama.scan_loss_chunk_size", "16");
         set(&v, "llama.remat_block", mi == 2 ? "nothing_saveable" : "");
