@@ -16,8 +16,10 @@
  * remat_attention, remat_mlp and remat_block (keep_set below); everything else lives in
  * a scratch region released after the layer, and the backward recomputes it. The layer
  * inputs x_l are always kept: in fp32, or with residual_dtype bf16 rounded to bf16 (half
- * the bytes; the backward then recomputes each layer from its rounded input). Attention, MLP and loss chunk sizes are per sequence: a
- * chunk of Bf tokens is B*Bf rows, as in the reference (b * Bf * I hidden values).
+ * the bytes; the backward then recomputes each layer from its rounded input). Attention,
+ * MLP and loss chunk sizes are per sequence: a chunk of Bf tokens is B*Bf rows, as in the
+ * reference (b * Bf * I hidden values). With dtype bf16 (bpt_model_set_dtype) every
+ * weight the kernels see is the bf16 rounding of its fp32 master, gathered as bf16.
  */
 #include "bpt/model.h"
 #include "bpt/util.h"
