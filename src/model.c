@@ -417,9 +417,16 @@ static void wbufs_alloc(bpt_model *m, wbufs *b) {
     }
 }
 
-/* Start the all-gather of layer l's weights (non-blocking, one per tensor). In bf16
- * each rank rounds its shard into its own place in the gathered buffer, which the
- * gather then fills around it. */
+/* The bf16 gather of one tensor into full (fsdp * numel): this rank rounds its shard
+ * into its own place, and the in-place all-gather fills the others' around it (req
+ * NULL: blocking). */
+static void gather_bf16(bpt_model *m, uint16_t *full, const float *shard, size_t numel, bpt_request *req) {
+    m->k->to_bf16(full + (size_t)m->fsdp_rank * numel, shard, numel);
+    if (req) bpt_iallgather_bf16(m->comm, BPT_AXIS_FSDP, full, numel, req);
+    else bpt_allgather_bf16(m->comm, BPT_AXIS_FSDP, full, numel);
+}
+
+/* Start the all-gather of layer l's weights (non-blocking, one per tensor). */
 static void gather_start(bpt_model *m, wbufs *b, int l) {
     int s = l % 2;
     for (int j = 0; j < T_PER_LAYER; j++) {
@@ -429,9 +436,7 @@ static void gather_start(bpt_model *m, wbufs *b, int l) {
         r->r = MPI_REQUEST_NULL;
         r->ev = NULL;
         if (m->bf16_weights) {
-            uint16_t *full = b->w16[s] + t->full_offset;
-            m->k->to_bf16(full + (size_t)m->fsdp_rank * t->numel, shard, t->numel);
-            bpt_iallgather_bf16(m->comm, BPT_AXIS_FSDP, full, t->numel, r);
+            gather_bf16(m, b->w16[s] + t->full_offset, shard, t->numel, r);
         } else if (m->fsdp > 1) {
             bpt_iallgather_f32(m->comm, BPT_AXIS_FSDP, b->w32[s] + t->full_offset, shard, t->numel, r);
         }
@@ -525,8 +530,7 @@ static float *fetch(bpt_model *m, int i, const char *what) {
     }
     size_t mark = bpt_arena_mark(m->arena);
     uint16_t *h = bpt_arena_alloc(m->arena, n * sizeof(uint16_t), "gathered weights (bf16)");
-    m->k->to_bf16(h + (size_t)m->fsdp_rank * t->numel, P(m, BPT_BUF_PARAM, i), t->numel);
-    bpt_allgather_bf16(m->comm, BPT_AXIS_FSDP, h, t->numel);
+    gather_bf16(m, h, P(m, BPT_BUF_PARAM, i), t->numel, NULL);
     m->k->from_bf16(buf, h, n);
     bpt_arena_release(m->arena, mark);
     return buf;
