@@ -551,10 +551,11 @@ static void grad_commit(bpt_model *m, int i, const float *full) {
 /* x (N,D) holds this tp rank's partial sum: complete it (row-parallel products). */
 static void tp_sum(bpt_model *m, float *x, size_t n) { bpt_allreduce_f32(m->comm, BPT_AXIS_TP, x, n); }
 
-/* out = x on tp rank 0, zeros elsewhere: a residual that a tp_sum will complete. */
+/* out = x on tp rank 0, zeros elsewhere: a residual that a tp_sum will complete (out
+ * may be x itself). */
 static void tp_residual(bpt_model *m, float *out, const float *x, size_t n) {
-    if (m->tp_rank == 0) m->k->copy_d2d(out, x, n * sizeof(float));
-    else m->k->zero(out, n * sizeof(float));
+    if (m->tp_rank != 0) m->k->zero(out, n * sizeof(float));
+    else if (out != x) m->k->copy_d2d(out, x, n * sizeof(float));
 }
 
 /* out (rows, n_out) = inp (rows, n_in) W^T, W (n_out, n_in): a Hugging Face linear. */
@@ -591,8 +592,9 @@ static void attn_forward(bpt_model *m, const dims *d, const lw *w, const float *
     }
 }
 
-/* The feed-forward half: x_out = x1 + down(silu(gate(xn2)) * up(xn2)), chunk by chunk.
- * Full g/u/h arrays are written when a holds them; otherwise chunk scratch is used. */
+/* The feed-forward half: x_out = x1 + down(silu(gate(xn2)) * up(xn2)), chunk by chunk
+ * (x_out may be x1's own buffer). Full g/u/h arrays are written when a holds them;
+ * otherwise chunk scratch is used. */
 static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float *x_out) {
     const bpt_kernels *k = m->k;
     size_t mark = bpt_arena_mark(m->arena);
@@ -616,7 +618,9 @@ static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float
 }
 
 /* Forward of layer l. Members of `keep` go in the persistent region (allocated before
- * the mark); the rest is scratch released before returning. */
+ * the mark); the rest is scratch released before returning. x_out is not written until
+ * the feed-forward, so xn1 and then x1 live in it unless they are kept, and the
+ * attention's scratch is released before the feed-forward's is taken (docs/design.md). */
 static void layer_forward(bpt_model *m, const dims *d, const lw *wp, const float *x, float *x_out,
                           acts *a, int keep) {
     lw w = *wp;
@@ -624,8 +628,13 @@ static void layer_forward(bpt_model *m, const dims *d, const lw *wp, const float
     alloc_acts(m, d, a, keep);
     size_t mark = bpt_arena_mark(m->arena);
     acts t = *a;
-    alloc_acts(m, d, &t, K_ATTN_ALL | K_X1 | K_XN2 | K_RSTD2);
-    attn_forward(m, d, &w, x, &t, K_ATTN_ALL | K_X1);
+    if (!t.xn1) t.xn1 = x_out;
+    alloc_acts(m, d, &t, K_ATTN_ALL);
+    attn_forward(m, d, &w, x, &t, K_ATTN_ALL);
+    if (!t.x1) t.x1 = x_out;   /* xn1, if it was x_out's, has been read by now */
+    attn_forward(m, d, &w, x, &t, K_X1);
+    bpt_arena_release(m->arena, mark);   /* the attention's scratch: x1 is kept or x_out */
+    alloc_acts(m, d, &t, K_XN2 | K_RSTD2);
     m->k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, d->N, d->D, (float)m->cfg.rms_norm_eps);
     mlp_forward(m, d, &w, &t, x_out);
     bpt_arena_release(m->arena, mark);
@@ -640,29 +649,44 @@ static int held(const acts *a) {
 /* Backward of layer l: dx_out (N,D) is dloss/dx_{l+1}; writes dx_in = dloss/dx_l and adds
  * the layer's weight gradients. Recomputes whatever the forward did not keep. dx_out is
  * overwritten (it becomes dloss/dx1, then dloss/dx_l), and dx_in, written last, serves
- * dxn2, do and dxn1 in turn before (H*Dh == D), to keep the backward's scratch small. */
-static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *gwp, const float *x,
-                           const acts *kept, float *dx_out, float *dx_in) {
+ * dxn2, do and dxn1 in turn before. When x16 is given, x is its widened copy and is
+ * scratch too: xn2, then dq, live in it, and x is widened again where it is next read.
+ * With qd == D (one tp rank) xn1 is dropped once q, k and v are computed and is
+ * recomputed into o's buffer after the attention's backward. All of this keeps the
+ * backward's peak small (docs/design.md) and changes no result. */
+static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *gwp, float *x,
+                           const uint16_t *x16, const acts *kept, float *dx_out, float *dx_in) {
     const bpt_kernels *k = m->k;
     bpt_arena *ar = m->arena;
     lw w = *wp, gw = *gwp;
     int N = d->N, D = d->D, F = d->F, qd = d->qd, kvd = d->kvd, R = d->mlp_rows;
-    size_t fb = sizeof(float), mark = bpt_arena_mark(ar);
+    size_t fb = sizeof(float), nd = (size_t)N * D, mark = bpt_arena_mark(ar);
     float eps = (float)m->cfg.rms_norm_eps;
+    int roomy = qd == D;               /* q's and o's buffers can hold an (N,D) tensor */
+    int x_scratch = x16 && roomy;
 
-    /* recompute what was not kept, in dependency order: the attention's inputs and
-     * output first; x1 and xn2, which only the feed-forward's backward needs, above a
-     * mark that is released before the attention's backward takes dq, dk and dv */
+    /* recompute what was not kept, in dependency order: xn1 (on top, so that it can be
+     * dropped), q, k, v, o, then x1 and xn2, which only the feed-forward's backward
+     * needs, above a mark that is released before the attention's backward */
     acts t = *kept;
     int have = held(&t);
-    alloc_acts(m, d, &t, K_ATTN_ALL);
+    alloc_acts(m, d, &t, K_ATTN_ALL & ~K_XN1);
+    size_t mark_xn1 = bpt_arena_mark(ar);
+    alloc_acts(m, d, &t, K_XN1);
     int need = K_ATTN_ALL & ~have;
     if (need & (K_XN1 | K_RSTD1)) need |= K_XN1 | K_RSTD1;
     attn_forward(m, d, &w, x, &t, need);
+    int drop_xn1 = roomy && !(have & K_XN1);
+    if (drop_xn1) {
+        bpt_arena_release(ar, mark_xn1);
+        t.xn1 = NULL;
+    }
     float *dxn = dx_in;    /* dxn2, then do, then dxn1; dx_in is written last */
     size_t mark_mlp = bpt_arena_mark(ar);
-    alloc_acts(m, d, &t, K_X1 | K_XN2 | K_RSTD2);
+    alloc_acts(m, d, &t, K_X1);
     if (!(have & K_X1)) attn_forward(m, d, &w, x, &t, K_X1);
+    if (x_scratch && !(have & K_XN2)) t.xn2 = x;   /* x is not read again until widened anew */
+    alloc_acts(m, d, &t, K_XN2 | K_RSTD2);
     if ((have & (K_XN2 | K_RSTD2)) != (K_XN2 | K_RSTD2))
         k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, N, D, eps);
 
@@ -702,7 +726,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     // x1 = x + o Wo^T  =>  dWo += dx1^T o ; do = dx1 Wo
     k->gemm(1, 0, D, qd, N, 1.0f, dx1, D, t.o, qd, 1.0f, gw.wo, qd);
     float *dO = dxn;       /* dxn2 is consumed; qd == D */
-    float *dq = bpt_arena_alloc(ar, (size_t)N * qd * fb, "dq");
+    float *dq = x_scratch ? x : bpt_arena_alloc(ar, (size_t)N * qd * fb, "dq");
     float *dk = bpt_arena_alloc(ar, (size_t)N * kvd * fb, "dk");
     float *dv = bpt_arena_alloc(ar, (size_t)N * kvd * fb, "dv");
     k->gemm(0, 0, N, qd, D, 1.0f, dx1, D, w.wo, qd, 0.0f, dO, qd);
@@ -715,6 +739,15 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     // q = rope(q'), k = rope(k')
     k->rope_bwd(dq, m->rope_cos, m->rope_sin, d->B, d->T, d->H, d->Dh);
     k->rope_bwd(dk, m->rope_cos, m->rope_sin, d->B, d->T, d->KVH, d->Dh);
+    /* q and o are free now: x back into q's buffer, xn1 into o's */
+    if (x_scratch) {
+        k->from_bf16(t.q, x16, nd);
+        x = t.q;
+    }
+    if (drop_xn1) {
+        t.xn1 = t.o;
+        k->rmsnorm_fwd(t.xn1, t.rstd1, x, w.norm1, N, D, eps);
+    }
     // q' = xn1 Wq^T, k' = xn1 Wk^T, v = xn1 Wv^T  =>  dW += d^T xn1 ; dxn1 = dq Wq + dk Wk + dv Wv
     k->gemm(1, 0, qd, D, N, 1.0f, dq, qd, t.xn1, D, 1.0f, gw.wq, D);
     k->gemm(1, 0, kvd, D, N, 1.0f, dk, kvd, t.xn1, D, 1.0f, gw.wk, D);
@@ -722,7 +755,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     k->gemm(0, 0, N, D, qd, 1.0f, dq, qd, w.wq, D, 0.0f, dxn, D);
     k->gemm(0, 0, N, D, kvd, 1.0f, dk, kvd, w.wk, D, 1.0f, dxn, D);
     k->gemm(0, 0, N, D, kvd, 1.0f, dv, kvd, w.wv, D, 1.0f, dxn, D);
-    tp_sum(m, dxn, (size_t)N * D);   // q/k/v are column parallel
+    tp_sum(m, dxn, nd);   // q/k/v are column parallel
     // xn1 = rmsnorm(x); x1 = x + ...  =>  dx = dx1 + rmsnorm_bwd(dxn1)
     k->rmsnorm_bwd(dx1, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
     k->copy_d2d(dx_in, dx1, (size_t)N * D * fb);
@@ -864,12 +897,12 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
             lw w = l == L - 1 ? wlast : gather_wait(m, &wb, l);
             if (l > 0 && l < L - 1) gather_start(m, &wb, l - 1);
             lw gw = grads_begin(m, &gb, l);
-            const float *xl = xs[l];
+            float *xl = xs[l];
             if (r16) {   /* x_L is done with (the final norm's backward ran): reuse its buffer */
                 k->from_bf16(xw, ks[l], (size_t)N * D);
                 xl = xw;
             }
-            layer_backward(m, &d, &w, &gw, xl, &A[l], dxa, dxb);
+            layer_backward(m, &d, &w, &gw, xl, r16 ? ks[l] : NULL, &A[l], dxa, dxb);
             grads_commit(m, &gb, l);
             float *tmp = dxa; dxa = dxb; dxb = tmp;
         }

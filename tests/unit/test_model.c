@@ -184,9 +184,10 @@ int main(void) {
         CHECK(peak[3] < peak[2], "bpt+nothing_saveable peak %zu < bpt %zu", peak[3], peak[2]);
     }
     /* what the arena holds at the peak of a long-T bpt step (nothing_saveable): the
-     * layer backward's buffers, laid out for it (docs/design.md): x1, xn2 and a
-     * separate dxn are gone by then, and one dx buffer is x_L's own */
-    {
+     * layer backward's buffers, laid out for it (docs/design.md): x1, xn2, xn1 and a
+     * separate dxn are gone by then, and one dx buffer is x_L's own; with the bf16
+     * residual, dq lives in the widened x_l's buffer */
+    for (int r16 = 0; r16 < 2; r16++) {
         bpt_config v;
         base_config(&v, 2048);
         set_mode(&v, 2);
@@ -197,6 +198,7 @@ int main(void) {
         set(&v, "llama.remat_block", "nothing_saveable");
         set(&v, "llama.num_attention_heads", "4");
         set(&v, "llama.num_key_value_heads", "4");
+        set(&v, "llama.residual_dtype", r16 ? "bf16" : "fp32");
         set(&v, "train_dataset.hdf5_dataset.batch_size", "1");
         char err[512];
         bpt_plan p;
@@ -211,11 +213,14 @@ int main(void) {
             size_t len = strlen(list);
             snprintf(list + len, sizeof list - len, "%s%s x%d", len ? ", " : "", w, p.at_peak[i].count);
             if (p.at_peak[i].bytes >= (size_t)p.at_peak[i].count * 2048 * 32 * 4) nd += p.at_peak[i].count;
-            if (!strcmp(w, "x1") || !strcmp(w, "xn2") || !strcmp(w, "dxn")) bad++;
+            if (!strcmp(w, "x1") || !strcmp(w, "xn2") || !strcmp(w, "xn1") || !strcmp(w, "dxn")) bad++;
+            if (r16 && !strcmp(w, "dq")) bad++;
             if (!strcmp(w, "dx")) dx += p.at_peak[i].count;
         }
-        /* N x D or larger at the peak: x_0..x_L (3), dx, xn1, q, k, v, o, dq, dk, dv */
-        CHECK(!bad && dx == 1 && nd == 12, "bpt, nothing_saveable, T=2048: %d N*D buffers at the peak: %s", nd, list);
+        /* fp32 N x D (or larger) at the peak: x_0..x_L (3), dx, q, k, v, o, dq, dk, dv;
+         * bf16 residual: the two layer buffers, dx, q, k, v, o, dk, dv */
+        CHECK(!bad && dx == 1 && nd == (r16 ? 9 : 11), "bpt, nothing_saveable, T=2048, residual %s: %d N*D buffers at the peak: %s",
+              r16 ? "bf16" : "fp32", nd, list);
     }
 
     /* residual_dtype bf16: the forward (and so the loss) is untouched; the backward
