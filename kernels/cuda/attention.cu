@@ -21,6 +21,7 @@
  */
 #include <mma.h>
 #include <math.h>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 
@@ -160,7 +161,8 @@ __global__ void __launch_bounds__(NTHREADS) attn_fwd_k(float *o, float *lse, con
     float *Os = (float *)carve(p, (size_t)BM * L::LDO * 4);
     float *mrow = (float *)carve(p, BM * 4), *lrow = (float *)carve(p, BM * 4);
 
-    int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, hk = h / (H / KVH);
+    int qt = gridDim.x - 1 - blockIdx.x;   /* the longest causal rows first: a shorter tail */
+    int h = blockIdx.y, b = blockIdx.z, hk = h / (H / KVH);
     int q0 = qt * BM, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_tile(Qs, L::LDB, q, b, q0, BM, T, H, h, Dh, DP);
     for (int e = threadIdx.x; e < BM * L::LDO; e += blockDim.x) Os[e] = 0.0f;
@@ -236,7 +238,8 @@ __global__ void __launch_bounds__(NTHREADS) attn_dq_k(float *dq, const float *do
     float *dQs = (float *)carve(p, (size_t)BM * L::LDO * 4);
     float *Ds = (float *)carve(p, BM * 4), *Ls = (float *)carve(p, BM * 4);
 
-    int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, hk = h / (H / KVH);
+    int qt = gridDim.x - 1 - blockIdx.x;   /* the longest causal rows first: a shorter tail */
+    int h = blockIdx.y, b = blockIdx.z, hk = h / (H / KVH);
     int q0 = qt * BM, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     load_tile(Qs, L::LDB, q, b, q0, BM, T, H, h, Dh, DP);
     load_tile(dOs, L::LDB, dout, b, q0, BM, T, H, h, Dh, DP);
@@ -330,12 +333,26 @@ static int smem_limit(void) {
     return lim;
 }
 
+/* 32: use the small tiles even where the large ones fit (tests); 0: the large ones where
+ * they fit. */
+static int tile_rows = 0;
+extern "C" void bpt_cu_set_attn_tile_rows(int rows) { tile_rows = rows; }
+
+/* Whether a kernel taking `bytes` of dynamic shared memory with `rows`-row tiles is the
+ * one to launch; raises the kernel's shared-memory limit the first time. */
+static bool tiles_fit(const void *kernel, size_t bytes, int rows, bool *raised) {
+    if (bytes > (size_t)smem_limit() || (tile_rows == 32 && rows != 32)) return false;
+    if (!*raised) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    *raised = true;
+    return true;
+}
+
 template <int DP, int BM>
 static bool fwd_try(float *o, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
                     int KVH, int Dh) {
+    static bool raised = false;
     size_t sm = fwd_smem<DP, BM>::bytes();
-    if (sm > (size_t)smem_limit()) return false;
-    CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_k<DP, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    if (!tiles_fit((const void *)attn_fwd_k<DP, BM>, sm, BM, &raised)) return false;
     dim3 grid((T + BM - 1) / BM, H, B);
     attn_fwd_k<DP, BM><<<grid, NTHREADS, sm, g.stream>>>(o, lse, q, k, v, T, H, KVH, Dh, 1.0f / sqrtf((float)Dh));
     LAUNCH_CHECK();
@@ -353,9 +370,9 @@ static void fwd_launch(float *o, float *lse, const float *q, const float *k, con
 template <int DP, int BM>
 static bool dq_try(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *o,
                    const float *lse, int B, int T, int H, int KVH, int Dh, float scale) {
+    static bool raised = false;
     size_t sm = dq_smem<DP, BM>::bytes();
-    if (sm > (size_t)smem_limit()) return false;
-    CUDA_CHECK(cudaFuncSetAttribute(attn_dq_k<DP, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    if (!tiles_fit((const void *)attn_dq_k<DP, BM>, sm, BM, &raised)) return false;
     dim3 grid((T + BM - 1) / BM, H, B);
     attn_dq_k<DP, BM><<<grid, NTHREADS, sm, g.stream>>>(dq, dout, q, k, v, o, lse, T, H, KVH, Dh, scale);
     LAUNCH_CHECK();
@@ -365,9 +382,9 @@ static bool dq_try(float *dq, const float *dout, const float *q, const float *k,
 template <int DP, int BN>
 static bool dkv_try(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
                     const float *o, const float *lse, int B, int T, int H, int KVH, int Dh, float scale) {
+    static bool raised = false;
     size_t sm = dkv_smem<DP, BN>::bytes();
-    if (sm > (size_t)smem_limit()) return false;
-    CUDA_CHECK(cudaFuncSetAttribute(attn_dkv_k<DP, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    if (!tiles_fit((const void *)attn_dkv_k<DP, BN>, sm, BN, &raised)) return false;
     dim3 grid((T + BN - 1) / BN, KVH, B);
     attn_dkv_k<DP, BN><<<grid, NTHREADS, sm, g.stream>>>(dk, dv, dout, q, k, v, o, lse, T, H, KVH, Dh, scale);
     LAUNCH_CHECK();

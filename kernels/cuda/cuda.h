@@ -94,6 +94,9 @@ void bpt_cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const f
                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
 void bpt_cu_attn_vanilla_fwd(float *o, float *probs, const float *q, const float *k, const float *v,
                              int B, int T, int H, int KVH, int Dh);
+/* Tests: 32 runs the flash kernels on their 32-row tiles (the ones GPUs with less shared
+ * memory than sm_80/sm_90 get) even where the 64-row ones fit; 0 restores the choice. */
+void bpt_cu_set_attn_tile_rows(int rows);
 void bpt_cu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                              const float *k, const float *v, const float *probs,
                              int B, int T, int H, int KVH, int Dh);

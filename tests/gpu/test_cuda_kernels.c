@@ -3,12 +3,15 @@
  * Tolerances, from the precision each kernel promises (kernels/cuda/cuda.h):
  *  - fp32 kernels (norms, RoPE, SwiGLU, embedding, loss, AdamW, sums) differ from the
  *    CPU only by summation order: 1e-5 relative (1e-4 for row sums over 1000+ terms).
- *  - GEMM rounds both operands to bf16 (relative error 2^-9 each, so 2^-8 per product)
- *    and accumulates in fp32: elementwise |C - C_ref| <= 2^-7 (|A| |B|)_ij, a bound
- *    with a factor 2 of margin that holds for any input, not just on average.
- *  - attention rounds q, k, v, dO and the probabilities to bf16 (2^-9 each): the
- *    output and log-sum-exp are held to 1e-2 relative L2, the gradients, two more
- *    rounded products deep, to 2e-2; a wrong mask or a lost tile gives O(1) errors.
+ *  - GEMM rounds both operands to bf16 (unit roundoff 2^-8 each, so 2^-7 per product to
+ *    first order) and accumulates in fp32: elementwise |C - C_ref| <= 2^-7 (|A| |B|)_ij
+ *    holds for any input; the test allows 1.5 times that, for the second-order term
+ *    and the tensor cores' fp32 accumulation (random inputs reach about 0.4 of it).
+ *  - attention rounds q, k, v, dO and the probabilities to bf16 (2^-8 each): the
+ *    output is held to 1e-2 relative L2, the gradients, two more rounded products
+ *    deep, to 2e-2; a wrong mask or a lost tile gives O(1) errors. The log-sum-exp
+ *    sees only the rounded scores (an emulation of the kernels gave 1e-4 to 6e-4, sharp
+ *    scores included): 3e-3.
  * The backward must also be bit-identical from run to run (no atomics).
  * BPT_GPU_QUICK=1 keeps only the small shapes (for compute-sanitizer runs).
  */
@@ -58,11 +61,11 @@ static void test_gemm(void) {
                     for (int i = 0; i < M; i++)
                         for (int j = 0; j < N; j++) {
                             size_t e = (size_t)i * ldc + j;
-                            double d = fabs((double)got[e] - Cc[e]), lim = ldexp(bound[e], -7) + 1e-5 * fabs(Cc[e]) + 1e-6;
+                            double d = fabs((double)got[e] - Cc[e]), lim = 1.5 * ldexp(bound[e], -7) + 1e-5 * fabs(Cc[e]) + 1e-6;
                             if (!(d <= lim)) ok = 0;
                             if (d / lim > worst) worst = d / lim;
                         }
-                    CHECK(ok, "gemm M=%d N=%d K=%d ta=%d tb=%d alpha=%g beta=%g: worst error %.3f of the bf16 bound",
+                    CHECK(ok, "gemm M=%d N=%d K=%d ta=%d tb=%d alpha=%g beta=%g: worst error %.3f of 1.5x the bf16 bound",
                           M, N, K, ta, tb, ab[ai][0], ab[ai][1], worst);
                     free(A); free(B); free(Cc); free(aA); free(aB); free(bound); free(got);
                     bpt_arena_release(&ar, mk);
@@ -280,42 +283,54 @@ static void test_optim(void) {
 }
 
 static void test_attention(void) {
-    /* B, T, H, KVH, Dh, Bq, Bk: whole and partial tiles, GQA, padded head dims */
-    int cases[][7] = {
-        {1, 64, 2, 2, 64, 64, 64},    {2, 100, 4, 2, 64, 32, 16},  {1, 257, 4, 1, 128, 128, 64},
-        {1, 190, 3, 3, 48, 64, 64},   {1, 33, 2, 1, 16, 16, 16},   {1, 1024, 2, 2, 128, 256, 512},
-        {2, 77, 8, 2, 32, 8, 64},
+    /* B, T, H, KVH, Dh, Bq, Bk, q scale: whole and partial tiles, T under one tile, GQA,
+     * padded head dims (16 -> 16, 48 -> 64, 96 -> 128), and sharp scores (q x4) that
+     * make the online softmax rescale */
+    int cases[][8] = {
+        {1, 64, 2, 2, 64, 64, 64, 1},    {2, 100, 4, 2, 64, 32, 16, 1},  {1, 257, 4, 1, 128, 128, 64, 1},
+        {1, 190, 3, 3, 48, 64, 64, 1},   {1, 33, 2, 1, 16, 16, 16, 1},   {1, 1024, 2, 2, 128, 256, 512, 1},
+        {2, 77, 8, 2, 32, 8, 64, 1},     {2, 15, 4, 2, 96, 15, 15, 1},   {2, 130, 4, 1, 128, 64, 64, 1},
+        {1, 257, 4, 2, 128, 64, 64, 4},
     };
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        if (quick && cases[ci][1] > 300) continue;
-        size_t mk = bpt_arena_mark(&ar);
-        int B = cases[ci][0], T = cases[ci][1], H = cases[ci][2], KVH = cases[ci][3], Dh = cases[ci][4];
-        int Bq = cases[ci][5], Bk = cases[ci][6];
-        size_t nq = (size_t)B * T * H * Dh, nk = (size_t)B * T * KVH * Dh, nl = (size_t)B * H * T;
-        float *q = host_randn(nq, 1), *k = host_randn(nk, 1), *v = host_randn(nk, 1), *dO = host_randn(nq, 1);
-        float *o = malloc(nq * 4), *lse = malloc(nl * 4), *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
-        C->attn_fwd(o, lse, q, k, v, B, T, H, KVH, Dh, Bq, Bk);
-        C->attn_bwd(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, KVH, Dh, Bq, Bk);
-        float *gq = upf(q, nq), *gk = upf(k, nk), *gv = upf(v, nk), *gdO = upf(dO, nq);
-        float *go = devf(nq), *glse = devf(nl), *gdq = devf(nq), *gdk = devf(nk), *gdv = devf(nk);
-        G->attn_fwd(go, glse, gq, gk, gv, B, T, H, KVH, Dh, Bq, Bk);
-        G->attn_bwd(gdq, gdk, gdv, gdO, gq, gk, gv, go, glse, B, T, H, KVH, Dh, Bq, Bk);
-        float *ho = down(go, nq), *hl = down(glse, nl), *hq = down(gdq, nq), *hk = down(gdk, nk), *hv = down(gdv, nk);
-        double eo = rel_l2(ho, o, nq), el = rel_l2(hl, lse, nl);
-        double eq = rel_l2(hq, dq, nq), ek = rel_l2(hk, dk, nk), ev = rel_l2(hv, dv, nk);
-        CHECK(eo < 1e-2 && el < 1e-2, "attention forward B=%d T=%d H=%d KVH=%d Dh=%d chunks %d/%d: o %.2e lse %.2e",
-              B, T, H, KVH, Dh, Bq, Bk, eo, el);
-        CHECK(eq < 2e-2 && ek < 2e-2 && ev < 2e-2, "attention backward B=%d T=%d H=%d KVH=%d Dh=%d: dq %.2e dk %.2e dv %.2e",
-              B, T, H, KVH, Dh, eq, ek, ev);
-        /* the GPU result against the CPU run on its own outputs: D = rowsum(dO o) */
-        G->attn_bwd(gdq, gdk, gdv, gdO, gq, gk, gv, go, glse, B, T, H, KVH, Dh, Bq, Bk);
-        float *hq2 = down(gdq, nq), *hk2 = down(gdk, nk);
-        CHECK(memcmp(hq, hq2, nq * 4) == 0 && memcmp(hk, hk2, nk * 4) == 0, "attention backward is bit-reproducible");
-        free(hq2); free(hk2);
-        free(q); free(k); free(v); free(dO); free(o); free(lse); free(dq); free(dk); free(dv);
-        free(ho); free(hl); free(hq); free(hk); free(hv);
-        bpt_arena_release(&ar, mk);
+    /* the 64-row tiles (what sm_80 and sm_90 take), then the 32-row ones */
+    for (int tiles = 0; tiles < 2; tiles++) {
+        bpt_cu_set_attn_tile_rows(tiles ? 32 : 0);
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            if (quick && cases[ci][1] > 300) continue;
+            size_t mk = bpt_arena_mark(&ar);
+            int B = cases[ci][0], T = cases[ci][1], H = cases[ci][2], KVH = cases[ci][3], Dh = cases[ci][4];
+            int Bq = cases[ci][5], Bk = cases[ci][6];
+            size_t nq = (size_t)B * T * H * Dh, nk = (size_t)B * T * KVH * Dh, nl = (size_t)B * H * T;
+            float *q = host_randn(nq, (float)cases[ci][7]), *k = host_randn(nk, 1), *v = host_randn(nk, 1);
+            float *dO = host_randn(nq, 1);
+            float *o = malloc(nq * 4), *lse = malloc(nl * 4), *dq = malloc(nq * 4), *dk = malloc(nk * 4);
+            float *dv = malloc(nk * 4);
+            C->attn_fwd(o, lse, q, k, v, B, T, H, KVH, Dh, Bq, Bk);
+            C->attn_bwd(dq, dk, dv, dO, q, k, v, o, lse, B, T, H, KVH, Dh, Bq, Bk);
+            float *gq = upf(q, nq), *gk = upf(k, nk), *gv = upf(v, nk), *gdO = upf(dO, nq);
+            float *go = devf(nq), *glse = devf(nl), *gdq = devf(nq), *gdk = devf(nk), *gdv = devf(nk);
+            G->attn_fwd(go, glse, gq, gk, gv, B, T, H, KVH, Dh, Bq, Bk);
+            G->attn_bwd(gdq, gdk, gdv, gdO, gq, gk, gv, go, glse, B, T, H, KVH, Dh, Bq, Bk);
+            float *ho = down(go, nq), *hl = down(glse, nl), *hq = down(gdq, nq), *hk = down(gdk, nk);
+            float *hv = down(gdv, nk);
+            double eo = rel_l2(ho, o, nq), el = rel_l2(hl, lse, nl);
+            double eq = rel_l2(hq, dq, nq), ek = rel_l2(hk, dk, nk), ev = rel_l2(hv, dv, nk);
+            CHECK(eo < 1e-2 && el < 3e-3,
+                  "attention forward, %d-row tiles, B=%d T=%d H=%d KVH=%d Dh=%d q x%d: o %.2e lse %.2e",
+                  tiles ? 32 : 64, B, T, H, KVH, Dh, cases[ci][7], eo, el);
+            CHECK(eq < 2e-2 && ek < 2e-2 && ev < 2e-2, "attention backward: dq %.2e dk %.2e dv %.2e", eq, ek, ev);
+            /* the same call again gives the same bits (no atomics) */
+            G->attn_bwd(gdq, gdk, gdv, gdO, gq, gk, gv, go, glse, B, T, H, KVH, Dh, Bq, Bk);
+            float *hq2 = down(gdq, nq), *hk2 = down(gdk, nk), *hv2 = down(gdv, nk);
+            CHECK(!memcmp(hq, hq2, nq * 4) && !memcmp(hk, hk2, nk * 4) && !memcmp(hv, hv2, nk * 4),
+                  "attention backward is bit-reproducible");
+            free(hq2); free(hk2); free(hv2);
+            free(q); free(k); free(v); free(dO); free(o); free(lse); free(dq); free(dk); free(dv);
+            free(ho); free(hl); free(hq); free(hk); free(hv);
+            bpt_arena_release(&ar, mk);
+        }
     }
+    bpt_cu_set_attn_tile_rows(0);
     /* vanilla: probabilities materialised */
     int B = 2, T = 100, H = 4, KVH = 2, Dh = 32;
     size_t mk = bpt_arena_mark(&ar);
