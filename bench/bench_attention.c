@@ -15,6 +15,7 @@
 #include "kernels/cuda/cuda.h"
 #endif
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     }
     const bpt_kernels *k = &bpt_kernels_cuda;
     double peak = k->peak_flops();
+    if (peak <= 0) peak = NAN;   /* a GPU whose peak the backend does not know: "nan%" */
     printf("%s | bf16 dense peak %.0f TFLOP/s | heads %d, head dim %d, causal, batch 1, best of %d\n\n",
            bpt_cuda_device_name(), peak / 1e12, H, Dh, reps);
     printf("| T | fwd ms | fwd TFLOP/s | fwd %% of peak | fwd+bwd ms | fwd+bwd TFLOP/s | fwd+bwd %% of peak |\n");

@@ -5,17 +5,21 @@
 #include <cuda_runtime.h>
 #include <string.h>
 
-/* bf16 dense tensor-core peak: FLOP per clock per SM (A100 2048, H100/H200 4096) x SMs
- * x clock. Hopper's datasheet peak (989 TFLOP/s on the SXM parts) is quoted at 1.83 GHz,
- * below the 1.98 GHz boost the driver reports, so the clock is capped there: MFU is then
- * measured against the number vendors and other frameworks use. */
+/* bf16 dense tensor-core peak: FLOP per clock per SM x SMs x clock, for the GPUs whose
+ * figure is certain from the compute capability: sm_80 (A100, 2048) and sm_90
+ * (H100/H200, 4096). Hopper's datasheet peak (989 TFLOP/s on the SXM parts) is quoted at
+ * 1.83 GHz, below the 1.98 GHz boost the driver reports, so the clock is capped there:
+ * MFU is then measured against the number vendors and other frameworks use. Elsewhere
+ * the rate depends on the part (sm_86/89: 1024 on data-centre cards, 512 on GeForce),
+ * so the peak is unknown (0) and `peak_flops` in the config supplies it. */
 static double cuda_peak_flops(void) {
-    int dev = 0, sms = 0, khz = 0, major = 0;
+    int dev = 0, sms = 0, khz = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
-    double per_sm = major >= 9 ? 4096.0 : major == 8 ? 2048.0 : 0.0;
+    double per_sm = major == 9 && minor == 0 ? 4096.0 : major == 8 && minor == 0 ? 2048.0 : 0.0;
     double hz = khz * 1e3;
     if (major == 9 && hz > 1.83e9) hz = 1.83e9;
     return per_sm * sms * hz;

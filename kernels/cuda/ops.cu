@@ -178,10 +178,15 @@ __global__ void embed_runs_k(float *dwte, const float *dout, const uint32_t *key
     int i = blockIdx.x;
     uint32_t row = key[i];
     if (row == (uint32_t)V || (i > 0 && key[i - 1] == row)) return;   /* one block per run */
+    __shared__ int end;   /* where the run ends, found once per block */
+    if (threadIdx.x == 0) {
+        int e = i + 1;
+        while (e < n && key[e] == row) e++;
+        end = e;
+    }
+    __syncthreads();
     int d = blockIdx.y * blockDim.x + threadIdx.x;   /* a run's columns over gridDim.y blocks */
     if (d >= D) return;
-    int end = i + 1;
-    while (end < n && key[end] == row) end++;
     float *w = dwte + (size_t)row * D;
     float acc = w[d];
     for (int j = i; j < end; j++) acc += dout[(size_t)pos[j] * D + d];
@@ -262,6 +267,7 @@ __global__ void xent_fused_k(float *logits, double *part, const int32_t *targets
     int am = 0x7fffffff;
     for (int i = threadIdx.x; i < V; i += blockDim.x) argmax_merge(mx, am, x[i], i);
     block_argmax(mx, am, shv, shi);
+    if (am == 0x7fffffff) am = V - 1;   /* a row of NaN: the CPU's answer */
     double s = 0.0;
     for (int i = threadIdx.x; i < V; i += blockDim.x) s += (double)expf(x[i] - mx);
     s = block_sum(s, shd);

@@ -50,6 +50,8 @@ extern "C" int bpt_cuda_init(int local_rank, char *err, size_t errlen) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, errlen, "device: cuda: cublasLtCreate failed on GPU %d", g.device);
+        cudaStreamDestroy(g.stream);
+        g.stream = nullptr;   /* not initialised: a second call tries again */
         return -1;
     }
     return 0;
@@ -75,9 +77,15 @@ extern "C" void bpt_cu_free(void *p, size_t bytes) {
     if (p) { CUDA_CHECK(cudaStreamSynchronize(g.stream)); CUDA_CHECK(cudaFree(p)); }
 }
 /* From pageable host memory the call returns once the source is staged, so the
- * caller may reuse it; the copy itself is ordered on the compute stream. */
+ * caller may reuse it; the copy itself is ordered on the compute stream. From pinned
+ * memory (registered by someone else, an MPI library say) the copy is truly
+ * asynchronous, so it is waited for: the promise to the caller holds either way. */
 extern "C" void bpt_cu_copy_h2d(void *dst, const void *src, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g.stream));
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g.stream));
+    cudaPointerAttributes at;
+    if (cudaPointerGetAttributes(&at, src) != cudaSuccess) cudaGetLastError();
+    else if (at.type == cudaMemoryTypeHost) CUDA_CHECK(cudaStreamSynchronize(g.stream));
 }
 extern "C" void bpt_cu_copy_d2h(void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
@@ -178,6 +186,12 @@ static void drop_plan(gemm_plan *p) {
     p->used = 0;
 }
 
+/* C (M rows of N, stride ldc) *= beta: a product with K = 0 */
+__global__ void scale_k(float *C, int ldc, int N, float beta) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < N) C[(size_t)blockIdx.y * ldc + j] *= beta;
+}
+
 extern "C" void bpt_cu_gemm(int transA, int transB, int M, int N, int K, float alpha,
                             const float *A, int lda, const float *B, int ldb,
                             float beta, float *C, int ldc) {
@@ -188,7 +202,9 @@ extern "C" void bpt_cu_gemm(int transA, int transB, int M, int N, int K, float a
             return;
         }
         if (beta == 1.0f) return;
-        bpt_panic(__FILE__, __LINE__, "gemm with K=0 and beta=%g is not supported", beta);
+        scale_k<<<dim3((unsigned)((N + 255) / 256), (unsigned)M), 256, 0, g.stream>>>(C, ldc, N, beta);
+        LAUNCH_CHECK();
+        return;
     }
     gemm_key k;
     memset(&k, 0, sizeof k);
