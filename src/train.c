@@ -193,6 +193,9 @@ static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
     if (strcmp(k->name, "cuda") == 0 && strcmp(c->dtype, "fp32") == 0)
         bpt_die("bad value for dtype: 'fp32' on device: 'cuda' (the CUDA kernels multiply in bf16 with fp32 "
                 "accumulation; use dtype: bf16, or device: cpu to compute in fp32)");
+    if (strcmp(k->name, "cuda") == 0 && bpt_head_dim(&c->llama) > 128)
+        bpt_die("bad value for llama.hidden_size / llama.num_attention_heads: head dim %d on device: 'cuda' "
+                "(the CUDA attention kernels take head dims up to 128)", bpt_head_dim(&c->llama));
     char err[ERRLEN] = "", what[BPT_STR + 64];
     snprintf(what, sizeof what, "device: '%s' is not usable on every rank", c->device);
     agree_or_die(mesh, k->init && k->init(mesh->local_rank, err, sizeof err) != 0, err, what);

@@ -44,6 +44,9 @@ else
     # the CUDA kernels multiply in bf16: fp32 is refused by name, before any GPU is touched
     expect_error "dtype fp32 on device cuda" "dtype: 'fp32' on device: 'cuda'.*bf16" \
         "$BPT" train --config "$C" --device=cuda --dtype=fp32
+    expect_error "head dim over 128 on device cuda" "llama.hidden_size / llama.num_attention_heads: head dim 256 on device: 'cuda'" \
+        "$BPT" train --config "$C" --device=cuda --dtype=bf16 --llama.hidden_size=512 --llama.num_attention_heads=2 \
+        --llama.num_key_value_heads=2
 fi
 if "$BPT" --version | grep -q cuda && ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
     rc=0
