@@ -35,7 +35,7 @@ extern "C" {
 int bpt_cuda_init(int local_rank, char *err, size_t errlen);
 /* Number of usable GPUs (0 when there is no driver or no device). Never fails. */
 int bpt_cuda_device_count(void);
-/* "NVIDIA H200 (sm_90, 139.8 GiB)" for the selected device. */
+/* "NVIDIA H200 (GPU 0 of 1, sm_90, 139.8 GiB)" for the selected device. */
 const char *bpt_cuda_device_name(void);
 /* The compute stream, as a void * (a cudaStream_t) for the comm layer. */
 void *bpt_cuda_stream(void);
