@@ -101,7 +101,9 @@ typedef struct bpt_kernels {
     /* Cross-entropy on one chunk of logits, fused forward and backward.
      * logits (N,V) are replaced by dloss/dlogits = scale * mask[n] * (softmax - onehot).
      * out[0] += sum_n mask[n] * nll[n]; out[1] += sum_n mask[n] * (argmax == target).
-     * out lives in backend memory (2 doubles). Ties in argmax go to the lowest id. */
+     * out lives in backend memory (2 doubles). Ties in argmax go to the lowest id. A
+     * target outside [0, V) has no one-hot and no target logit: nll = logsumexp, the
+     * same as the vocabulary-parallel path gives. */
     void (*xent_fwd_bwd)(float *logits, double *out, const int32_t *targets, const float *mask,
                          int N, int V, float scale);
 

@@ -297,7 +297,7 @@ static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets,
         }
         for (am = blk; am < V - 1 && x[am] != mx; am++) {}
         int valid = tgt >= 0 && tgt < V;
-        float xt = valid ? x[tgt] : mx;
+        float xt = valid ? x[tgt] : 0.0f;   /* no target logit: nll = lse, as over tp */
         // x <- e = exp(x - max)
         double sum = bpt_cpu_vexp(x, x, (size_t)V, 1.0f, -mx);
         double lse = mx + log(sum);

@@ -272,7 +272,7 @@ __global__ void xent_fused_k(float *logits, double *part, const int32_t *targets
     for (int i = threadIdx.x; i < V; i += blockDim.x) s += (double)expf(x[i] - mx);
     s = block_sum(s, shd);
     int valid = tgt >= 0 && tgt < V;
-    float xt = valid ? x[tgt] : mx;
+    float xt = valid ? x[tgt] : 0.0f;   /* no target logit: nll = lse, as over tp */
     __syncthreads();   /* x[tgt] read by all before it is overwritten */
     if (threadIdx.x == 0) {
         part[n] = (double)mk * (mx + log(s) - xt);

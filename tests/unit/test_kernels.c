@@ -782,6 +782,7 @@ static void test_xent_vocab_parallel(void) {
     mask[3] = 0.0f;
     x[5 * V + 9] = x[5 * V + 41] = 9.0f; tgt[5] = 9;    // tie across pieces: the lower id wins
     x[6 * V + 19] = x[6 * V + 50] = 9.0f; tgt[6] = 50;  // ... so this one is wrong
+    tgt[8] = V + 3; tgt[9] = -1;   // unmasked targets outside the vocabulary: nll = lse on both paths
     for (int i = 0; i < V; i++) x[2 * V + i] += 500.0f;
     float *gf = fdup(x, (size_t)N * V);
     double of[2] = {0, 0};
