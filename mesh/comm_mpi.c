@@ -13,13 +13,15 @@
 #ifdef BPT_HAVE_CUDA
 #include "mesh/comm_nccl.h"
 #define DEV(c, p) bpt_nccl_on_device(c, p)
+#define DEVPTR(p) bpt_cuda_is_device_ptr(p)
 #else
 /* Without CUDA there is no device memory: everything is MPI. */
 #define DEV(c, p) 0
+#define DEVPTR(p) 0
 #define bpt_nccl_allreduce(c, a, buf, n, t, op) ((void)0)
 #define bpt_nccl_maxloc(c, a, v, i, n) ((void)0)
 #define bpt_nccl_allgather(c, a, o, i, n, t, r) ((void)0)
-#define bpt_nccl_wait(c, r) ((void)0)
+#define bpt_nccl_wait(c, r) ((void)(c))
 #define bpt_nccl_reduce_scatter(c, a, o, i, n, t, r) ((void)0)
 #define bpt_nccl_broadcast(c, a, b, n, r) ((void)0)
 #define bpt_nccl_copy(d, s, n) ((void)0)
@@ -110,7 +112,7 @@ uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v) {
 /* out = in on a one-rank axis, in whichever memory they live */
 static void copy_local(bpt_comm *c, void *out, const void *in, size_t bytes) {
     if (out == in || c->dry) return;
-    if (DEV(c, out)) bpt_nccl_copy(out, in, bytes);
+    if (DEVPTR(out)) bpt_nccl_copy(out, in, bytes);   /* device memory, NCCL or not (one rank) */
     else memcpy(out, in, bytes);
 }
 

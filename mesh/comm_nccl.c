@@ -38,9 +38,16 @@ static int polling;               /* the watchdog poll is registered */
 #define CU(call) do { cudaError_t e_ = (call); \
     if (e_ != cudaSuccess) bpt_panic(__FILE__, __LINE__, "CUDA: %s: %s", #call, cudaGetErrorString(e_)); } while (0)
 
+/* NCCL's own account of the last failure ("Duplicate GPU detected ..."), after its code */
+static const char *nccl_why(void) {
+    const char *w = ncclGetLastError(NULL);
+    return w && *w ? w : "no detail (NCCL_DEBUG=WARN says more)";
+}
+
 static void nccl_check(ncclResult_t r, const char *what, bpt_axis a) {
     if (r != ncclSuccess)
-        bpt_panic(__FILE__, __LINE__, "NCCL %s on axis %s failed: %s", what, bpt_axis_name(a), ncclGetErrorString(r));
+        bpt_panic(__FILE__, __LINE__, "NCCL %s on axis %s failed: %s: %s", what, bpt_axis_name(a),
+                  ncclGetErrorString(r), nccl_why());
 }
 
 static ncclDataType_t nccl_type(bpt_dtype t) {
@@ -55,7 +62,20 @@ static ncclDataType_t nccl_type(bpt_dtype t) {
 }
 static ncclRedOp_t nccl_op(bpt_redop op) { return op == BPT_OP_MAX ? ncclMax : op == BPT_OP_MIN ? ncclMin : ncclSum; }
 
-int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
+/* Everything of n: its communicators destroyed (after their streams drained) or, when
+ * setting up failed, aborted. */
+static void teardown(struct bpt_nccl *n, int abort_comms) {
+    for (int a = 0; a < BPT_NAXES; a++) cudaStreamSynchronize(n->stream[a]);
+    for (int a = 0; a < BPT_NAXES; a++)
+        if (n->comm[a]) (abort_comms ? ncclCommAbort : ncclCommDestroy)(n->comm[a]);
+    for (int i = 0; i < QCAP; i++) { cudaEventDestroy(n->q[i].start); cudaEventDestroy(n->q[i].ev); }
+    cudaEventDestroy(n->ready);
+    for (int a = 0; a < BPT_NAXES; a++) cudaStreamDestroy(n->stream[a]);
+    pthread_mutex_destroy(&n->lock);
+    free(n);
+}
+
+int bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen) {
     if (c->nccl) return 0;
     struct bpt_nccl *n = bpt_xcalloc(1, sizeof *n);
     pthread_mutex_init(&n->lock, NULL);
@@ -68,19 +88,34 @@ int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
         CU(cudaEventCreateWithFlags(&n->q[i].start, cudaEventDisableTiming));
         CU(cudaEventCreateWithFlags(&n->q[i].ev, cudaEventDisableTiming));
     }
-    /* axes in one fixed order on every rank, so the blocking inits cannot cross */
+    /* axes in one fixed order on every rank, so the blocking inits cannot cross; after
+     * each, the world agrees that it worked, so a rank whose init failed cannot leave
+     * the others waiting in the next axis's (the watchdog times the init itself) */
     for (int a = 0; a < BPT_NAXES; a++) {
-        if (c->size[a] == 1) continue;
-        ncclUniqueId id;
-        if (c->rank[a] == 0) {
-            ncclResult_t r = ncclGetUniqueId(&id);
-            if (r != ncclSuccess) memset(&id, 0, sizeof id);
+        if (c->size[a] == 1 && !single) continue;
+        const char *name = bpt_axis_name((bpt_axis)a);
+        struct { int ok; ncclUniqueId id; } h;
+        memset(&h, 0, sizeof h);
+        if (c->rank[a] == 0) h.ok = ncclGetUniqueId(&h.id) == ncclSuccess;
+        if (c->size[a] > 1) MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, c->comm[a]);
+        ncclResult_t r = ncclSystemError;
+        if (h.ok) {
+            bpt_watchdog_enter("NCCL setup", (bpt_axis)a);
+            r = ncclCommInitRank(&n->comm[a], c->size[a], h.id, c->rank[a]);
+            bpt_watchdog_leave();
         }
-        MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, c->comm[a]);
-        ncclResult_t r = ncclCommInitRank(&n->comm[a], c->size[a], id, c->rank[a]);
         if (r != ncclSuccess) {
-            bpt_err(err, errlen, "NCCL: cannot create the communicator of axis %s (%d ranks): %s",
-                    bpt_axis_name((bpt_axis)a), c->size[a], ncclGetErrorString(r));
+            n->comm[a] = NULL;
+            if (h.ok)
+                bpt_err(err, errlen, "NCCL: cannot create the communicator of axis %s (%d ranks): %s: %s (HINT: one "
+                        "GPU per rank)", name, c->size[a], ncclGetErrorString(r), nccl_why());
+            else
+                bpt_err(err, errlen, "NCCL: ncclGetUniqueId failed on rank 0 of axis %s: %s", name, nccl_why());
+        }
+        if (bpt_allreduce_max_int(c, BPT_AXIS_WORLD, r != ncclSuccess)) {
+            if (r == ncclSuccess)
+                bpt_err(err, errlen, "NCCL: the communicator of axis %s could not be made on another rank", name);
+            teardown(n, 1);
             return -1;
         }
     }
@@ -89,28 +124,26 @@ int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
     return 0;
 }
 
+int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) { return bpt_nccl_init_axes(c, 0, err, errlen); }
+
 void bpt_comm_nccl_free(bpt_comm *c) {
     struct bpt_nccl *n = c->nccl;
     if (!n) return;
     bpt_watchdog_set_poll(NULL);   /* returns once no poll is running */
     polling = 0;
     if (active == n) active = NULL;
-    for (int a = 0; a < BPT_NAXES; a++) CU(cudaStreamSynchronize(n->stream[a]));
-    for (int a = 0; a < BPT_NAXES; a++)
-        if (n->comm[a]) ncclCommDestroy(n->comm[a]);
-    for (int i = 0; i < QCAP; i++) { cudaEventDestroy(n->q[i].start); cudaEventDestroy(n->q[i].ev); }
-    cudaEventDestroy(n->ready);
-    for (int a = 0; a < BPT_NAXES; a++) cudaStreamDestroy(n->stream[a]);
     c->nccl = NULL;
-    free(n);
+    teardown(n, 0);
 }
 
-int bpt_nccl_on_device(const bpt_comm *c, const void *p) {
-    if (!c->nccl || !p) return 0;
+int bpt_cuda_is_device_ptr(const void *p) {
+    if (!p) return 0;
     struct cudaPointerAttributes at;
     if (cudaPointerGetAttributes(&at, p) != cudaSuccess) { cudaGetLastError(); return 0; }
     return at.type == cudaMemoryTypeDevice;
 }
+
+int bpt_nccl_on_device(const bpt_comm *c, const void *p) { return c->nccl && bpt_cuda_is_device_ptr(p); }
 
 void bpt_nccl_copy(void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src)
@@ -183,7 +216,8 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
     for (int a = 0; a < BPT_NAXES; a++) {
         ncclResult_t ae = ncclSuccess;
         if (n->comm[a] && ncclCommGetAsyncError(n->comm[a], &ae) == ncclSuccess && ae != ncclSuccess) {
-            snprintf(msg, len, "NCCL error on axis %s: %s", bpt_axis_name((bpt_axis)a), ncclGetErrorString(ae));
+            snprintf(msg, len, "NCCL error on axis %s: %s: %s", bpt_axis_name((bpt_axis)a), ncclGetErrorString(ae),
+                     nccl_why());
             return 1;
         }
     }
@@ -199,6 +233,7 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
         if (seen[p->axis]) continue;
         cudaError_t e = cudaEventQuery(p->ev);
         if (e == cudaSuccess) continue;
+        if (e == cudaErrorCudartUnloading) break;   /* the process is exiting */
         seen[p->axis] = 1;
         axes++;
         if (e == cudaErrorNotReady && p->since == 0.0) {
@@ -207,7 +242,7 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
             if (e == cudaSuccess) p->since = now;
         }
         if (e != cudaSuccess && e != cudaErrorNotReady) {
-            snprintf(msg, len, "%s (NCCL) on axis %s at step %lld: CUDA error %s", p->what,
+            snprintf(msg, len, "%s (NCCL) on axis %s at step %lld: CUDA error %s (this or earlier work on the GPU)", p->what,
                      bpt_axis_name(p->axis), (long long)p->step, cudaGetErrorString(e));
             late = 1;
         } else if (now - p->since > timeout) {
@@ -217,9 +252,8 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
         }
     }
     pthread_mutex_unlock(&n->lock);
-    if (late)
-        for (int a = 0; a < BPT_NAXES; a++)
-            if (n->comm[a]) ncclCommAbort(n->comm[a]);
+    /* no ncclCommAbort here: the main thread may be using the communicators, and the
+     * watchdog's MPI_Abort, right after its message, ends the process and frees the GPU */
     return late;
 }
 

@@ -19,8 +19,14 @@
 typedef enum { BPT_DT_F32, BPT_DT_F64, BPT_DT_I32, BPT_DT_BF16, BPT_DT_BYTE } bpt_dtype;
 typedef enum { BPT_OP_SUM, BPT_OP_MAX, BPT_OP_MIN } bpt_redop;
 
+/* bpt_comm_nccl_init, but with `single` also for the axes of size 1 (one-rank NCCL
+ * communicators: how tests/gpu/test_nccl_local puts every collective through NCCL on
+ * one GPU, without MPI). */
+int  bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen);
 /* 1 if p points to device memory (and NCCL is up). */
 int  bpt_nccl_on_device(const bpt_comm *c, const void *p);
+/* 1 if p points to device memory. */
+int  bpt_cuda_is_device_ptr(const void *p);
 void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op);
 void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n);
 /* req NULL: blocking (stream-ordered) */

@@ -111,6 +111,7 @@ int bpt_mesh_init(bpt_mesh *m, const char *mesh_dim, char *err, size_t errlen) {
 }
 
 void bpt_mesh_free(bpt_mesh *m) {
+    bpt_comm_nccl_free(&m->comm);   /* first: its watchdog poll must not outlive the process's CUDA */
     for (int a = 0; a < BPT_NAXES; a++)
         if (m->comm.comm[a] != MPI_COMM_NULL && m->comm.comm[a]) MPI_Comm_free(&m->comm.comm[a]);
 }

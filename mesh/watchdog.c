@@ -16,7 +16,15 @@ static struct {
     double since;
     int64_t step;
     int (*poll)(double, char *, size_t);
-} wd = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, BPT_AXIS_WORLD, 0, -1, NULL};
+    int rank;                  /* MPI_COMM_WORLD's, read when started: the thread calls no MPI but the abort */
+    int mpi;                   /* MPI was initialised then */
+} wd = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, BPT_AXIS_WORLD, 0, -1, NULL, 0, 0};
+
+/* End the job on every rank (or this process, without MPI). */
+static void die_all(void) {
+    if (wd.mpi) MPI_Abort(MPI_COMM_WORLD, 3);
+    _exit(3);
+}
 /* held while a poll runs, so bpt_watchdog_set_poll(NULL) returns only after it */
 static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -35,23 +43,17 @@ static void *watch(void *arg) {
         int abort_now = wd.poll && wd.poll(wd.timeout, msg, sizeof msg);
         pthread_mutex_unlock(&poll_lock);
         if (abort_now) {
-            int rank = 0;
-            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
             fprintf(stderr, "bpt: watchdog: rank %d: %s; aborting (HINT: a rank died or stalls; comm_timeout_s=%.0f)\n",
-                    rank, msg, wd.timeout);
+                    wd.rank, msg, wd.timeout);
             fflush(stderr);
-            MPI_Abort(MPI_COMM_WORLD, 3);
-            _exit(3);
+            die_all();
         }
         if (what && waited > wd.timeout) {
-            int rank = 0;
-            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
             fprintf(stderr, "bpt: watchdog: rank %d waited %.0f s in %s on axis %s at step %lld; aborting "
                     "(HINT: a rank died or stalls; comm_timeout_s=%.0f)\n",
-                    rank, waited, what, bpt_axis_name(axis), (long long)step, wd.timeout);
+                    wd.rank, waited, what, bpt_axis_name(axis), (long long)step, wd.timeout);
             fflush(stderr);
-            MPI_Abort(MPI_COMM_WORLD, 3);
-            _exit(3);
+            die_all();
         }
     }
     return NULL;
@@ -64,6 +66,8 @@ void bpt_watchdog_start(double timeout_s) {
     if (start) wd.running = 1;
     pthread_mutex_unlock(&wd.lock);
     if (!start) return;
+    MPI_Initialized(&wd.mpi);
+    if (wd.mpi) MPI_Comm_rank(MPI_COMM_WORLD, &wd.rank);
     pthread_t t;
     pthread_attr_t at;
     pthread_attr_init(&at);
