@@ -8,6 +8,7 @@ if ! "$BPT" --version | grep -q cuda; then echo "SKIP: no GPU: this build has no
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if [ "${ngpu:-0}" -lt 2 ]; then echo "SKIP: no 2 GPUs here (found ${ngpu:-0}); the NCCL run needs two"; exit 77; fi
 MPI=("$MPIRUN" $MPIRUN_FLAGS -np 2)
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}   # NCCL's own reason, should a communicator fail
 "$BPT" data synth --output "$WORK/train.h5" --tokens 200000 --seed 3 >/dev/null || { fail "synthetic corpus"; finish; }
 COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=bf16 --llama.vocab_size=256
         --llama.hidden_size=256 --llama.num_attention_heads=4 --llama.num_key_value_heads=2
@@ -17,7 +18,7 @@ COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=
         --save_model_freq=0 --peak_flops=1e12 --optimizer.adamw_optimizer.lr=3e-3)
 for mesh in 1,2,1 1,1,2 2,1,1; do
     tag=${mesh//,/_}
-    "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=$mesh --device=cpu --logger.output_dir="$WORK/cpu-$tag" \
+    timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=$mesh --device=cpu --logger.output_dir="$WORK/cpu-$tag" \
         > "$WORK/cpu-$tag.out" 2>&1 || { fail "mesh $mesh on the CPU: $(grep -m1 '^bpt:' "$WORK/cpu-$tag.out")"; continue; }
     timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=$mesh --device=cuda --logger.output_dir="$WORK/gpu-$tag" \
         > "$WORK/gpu-$tag.out" 2>&1 || { fail "mesh $mesh on 2 GPUs: $(grep -m1 '^bpt:' "$WORK/gpu-$tag.out")"; continue; }
