@@ -5,7 +5,9 @@
  * A dry communicator (plans) counts the same bytes and calls nothing.
  */
 #include "bpt/comm.h"
+#include "bpt/util.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,31 +53,54 @@ static int skip(bpt_comm *c, bpt_axis a, double bytes) {
     return c->dry;
 }
 
+/* MPI counts are int: an all-reduce of more elements (a tp all-reduce of N x D at long
+ * context: 1M tokens x D 4096 is 2^32) goes in pieces of at most 2^28 elements, which
+ * changes no sum (an all-reduce is elementwise). BPT_TEST_MPI_CHUNK sets the piece
+ * (tests/mpi/test_mesh.sh). */
+static size_t mpi_chunk(void) {
+    static size_t chunk;
+    if (!chunk) {
+        const char *e = getenv("BPT_TEST_MPI_CHUNK");
+        long v = e ? atol(e) : 0;
+        chunk = v > 0 && v < (1L << 28) ? (size_t)v : (size_t)1 << 28;
+    }
+    return chunk;
+}
+
+static void allreduce_host(bpt_comm *c, bpt_axis a, void *buf, size_t n, MPI_Datatype t, size_t size, MPI_Op op) {
+    bpt_watchdog_enter("all-reduce", a);
+    for (size_t i = 0, m; i < n; i += m) {
+        m = n - i < mpi_chunk() ? n - i : mpi_chunk();
+        MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * size, (int)m, t, op, c->comm[a]);
+    }
+    bpt_watchdog_leave();
+}
+
+/* The other collectives move one shard per rank, which never nears 2^31 elements. */
+static void int_count_or_die(size_t n, const char *what) {
+    if (n > (size_t)INT_MAX)
+        bpt_panic(__FILE__, __LINE__, "%s of %zu elements per rank: over MPI's int count (shard the tensor more)", what, n);
+}
+
 void bpt_allreduce_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
     if (DEV(c, buf)) { bpt_nccl_allreduce(c, a, buf, n, BPT_DT_F32, BPT_OP_SUM); return; }
-    bpt_watchdog_enter("all-reduce", a);
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a]);
-    bpt_watchdog_leave();
+    allreduce_host(c, a, buf, n, MPI_FLOAT, sizeof(float), MPI_SUM);
 }
 
 void bpt_allreduce_f64(bpt_comm *c, bpt_axis a, double *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(double))) return;
     if (DEV(c, buf)) { bpt_nccl_allreduce(c, a, buf, n, BPT_DT_F64, BPT_OP_SUM); return; }
-    bpt_watchdog_enter("all-reduce", a);
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm[a]);
-    bpt_watchdog_leave();
+    allreduce_host(c, a, buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
 }
 
 void bpt_allreduce_max_f32(bpt_comm *c, bpt_axis a, float *buf, size_t n) {
     int p = c->size[a];
     if (skip(c, a, 2.0 * (p - 1) / p * n * sizeof(float))) return;
     if (DEV(c, buf)) { bpt_nccl_allreduce(c, a, buf, n, BPT_DT_F32, BPT_OP_MAX); return; }
-    bpt_watchdog_enter("all-reduce", a);
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_MAX, c->comm[a]);
-    bpt_watchdog_leave();
+    allreduce_host(c, a, buf, n, MPI_FLOAT, sizeof(float), MPI_MAX);
 }
 
 void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n) {
@@ -84,9 +109,7 @@ void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, siz
     if (DEV(c, val)) { bpt_nccl_maxloc(c, a, val, idx, n); return; }
     struct { float v; int i; } *buf = malloc(n * sizeof *buf);
     for (size_t j = 0; j < n; j++) { buf[j].v = val[j]; buf[j].i = idx[j]; }
-    bpt_watchdog_enter("all-reduce", a);
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT_INT, MPI_MAXLOC, c->comm[a]);
-    bpt_watchdog_leave();
+    allreduce_host(c, a, buf, n, MPI_FLOAT_INT, sizeof *buf, MPI_MAXLOC);
     for (size_t j = 0; j < n; j++) { val[j] = buf[j].v; idx[j] = buf[j].i; }
     free(buf);
 }
@@ -129,6 +152,7 @@ static void allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t
         bpt_nccl_allgather(c, a, out, in, n, size == 2 ? BPT_DT_BF16 : BPT_DT_F32, req);
         return;
     }
+    int_count_or_die(n, "all-gather");
     MPI_Datatype t = size == 2 ? MPI_UINT16_T : MPI_FLOAT;
     const void *send = in ? in : MPI_IN_PLACE;
     if (req) {
@@ -172,6 +196,7 @@ static void reduce_scatter(bpt_comm *c, bpt_axis a, float *out, const float *in,
     if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
     if (DEV(c, in)) { bpt_nccl_reduce_scatter(c, a, out, in, n, BPT_DT_F32, req); return; }
+    int_count_or_die(n, "reduce-scatter");
     if (req) {
         MPI_Ireduce_scatter_block(in, out, (int)n, MPI_FLOAT, MPI_SUM, c->comm[a], &req->r);
         return;
@@ -193,7 +218,10 @@ void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
     if (skip(c, a, c->rank[a] == root ? (double)bytes : 0.0)) return;
     if (DEV(c, buf)) { bpt_nccl_broadcast(c, a, buf, bytes, root); return; }
     bpt_watchdog_enter("broadcast", a);
-    MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm[a]);
+    for (size_t i = 0, m; i < bytes; i += m) {   /* in pieces, as the all-reduces */
+        m = bytes - i < mpi_chunk() ? bytes - i : mpi_chunk();
+        MPI_Bcast((char *)buf + i, (int)m, MPI_BYTE, root, c->comm[a]);
+    }
     bpt_watchdog_leave();
 }
 

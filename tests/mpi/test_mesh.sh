@@ -62,6 +62,18 @@ for variant in "mha:8" "gqa:2"; do
     done
 done
 
+# MPI counts are int, so host all-reduces go in pieces (2^28 elements; a tp all-reduce of
+# N x D passes 2^31 at 1M tokens). In 100-element pieces the 2,2,2 run must be
+# bit-identical to the one in whole calls: each of its sums has two terms.
+dir="$WORK/mha-2_2_2-pieces"
+if BPT_TEST_MPI_CHUNK=100 timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --llama.num_key_value_heads=8 \
+        --mesh_dim=2,2,2 --logger.output_dir="$dir" > "$dir.out" 2>&1; then
+    res=$(compare "$dir" "$WORK/mha-2_2_2" 0 2>&1) && ok "mesh 2,2,2, all-reduces in 100-element pieces: bit-identical: $res" ||
+        fail "mesh 2,2,2 in 100-element pieces: $res"
+else
+    fail "mesh 2,2,2 in 100-element pieces: run failed: $(grep -m1 '^bpt:' "$dir.out")"
+fi
+
 # dtype bf16: every rank computes with the same bf16 copies of the weights, gathered
 # as bf16 over fsdp. The fp32 masters of two meshes differ by reduction order (1e-7);
 # bf16 rounding is discontinuous, so now and then that moves one element's copy by a
