@@ -97,7 +97,11 @@ int bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen) {
         struct { int ok; ncclUniqueId id; } h;
         memset(&h, 0, sizeof h);
         if (c->rank[a] == 0) h.ok = ncclGetUniqueId(&h.id) == ncclSuccess;
-        if (c->size[a] > 1) MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, c->comm[a]);
+        if (c->size[a] > 1) {
+            MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, c->comm[a]);
+            MPI_Barrier(c->comm[a]);   /* the broadcast complete everywhere before the blocking init (some
+                                          collective libraries leave it in flight otherwise) */
+        }
         ncclResult_t r = ncclSystemError;
         if (h.ok) {
             bpt_watchdog_enter("NCCL setup", (bpt_axis)a);
@@ -137,7 +141,7 @@ void bpt_comm_nccl_free(bpt_comm *c) {
 }
 
 int bpt_cuda_is_device_ptr(const void *p) {
-    if (!p) return 0;
+    if (!p || !bpt_cuda_stream()) return 0;   /* no CUDA backend in use: no device memory (and no context made) */
     struct cudaPointerAttributes at;
     if (cudaPointerGetAttributes(&at, p) != cudaSuccess) { cudaGetLastError(); return 0; }
     return at.type == cudaMemoryTypeDevice;
@@ -239,6 +243,7 @@ static int nccl_poll(double timeout, char *msg, size_t len) {
         if (e == cudaErrorNotReady && p->since == 0.0) {
             e = cudaEventQuery(p->start);
             if (e == cudaErrorNotReady) continue;   /* its stream has not reached it */
+            if (e == cudaErrorCudartUnloading) break;
             if (e == cudaSuccess) p->since = now;
         }
         if (e != cudaSuccess && e != cudaErrorNotReady) {

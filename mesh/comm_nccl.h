@@ -25,7 +25,7 @@ typedef enum { BPT_OP_SUM, BPT_OP_MAX, BPT_OP_MIN } bpt_redop;
 int  bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen);
 /* 1 if p points to device memory (and NCCL is up). */
 int  bpt_nccl_on_device(const bpt_comm *c, const void *p);
-/* 1 if p points to device memory. */
+/* 1 if p points to device memory (0 until the CUDA backend is initialised). */
 int  bpt_cuda_is_device_ptr(const void *p);
 void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op);
 void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n);

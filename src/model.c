@@ -671,12 +671,14 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     acts t = *kept;
     int have = held(&t);
     alloc_acts(m, d, &t, K_ATTN_ALL & ~K_XN1);
-    size_t mark_xn1 = bpt_arena_mark(ar);
-    alloc_acts(m, d, &t, K_XN1);
+    int drop_xn1 = roomy && !(have & K_XN1);
     int need = K_ATTN_ALL & ~have;
     if (need & (K_XN1 | K_RSTD1)) need |= K_XN1 | K_RSTD1;
+    /* q, k and v kept (dots policies): nothing reads xn1 before its recomputation */
+    if (drop_xn1 && !(need & (K_Q | K_K | K_V))) need &= ~(K_XN1 | K_RSTD1);
+    size_t mark_xn1 = bpt_arena_mark(ar);
+    if (need & K_XN1) alloc_acts(m, d, &t, K_XN1);
     attn_forward(m, d, &w, x, &t, need);
-    int drop_xn1 = roomy && !(have & K_XN1);
     if (drop_xn1) {
         bpt_arena_release(ar, mark_xn1);
         t.xn1 = NULL;

@@ -154,9 +154,9 @@ size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
 static double backend_peak_flops(const bpt_kernels *k, const char **source) {
     if (k->peak_flops) {
         double dev = k->peak_flops();
-        if (dev <= 0) bpt_die("peak_flops: the %s device's bf16 peak is unknown; set peak_flops (FLOP/s per rank)", k->name);
-        *source = "the device's bf16 dense peak";
-        return dev;
+        *source = dev > 0 ? "the device's bf16 dense peak"
+                          : "unknown for this GPU: MFU is not reported; set peak_flops (FLOP/s per rank)";
+        return dev > 0 ? dev : 0.0;
     }
     *source = "measured: sgemm 1024^3 at start";
     int n = 1024;
@@ -193,9 +193,9 @@ static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
     if (strcmp(k->name, "cuda") == 0 && strcmp(c->dtype, "fp32") == 0)
         bpt_die("bad value for dtype: 'fp32' on device: 'cuda' (the CUDA kernels multiply in bf16 with fp32 "
                 "accumulation; use dtype: bf16, or device: cpu to compute in fp32)");
-    if (strcmp(k->name, "cuda") == 0 && bpt_head_dim(&c->llama) > 128)
+    if (strcmp(k->name, "cuda") == 0 && c->llama.scan_attention && bpt_head_dim(&c->llama) > 128)
         bpt_die("bad value for llama.hidden_size / llama.num_attention_heads: head dim %d on device: 'cuda' "
-                "(the CUDA attention kernels take head dims up to 128)", bpt_head_dim(&c->llama));
+                "(the CUDA blockwise attention kernels take head dims up to 128)", bpt_head_dim(&c->llama));
     char err[ERRLEN] = "", what[BPT_STR + 64];
     snprintf(what, sizeof what, "device: '%s' is not usable on every rank", c->device);
     agree_or_die(mesh, k->init && k->init(mesh->local_rank, err, sizeof err) != 0, err, what);
@@ -449,7 +449,11 @@ int bpt_train_main(bpt_config *c) {
         uint64_t sent[BPT_NAXES];
         for (int a = 0; a < BPT_NAXES; a++) sent[a] = comm->bytes[a] - bytes0[a];
         /* tokens/s of the whole job; MFU against the peak of all ranks together */
-        double tps = (double)accum * Bg * T / dt, mfu = tps * fpt / (peak_flops * mesh.world_size);
+        double tps = (double)accum * Bg * T / dt;
+        double mfu = peak_flops > 0 ? tps * fpt / (peak_flops * mesh.world_size) : NAN;   /* NAN: peak unknown */
+        char mfu_json[32], mfu_txt[32];
+        snprintf(mfu_json, sizeof mfu_json, isfinite(mfu) ? "%.6g" : "null", mfu);
+        snprintf(mfu_txt, sizeof mfu_txt, isfinite(mfu) ? "%.1f%%" : "-", 100 * mfu);
         last_loss = r.loss;
         done++;
         if (!isfinite(r.loss)) bpt_die("loss is %f at step %lld (HINT: lower optimizer.adamw_optimizer.lr)", r.loss, (long long)step);
@@ -462,10 +466,10 @@ int bpt_train_main(bpt_config *c) {
             if (root) {
                 fprintf(mf, "{\"step\": %lld, \"loss\": %.8g, \"accuracy\": %.8g, \"learning_rate\": %.8g, "
                             "\"gradient_norm\": %.8g, \"param_norm\": %.8g, \"tokens_per_second\": %.6g, "
-                            "\"mfu\": %.6g, \"peak_memory_bytes\": %llu, \"data_seconds\": %.6g, \"step_seconds\": %.6g, "
+                            "\"mfu\": %s, \"peak_memory_bytes\": %llu, \"data_seconds\": %.6g, \"step_seconds\": %.6g, "
                             "\"dataset_tokens_consumed\": %llu, \"dataset_malformed_lines\": %llu, "
                             "\"comm_bytes\": {\"dp\": %llu, \"fsdp\": %llu, \"tp\": %llu, \"batch\": %llu, \"world\": %llu}",
-                        (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, r.opt.param_norm, tps, mfu,
+                        (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, r.opt.param_norm, tps, mfu_json,
                         (unsigned long long)peak, t_data, dt, (unsigned long long)bpt_loader_tokens_consumed(ld),
                         (unsigned long long)bpt_loader_malformed_lines(ld), (unsigned long long)sent[BPT_AXIS_DP],
                         (unsigned long long)sent[BPT_AXIS_FSDP], (unsigned long long)sent[BPT_AXIS_TP],
@@ -474,8 +478,8 @@ int bpt_train_main(bpt_config *c) {
                 fprintf(mf, "}\n");
                 fflush(mf);
                 if (tty) fputs("\r\033[K", stderr);
-                printf("step %6lld | loss %.4f | acc %.3f | lr %.3e | gnorm %.3f | %.0f tok/s | mfu %.1f%%",
-                       (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, tps, 100 * mfu);
+                printf("step %6lld | loss %.4f | acc %.3f | lr %.3e | gnorm %.3f | %.0f tok/s | mfu %s",
+                       (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, tps, mfu_txt);
                 if (eld) printf(" | eval loss %.4f", ev.loss);
                 printf("\n");
                 fflush(stdout);

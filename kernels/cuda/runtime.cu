@@ -187,9 +187,10 @@ static void drop_plan(gemm_plan *p) {
 }
 
 /* C (M rows of N, stride ldc) *= beta: a product with K = 0 */
-__global__ void scale_k(float *C, int ldc, int N, float beta) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j < N) C[(size_t)blockIdx.y * ldc + j] *= beta;
+__global__ void scale_k(float *C, int ldc, int M, int N, float beta) {
+    size_t n = (size_t)M * N;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
+        C[e / N * ldc + e % N] *= beta;
 }
 
 extern "C" void bpt_cu_gemm(int transA, int transB, int M, int N, int K, float alpha,
@@ -202,7 +203,8 @@ extern "C" void bpt_cu_gemm(int transA, int transB, int M, int N, int K, float a
             return;
         }
         if (beta == 1.0f) return;
-        scale_k<<<dim3((unsigned)((N + 255) / 256), (unsigned)M), 256, 0, g.stream>>>(C, ldc, N, beta);
+        size_t n = (size_t)M * N, nb = (n + 255) / 256;
+        scale_k<<<(unsigned)(nb < 65536 ? nb : 65536), 256, 0, g.stream>>>(C, ldc, M, N, beta);
         LAUNCH_CHECK();
         return;
     }

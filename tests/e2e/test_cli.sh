@@ -45,7 +45,7 @@ else
     expect_error "dtype fp32 on device cuda" "dtype: 'fp32' on device: 'cuda'.*bf16" \
         "$BPT" train --config "$C" --device=cuda --dtype=fp32
     expect_error "head dim over 128 on device cuda" "llama.hidden_size / llama.num_attention_heads: head dim 256 on device: 'cuda'" \
-        "$BPT" train --config "$C" --device=cuda --dtype=bf16 --llama.hidden_size=512 --llama.num_attention_heads=2 \
+        "$BPT" train --config "$C" --device=cuda --dtype=bf16 --llama.scan_attention=true --llama.hidden_size=512 --llama.num_attention_heads=2 \
         --llama.num_key_value_heads=2
 fi
 if "$BPT" --version | grep -q cuda && ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then

@@ -2,8 +2,9 @@
 # tests/gpu/run.sh — the GPU checks in one go, for a lent GPU machine: the CUDA kernel,
 # model and one-GPU NCCL tests (and compute-sanitizer on the small shapes where it
 # works), the 2-GPU NCCL test where two GPUs exist, and the GPU benchmarks; ends with a
-# summary. Every step has a timeout: on one GPU at most 435 s in all (with a prebuilt
-# bundle), inside one 600 s device call (run it with timeout_s=480).
+# summary. Every step has a timeout: on one GPU at most 435 s in all (505 s should every
+# step also need its 10 s kill grace; with a prebuilt bundle), inside one 600 s device
+# call: run it with timeout_s=560.
 #
 #   tests/gpu/run.sh            build with CUDA if needed (or use .gpubundle), run, summarise
 #   tests/gpu/run.sh bundle     on a machine without a GPU: build with CUDA and pack the
@@ -60,6 +61,7 @@ fi
 
 exec > >(tee "$LOG") 2>&1
 TEE=$!
+trap 'exec >&- 2>&-; wait "$TEE" 2>/dev/null' EXIT   # the log is complete when the script ends, on every path
 date -u
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv 2>&1 | head -5
 HAVE_GPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
@@ -71,8 +73,12 @@ if [ -f .gpubundle/bpt-gpu.tar.xz ] && ! { [ -x src/bpt ] && src/bpt --version 2
     tar -C /tmp/bpt-gpu -xJf .gpubundle/bpt-gpu.tar.xz 2>/dev/null ||
         python3 -m tarfile -e .gpubundle/bpt-gpu.tar.xz /tmp/bpt-gpu || { echo "| unpack the bundle | FAIL |" >> "$SUM"; exit 1; }
     BIN=/tmp/bpt-gpu/bpt
-    # the bundle's libraries that this machine has too (same soname) are left to it
-    for l in "$BIN"/lib/*; do ldconfig -p 2>/dev/null | grep -q "/$(basename "$l")\$" && rm -f "$l"; done
+    # the C++ runtime is backward compatible and the machine's is newer than the bundle's
+    # (which would otherwise shadow it for compute-sanitizer too): leave those two to it
+    sys_libs=$(ldconfig -p 2>/dev/null || true)
+    for l in libstdc++.so.6 libgcc_s.so.1; do
+        if grep -qF "/$l" <<< "$sys_libs"; then rm -f "$BIN/lib/$l"; fi
+    done
     # NCCL, cuBLASLt and the CUDA runtime: the toolkit's, else the Python wheels' (nvidia/<lib>/lib, nvidia/cu13/lib)
     wheels=$(python3 -c 'import nvidia, os, glob
 print(":".join(d for p in nvidia.__path__ for d in sorted(glob.glob(os.path.join(p, "*", "lib")))))' 2>/dev/null || true)
@@ -132,6 +138,4 @@ cat "$BENCH" >> "$SUM"
 rm -f "$BENCH"
 echo
 echo "GPU checks: $pass passed, $fail failed, $skip skipped" | tee -a "$SUM"
-exec >&- 2>&-
-wait "$TEE" 2>/dev/null   # the log is complete before the script ends
 [ "$fail" -eq 0 ]
