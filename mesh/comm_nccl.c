@@ -92,7 +92,11 @@ int bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen) {
      * each, the world agrees that it worked, so a rank whose init failed cannot leave
      * the others waiting in the next axis's (the watchdog times the init itself) */
     for (int a = 0; a < BPT_NAXES; a++) {
-        if (c->size[a] == 1 && !single) continue;
+        /* the mesh axes; batch and world carry host buffers only (loss statistics, the
+         * agreements), which stay on MPI, so their NCCL buffers would be GPU memory spent
+         * for nothing */
+        int mesh_axis = a == BPT_AXIS_DP || a == BPT_AXIS_FSDP || a == BPT_AXIS_TP;
+        if (!single && (c->size[a] == 1 || !mesh_axis)) continue;
         const char *name = bpt_axis_name((bpt_axis)a);
         struct { int ok; ncclUniqueId id; } h;
         memset(&h, 0, sizeof h);
@@ -176,6 +180,9 @@ static void reap(struct bpt_nccl *n) {
  * front, which keeps head + count, the slot taken here, unchanged. Nothing waits under
  * the lock, so the watchdog can always look, and abort. */
 static pending *begin(struct bpt_nccl *n, bpt_axis a) {
+    if (!n->comm[a])
+        bpt_panic(__FILE__, __LINE__, "a collective on device memory over axis %s, which has no NCCL communicator "
+                  "(only dp, fsdp and tp do)", bpt_axis_name(a));
     CU(cudaEventRecord(n->ready, n->compute));
     CU(cudaStreamWaitEvent(n->stream[a], n->ready, 0));
     pthread_mutex_lock(&n->lock);

@@ -1,8 +1,9 @@
 /* comm_nccl.h — the NCCL half of the comm layer (private to mesh/).
  *
  * Once bpt_comm_nccl_init has run, comm_mpi.c hands every collective whose buffers are
- * device memory to these functions; host buffers stay on MPI. Each axis of size > 1
- * has its own NCCL communicator and its own comm stream (so a tp all-reduce does not
+ * device memory to these functions; host buffers stay on MPI. Each mesh axis (dp, fsdp,
+ * tp) of size > 1 has its own NCCL communicator (batch and world, whose collectives
+ * are all on host buffers, have none) and its own comm stream (so a tp all-reduce does not
  * queue behind an fsdp prefetch): the comm stream first waits for the compute stream
  * (an event), and a blocking call makes the compute stream wait for the collective in
  * turn, so the host never blocks and a prefetch (bpt_iallgather_*, bpt_ireduce_scatter_f32) overlaps the

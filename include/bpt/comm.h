@@ -36,7 +36,8 @@ void bpt_comm_single(bpt_comm *c);
 
 const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world" */
 
-/* Device collectives for the CUDA backend: one NCCL communicator per axis of size > 1,
+/* Device collectives for the CUDA backend: one NCCL communicator per mesh axis (dp,
+ * fsdp, tp) of size > 1 (batch and world carry host buffers only),
  * its ncclUniqueId broadcast over the axis's MPI sub-communicator (collective over the
  * world; call after the backend picked the GPU). From then on collectives on device
  * buffers go through NCCL on their own stream; host buffers stay on MPI.
