@@ -15,28 +15,10 @@
 #include "bpt/data.h"
 #include "bpt/model.h"
 #include "bpt/util.h"
+#include "unit_test.h"
 
 /* Defined in data.c, not (yet) declared in data.h. */
 uint64_t bpt_loader_malformed_lines(const bpt_loader *l);
-
-static int failures = 0, checks = 0;
-static char dir[256];
-static char err[1024];
-
-#define CHECK(cond, ...) do {                                         \
-        checks++;                                                     \
-        if (cond) { printf("ok    "); printf(__VA_ARGS__); printf("\n"); } \
-        else { failures++; printf("FAIL  "); printf(__VA_ARGS__);     \
-               printf("  [%s:%d]\n", __FILE__, __LINE__); }           \
-    } while (0)
-
-static const char *tmp(const char *name) {
-    static char buf[4][512];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static int contains(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
 
@@ -65,11 +47,7 @@ static void write_tokens(const char *path, hid_t ftype, const int64_t *v, size_t
     H5Fclose(f);
 }
 
-static void write_text(const char *path, const char *s) {
-    FILE *f = fopen(path, "wb");
-    fwrite(s, 1, strlen(s), f);
-    fclose(f);
-}
+static void write_text(const char *path, const char *s) { write_file(path, s, strlen(s)); }
 
 static bpt_dataset_config hdf5_cfg(const char *path) {
     bpt_dataset_config d;
@@ -677,10 +655,7 @@ static void test_shuffle_mixture(void) {
 
 int main(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(dir, sizeof dir, "%s/bpt_test_data_XXXXXX", base);
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
-
+    if (scratch_begin("data") != 0) return 1;
     test_synthetic();
     test_windows();
     test_resume();
@@ -688,14 +663,5 @@ int main(void) {
     test_text();
     test_shuffle_mixture();
     test_ckpt();
-
-    if (getenv("BPT_TEST_KEEP")) {                 /* keep the files for a look */
-        printf("files kept in %s\n", dir);
-    } else {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    }
-    printf("test_data: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return scratch_end("test_data");
 }

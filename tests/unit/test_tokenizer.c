@@ -15,32 +15,7 @@
 #include <unistd.h>
 
 #include "bpt/tokenizer.h"
-
-static int failures = 0, checks = 0;
-static char dir[256];
-static char err[1024];
-
-#define CHECK(cond, ...) do {                                         \
-        checks++;                                                     \
-        if (cond) { printf("ok    "); printf(__VA_ARGS__); printf("\n"); } \
-        else { failures++; printf("FAIL  "); printf(__VA_ARGS__);     \
-               printf("  [%s:%d]\n", __FILE__, __LINE__); }           \
-    } while (0)
-
-static const char *tmp(const char *name) {
-    static char buf[4][512];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) { perror(path); exit(1); }
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
+#include "unit_test.h"
 
 /* Encode text; the ids as "1 2 3" in a static buffer. */
 static const char *enc(const bpt_tokenizer *t, const char *text, size_t len) {
@@ -404,22 +379,12 @@ static void test_expect(const char *env) {
 }
 
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/bpt_test_tok_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
-
+    if (scratch_begin("tok") != 0) return 1;
     test_bytes();
     test_errors();
     test_sentencepiece();
     test_hf();
     test_expect("BPT_TOK_SP");
     test_expect("BPT_TOK_JSON");
-
-    if (!getenv("BPT_TEST_KEEP")) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    }
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return scratch_end("test_tokenizer");
 }
