@@ -57,20 +57,20 @@ static int skip(bpt_comm *c, bpt_axis a, double bytes) {
  * context: 1M tokens x D 4096 is 2^32) goes in pieces of at most 2^28 elements, which
  * changes no sum (an all-reduce is elementwise). BPT_TEST_MPI_CHUNK sets the piece
  * (tests/mpi/test_mesh.sh). */
-static size_t mpi_chunk(void) {
+static size_t piece(size_t left) {   /* the next piece of `left` elements */
     static size_t chunk;
     if (!chunk) {
         const char *e = getenv("BPT_TEST_MPI_CHUNK");
         long v = e ? atol(e) : 0;
         chunk = v > 0 && v < (1L << 28) ? (size_t)v : (size_t)1 << 28;
     }
-    return chunk;
+    return left < chunk ? left : chunk;
 }
 
 static void allreduce_host(bpt_comm *c, bpt_axis a, void *buf, size_t n, MPI_Datatype t, size_t size, MPI_Op op) {
     bpt_watchdog_enter("all-reduce", a);
     for (size_t i = 0, m; i < n; i += m) {
-        m = n - i < mpi_chunk() ? n - i : mpi_chunk();
+        m = piece(n - i);
         MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * size, (int)m, t, op, c->comm[a]);
     }
     bpt_watchdog_leave();
@@ -219,7 +219,7 @@ void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {
     if (DEV(c, buf)) { bpt_nccl_broadcast(c, a, buf, bytes, root); return; }
     bpt_watchdog_enter("broadcast", a);
     for (size_t i = 0, m; i < bytes; i += m) {   /* in pieces, as the all-reduces */
-        m = bytes - i < mpi_chunk() ? bytes - i : mpi_chunk();
+        m = piece(bytes - i);
         MPI_Bcast((char *)buf + i, (int)m, MPI_BYTE, root, c->comm[a]);
     }
     bpt_watchdog_leave();

@@ -719,7 +719,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
         k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxn + (size_t)r0 * D, D);
         k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxn + (size_t)r0 * D, D);
     }
-    tp_sum(m, dxn, (size_t)N * D);   // gate/up are column parallel
+    tp_sum(m, dxn, nd);   // gate/up are column parallel
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
     k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, N, D, 1);
     bpt_arena_release(ar, mark_mlp);   /* x1, xn2 and the chunks (unless kept) */
@@ -760,7 +760,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     tp_sum(m, dxn, nd);   // q/k/v are column parallel
     // xn1 = rmsnorm(x); x1 = x + ...  =>  dx = dx1 + rmsnorm_bwd(dxn1)
     k->rmsnorm_bwd(dx1, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
-    k->copy_d2d(dx_in, dx1, (size_t)N * D * fb);
+    k->copy_d2d(dx_in, dx1, nd * fb);
     bpt_arena_release(ar, mark);
 }
 
@@ -820,7 +820,8 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     acts *A = bpt_xcalloc((size_t)L + 1, sizeof(acts));
     xs[0] = bpt_arena_alloc(ar, xb, "x0");
     /* residual_dtype bf16: each layer input is kept as bf16 (ks), the layers run on two
-     * fp32 buffers in turn (xp), and the backward widens x_l back into xp[0] */
+     * fp32 buffers in turn (xp), and the backward widens x_l back into one of them (xw,
+     * below) */
     int r16 = train && L > 0 && strcmp(c->residual_dtype, "bf16") == 0;
     uint16_t **ks = r16 ? bpt_xcalloc((size_t)L, sizeof(uint16_t *)) : NULL;
     float *xp[2] = {xs[0], r16 ? bpt_arena_alloc(ar, xb, "layer output") : NULL};
