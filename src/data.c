@@ -56,9 +56,13 @@ struct bpt_loader {
     uint8_t *wmask;
     size_t wcap;
 
+    /* text and json: the tokenizer, loaded once by bpt_loader_open and freed with the
+     * loader it returned; the single-file loaders under it borrow it */
+    bpt_tokenizer *tk;
+
     /* json: the stream produced on the fly; buf holds stream[base, base + buf.n) */
     FILE *jf;
-    bpt_tokenizer *jtk;
+    const bpt_tokenizer *jtk;   /* borrowed from tk */
     bpt_text_processor **jtp;   /* one per thread */
     int jthreads;
     bpt_tokens jbuf;
@@ -109,14 +113,10 @@ static void sb_reserve(sbuf *b, size_t extra) {
     if (b->n + extra <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + extra) cap *= 2;
-    char *s = realloc(b->s, cap);
-    BPT_CHECK(s != NULL, "out of memory (%zu bytes)", cap);
-    b->s = s;
+    b->s = bpt_xrealloc(b->s, cap);
     b->cap = cap;
 }
 static void sb_putc(sbuf *b, char c) { sb_reserve(b, 1); b->s[b->n++] = c; }
-
-typedef bpt_tokens tbuf;
 
 void bpt_tokens_free(bpt_tokens *b) {
     free(b->tok);
@@ -127,18 +127,14 @@ void bpt_tokens_free(bpt_tokens *b) {
 void bpt_tokens_push(bpt_tokens *b, uint32_t tok, uint8_t mask) {
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 4096;
-        uint32_t *t = realloc(b->tok, cap * sizeof *t);
-        uint8_t *m = realloc(b->mask, cap);
-        BPT_CHECK(t != NULL && m != NULL, "out of memory (%zu tokens)", cap);
-        b->tok = t;
-        b->mask = m;
+        b->tok = bpt_xrealloc(b->tok, cap * sizeof *b->tok);
+        b->mask = bpt_xrealloc(b->mask, cap);
         b->cap = cap;
     }
     b->tok[b->n] = tok;
     b->mask[b->n] = mask;
     b->n++;
 }
-#define tb_push bpt_tokens_push
 
 /* ------------------------------------------------------------------------- */
 /* A small JSON reader: one object per line, string values of top-level keys. */
@@ -343,8 +339,7 @@ static int jparse_object(jobject *o, const char *p, const char *end) {
             if (jskip(&c, 1)) return -1;
             if (o->n == o->cap) {
                 o->cap = o->cap ? 2 * o->cap : 16;
-                o->m = realloc(o->m, o->cap * sizeof *o->m);
-                BPT_CHECK(o->m != NULL, "out of memory");
+                o->m = bpt_xrealloc(o->m, o->cap * sizeof *o->m);
             }
             o->m[o->n].key_off = key_off;
             o->m[o->n].key_len = o->keys.n - key_off;
@@ -502,12 +497,12 @@ int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len
         if (bad) return -1;
         items = tp->exitems;
     }
-    if (tp->add_bos) tb_push(out, tp->bos, 0);
+    if (tp->add_bos) bpt_tokens_push(out, tp->bos, 0);
     int first = 1;
     for (int i = 0; i < nitems; i++) {
         const field_item *it = &items[i];
-        if (it->special == FIELD_BOS) { tb_push(out, tp->bos, it->mask); continue; }
-        if (it->special == FIELD_EOS) { tb_push(out, tp->eos, it->mask); continue; }
+        if (it->special == FIELD_BOS) { bpt_tokens_push(out, tp->bos, it->mask); continue; }
+        if (it->special == FIELD_EOS) { bpt_tokens_push(out, tp->eos, it->mask); continue; }
         tp->text.n = 0;
         if (first && tp->prepend[0])
             for (const char *c = tp->prepend; *c; c++) sb_putc(&tp->text, *c);
@@ -529,9 +524,9 @@ int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len
             out->n = n0;
             return -1;
         }
-        for (size_t k = 0; k < tp->nids; k++) tb_push(out, (uint32_t)tp->ids[k], it->mask);
+        for (size_t k = 0; k < tp->nids; k++) bpt_tokens_push(out, (uint32_t)tp->ids[k], it->mask);
     }
-    if (tp->add_eos) tb_push(out, tp->eos, 1);
+    if (tp->add_eos) bpt_tokens_push(out, tp->eos, 1);
     return 0;
 }
 
@@ -560,21 +555,16 @@ static int read_whole_file(const char *path, char **data, size_t *len, char *err
     return 0;
 }
 
-static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+static int open_text(bpt_loader *l, const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
                      int bos_id, int eos_id, char *err, size_t errlen) {
-    bpt_tokenizer *tk = bpt_tokenizer_open(tokenizer ? tokenizer : "", err, errlen);
-    if (!tk) return -1;
-    if (vocab_size < bpt_tokenizer_vocab_size(tk)) {
-        bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
-                "(text dataset %s)", vocab_size, bpt_tokenizer_kind(tk), bpt_tokenizer_vocab_size(tk), l->path);
-        bpt_tokenizer_free(tk);
-        return -1;
-    }
+    if (vocab_size < bpt_tokenizer_vocab_size(tk))
+        return bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
+                       "(text dataset %s)", vocab_size, bpt_tokenizer_kind(tk), bpt_tokenizer_vocab_size(tk), l->path);
     char *data = NULL;
     size_t len = 0;
-    if (read_whole_file(l->path, &data, &len, err, errlen)) { bpt_tokenizer_free(tk); return -1; }
+    if (read_whole_file(l->path, &data, &len, err, errlen)) return -1;
 
-    tbuf out = { 0 };
+    bpt_tokens out = { 0 };
     int jsonl = ends_with(l->path, ".jsonl") || ends_with(l->path, ".json");
     if (!jsonl) {
         /* plain text: the whole file through the tokenizer, every mask 1 */
@@ -582,7 +572,6 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tok
         size_t n = 0, cap = 0;
         if (bpt_tokenizer_encode(tk, data, len, &ids, &n, &cap)) {
             free(data);
-            bpt_tokenizer_free(tk);
             return bpt_err(err, errlen, "%s: the tokenizer failed on this text", l->path);
         }
         out.tok = bpt_xmalloc((n ? n : 1) * sizeof *out.tok);
@@ -591,7 +580,7 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tok
         free(ids);
     } else {
         bpt_text_processor *tp = bpt_text_processor_new(d, tk, bos_id, eos_id, vocab_size, err, errlen);
-        if (!tp) { free(data); bpt_tokenizer_free(tk); return -1; }
+        if (!tp) { free(data); return -1; }
         const char *p = data, *stop = data + len;
         uint64_t lineno = 0;
         while (p < stop) {
@@ -615,7 +604,6 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tok
                     d->fields[0] ? d->fields : "text");
     }
     free(data);
-    bpt_tokenizer_free(tk);
 
     if (out.n < 2) {
         free(out.tok);
@@ -639,10 +627,9 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, const char *tok
  * batches do not depend on the mesh; the state is still the tokens consumed (going
  * back rewinds the file and streams forward again). */
 
-static int open_json(bpt_loader *l, const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+static int open_json(bpt_loader *l, const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
                      int bos_id, int eos_id, char *err, size_t errlen) {
-    l->jtk = bpt_tokenizer_open(tokenizer ? tokenizer : "", err, errlen);
-    if (!l->jtk) return -1;
+    l->jtk = tk;
     if (vocab_size < bpt_tokenizer_vocab_size(l->jtk))
         return bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
                        "(json dataset %s)", vocab_size, bpt_tokenizer_kind(l->jtk),
@@ -864,16 +851,16 @@ static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------------- */
 
-static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+static bpt_loader *open_one(const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
                             int bos_id, int eos_id, char *err, size_t errlen);
 
 /* Several comma-separated files with sampling weights, and/or a shuffled order: a
  * loader over single-file loaders. */
-bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
-                            int bos_id, int eos_id, char *err, size_t errlen) {
+static bpt_loader *open_sources(const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
+                                int bos_id, int eos_id, char *err, size_t errlen) {
     const bpt_source_config *s = bpt_dataset_source(d);
     if (!strchr(s->path, ',') && !d->shuffle && !d->weights[0])
-        return open_one(d, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
+        return open_one(d, tk, vocab_size, bos_id, eos_id, err, errlen);
     if (!strcmp(d->type, "json")) {
         bpt_err(err, errlen, "a streamed json dataset is one file read in order (no shuffle, weights or "
                 "comma-separated paths); prepare an hdf5 file for those");
@@ -892,10 +879,10 @@ bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, 
     for (char *t = strtok_r(paths, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
         if (l->nsub == 16) { bpt_err(err, errlen, "%s: at most 16 files in a mixture", s->path); goto fail; }
         bpt_dataset_config one = *d;
-        bpt_source_config *os = d->type[0] == 'h' ? &one.hdf5 : &one.text;
+        bpt_source_config *os = (bpt_source_config *)bpt_dataset_source(&one);
         snprintf(os->path, sizeof os->path, "%s", t);
-        l->sub = realloc(l->sub, (size_t)(l->nsub + 1) * sizeof *l->sub);
-        l->sub[l->nsub] = open_one(&one, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
+        l->sub = bpt_xrealloc(l->sub, (size_t)(l->nsub + 1) * sizeof *l->sub);
+        l->sub[l->nsub] = open_one(&one, tk, vocab_size, bos_id, eos_id, err, errlen);
         if (!l->sub[l->nsub]) goto fail;
         w[l->nsub++] = 1.0;
     }
@@ -924,7 +911,22 @@ fail:
     return NULL;
 }
 
-static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+/* The text and json sources tokenize: their tokenizer is loaded here once, for every
+ * file of a mixture, and freed with the loader. */
+bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
+                            int bos_id, int eos_id, char *err, size_t errlen) {
+    bpt_tokenizer *tk = NULL;
+    if (!strcmp(d->type, "text") || !strcmp(d->type, "json")) {
+        tk = bpt_tokenizer_open(tokenizer ? tokenizer : "", err, errlen);
+        if (!tk) return NULL;
+    }
+    bpt_loader *l = open_sources(d, tk, vocab_size, bos_id, eos_id, err, errlen);
+    if (!l) { bpt_tokenizer_free(tk); return NULL; }
+    l->tk = tk;
+    return l;
+}
+
+static bpt_loader *open_one(const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
                             int bos_id, int eos_id, char *err, size_t errlen) {
     int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT
             : strcmp(d->type, "json") == 0 ? SRC_JSON : 0;
@@ -944,8 +946,8 @@ static bpt_loader *open_one(const bpt_dataset_config *d, const char *tokenizer, 
     l->src = src;
     l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
     int rc = src == SRC_HDF5 ? open_hdf5(l, vocab_size, err, errlen)
-           : src == SRC_JSON ? open_json(l, d, tokenizer, vocab_size, bos_id, eos_id, err, errlen)
-                             : open_text(l, d, tokenizer, vocab_size, bos_id, eos_id, err, errlen);
+           : src == SRC_JSON ? open_json(l, d, tk, vocab_size, bos_id, eos_id, err, errlen)
+                             : open_text(l, d, tk, vocab_size, bos_id, eos_id, err, errlen);
     if (rc) {
         bpt_loader_close(l);
         return NULL;
@@ -958,7 +960,7 @@ void bpt_loader_close(bpt_loader *l) {
     if (l->jf) fclose(l->jf);
     for (int i = 0; i < l->jthreads; i++) bpt_text_processor_free(l->jtp[i]);
     free(l->jtp);
-    bpt_tokenizer_free(l->jtk);
+    bpt_tokenizer_free(l->tk);
     bpt_tokens_free(&l->jbuf);
     for (int i = 0; i < l->nsub; i++) bpt_loader_close(l->sub[i]);
     free(l->sub);
