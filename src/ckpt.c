@@ -72,11 +72,6 @@ int bpt_ckpt_parse_spec(const char *spec, bpt_load_kind *kind, char *path, size_
 }
 
 /* ------------------------------------------------------------------------- */
-/* attributes                                                                */
-
-
-
-/* ------------------------------------------------------------------------- */
 /* MPI                                                                       */
 
 typedef struct par { int up, rank, size; } par;

@@ -291,7 +291,6 @@ static char *attr_string(hid_t obj, const char *name) {
     return out;
 }
 
-/* A scalar numeric attribute read as mtype. 0, or -1 if absent or unreadable. */
 /* ------------------------------------------------------------------------- */
 /* HDF5: reading a checkpoint                                                */
 

@@ -178,8 +178,7 @@ static int prepare(prep_args *a, int rank, int P) {
             if (out.n == n0) continue;
             if (ndocs == capdocs) {
                 capdocs = capdocs ? 2 * capdocs : 1024;
-                docs = realloc(docs, capdocs * sizeof *docs);
-                BPT_CHECK(docs, "out of memory");
+                docs = bpt_xrealloc(docs, capdocs * sizeof *docs);
             }
             docs[ndocs++] = n0;
             if (tty && bpt_now() - last > 0.2) {
@@ -296,20 +295,11 @@ static int inspect(const char *path) {
     }
     printf("loss_mask   %s\n", H5Lexists(f, "loss_mask", H5P_DEFAULT) > 0 ? "yes" : "no (every target counts)");
     const char *attrs[] = {"tokenizer", "tokenizer_kind", "tokenizer_fnv1a64", "vocab_size", "malformed_lines", "sources", "fields", "source", "seed"};
+    static char sv[1 << 16];
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
-        if (H5Aexists(f, attrs[i]) <= 0) continue;
-        hid_t at = H5Aopen(f, attrs[i], H5P_DEFAULT), t = H5Aget_type(at);
-        if (H5Tget_class(t) == H5T_STRING) {
-            char *v = NULL;
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            if (H5Tis_variable_str(t) > 0 && H5Aread(at, mt, &v) >= 0 && v) { printf("%-11s %s\n", attrs[i], v); H5free_memory(v); }
-            H5Tclose(mt);
-        } else {
-            long long v = 0;
-            if (H5Aread(at, H5T_NATIVE_LLONG, &v) >= 0) printf("%-11s %lld\n", attrs[i], v);
-        }
-        H5Tclose(t); H5Aclose(at);
+        long long v = 0;
+        if (bpt_h5_read_attr_str(f, attrs[i], sv, sizeof sv) == 0) printf("%-11s %s\n", attrs[i], sv);
+        else if (bpt_h5_read_attr_num(f, attrs[i], H5T_NATIVE_LLONG, &v) == 0) printf("%-11s %lld\n", attrs[i], v);
     }
     H5Fclose(f);
     return 0;

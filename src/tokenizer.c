@@ -38,9 +38,7 @@ static void buf_reserve(buf_t *b, size_t extra) {
     if (b->n + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->n + extra + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    BPT_CHECK(p, "out of host memory (%zu bytes)", cap);
-    b->p = p;
+    b->p = bpt_xrealloc(b->p, cap);
     b->cap = cap;
 }
 
@@ -861,8 +859,7 @@ typedef struct {
 static void bpe_heap_push(bpe_heap *h, bpe_cand x) {
     if (h->n == h->cap) {
         h->cap = h->cap ? 2 * h->cap : 64;
-        h->a = realloc(h->a, h->cap * sizeof *h->a);
-        BPT_CHECK(h->a, "out of host memory");
+        h->a = bpt_xrealloc(h->a, h->cap * sizeof *h->a);
     }
     size_t i = h->n++;
     while (i > 0) {
@@ -929,8 +926,7 @@ static void sp_maybe_add_pair(sp_state *st, int left, int right) {
         if (!e) {
             if (st->rev.n == st->rev.cap) {
                 st->rev.cap = st->rev.cap ? 2 * st->rev.cap : 16;
-                st->rev.a = realloc(st->rev.a, st->rev.cap * sizeof *st->rev.a);
-                BPT_CHECK(st->rev.a, "out of host memory");
+                st->rev.a = bpt_xrealloc(st->rev.a, st->rev.cap * sizeof *st->rev.a);
             }
             e = &st->rev.a[st->rev.n++];
         }
@@ -1253,8 +1249,7 @@ static int hf_add_pretok(hf_bpe *h, json_t *pt, int *seen_bytelevel, const char 
             BPT_CHECK(s.re, "digits regex: %s", msg);
             s.behavior = SPLIT_ISOLATED;
         }
-        h->split = realloc(h->split, (size_t)(h->n_split + 1) * sizeof *h->split);
-        BPT_CHECK(h->split, "out of host memory");
+        h->split = bpt_xrealloc(h->split, (size_t)(h->n_split + 1) * sizeof *h->split);
         h->split[h->n_split++] = s;
         return 0;
     }
@@ -1297,9 +1292,10 @@ static int hf_find_added(const hf_bpe *h, const char *const *names) {
     return -1;
 }
 
-static hf_bpe *hf_load(const char *path, char *err, size_t errlen) {
+/* path names the file for messages; data (len bytes) is its content, read once */
+static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err, size_t errlen) {
     json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_ALLOW_NUL, &jerr);
+    json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     if (!root) {
         bpt_err(err, errlen, "tokenizer %s: not valid JSON (line %d, column %d: %s)", path, jerr.line,
                 jerr.column, jerr.text);
@@ -1548,8 +1544,7 @@ static void hf_push(hf_ctx *cx, int32_t id) {
 static void hf_sym_add(hf_ctx *cx, int *nsym, int c, size_t len) {
     if ((size_t)*nsym == cx->symcap) {
         cx->symcap = cx->symcap ? 2 * cx->symcap : 64;
-        cx->sym = realloc(cx->sym, cx->symcap * sizeof *cx->sym);
-        BPT_CHECK(cx->sym, "out of host memory");
+        cx->sym = bpt_xrealloc(cx->sym, cx->symcap * sizeof *cx->sym);
     }
     hf_sym *s = &cx->sym[*nsym];
     s->c = c;
@@ -1661,8 +1656,7 @@ typedef struct {
 static void ranges_add(hf_ranges *v, size_t a, size_t b, int match) {
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 32;
-        v->r = realloc(v->r, v->cap * sizeof *v->r);
-        BPT_CHECK(v->r, "out of host memory");
+        v->r = bpt_xrealloc(v->r, v->cap * sizeof *v->r);
     }
     v->r[v->n++] = (hf_range){a, b, match};
 }
@@ -1920,9 +1914,9 @@ bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
         json = i < len && data[i] == '{';
     }
     if (json) {
-        free(data);
         t->kind = TOK_BPE;
-        t->hf = hf_load(path, err, errlen);
+        t->hf = hf_load(path, data, len, err, errlen);
+        free(data);
         if (!t->hf) { free(t); return NULL; }
     } else {
         t->kind = TOK_SP;
