@@ -2,19 +2,29 @@
 # quickstart.sh — everything on a fresh Debian/Ubuntu machine.
 #   ./quickstart.sh         install missing packages, build, train the demo model
 #   ./quickstart.sh build   install missing packages and build only
-#   ./quickstart.sh test    build and run every test; ends with "N passed, N failed"
+#   ./quickstart.sh test    install what the tests need too, build, run every test;
+#                           ends with "N passed, N failed"
 set -euo pipefail
 cd "$(dirname "$0")"
 TOP=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
+# The one list of what bpt needs. Debian packages to build and run:
 PACKAGES="build-essential autoconf automake libtool pkg-config libopenmpi-dev openmpi-bin
 libhdf5-openmpi-dev hdf5-tools libyaml-dev libjansson-dev libpcre2-dev libopenblas-dev python3"
+# ... and to test: process tools (the preemption and Slurm tests), a one-node Slurm,
+# clang's libFuzzer and sanitizer runtimes (tests/fuzz), a Python virtual environment
+TEST_PACKAGES="procps slurm-wlm munge clang libclang-rt-dev python3-venv"
+# Python packages of the oracles (PyTorch, transformers, the reference tokenizers), into
+# $VENV inside the build tree: nothing system-wide beyond apt
+PY_TEST_PACKAGES="numpy h5py torch transformers safetensors sentencepiece tokenizers"
+PY_TEST_MODULES="numpy h5py torch transformers safetensors sentencepiece tokenizers"
+VENV=$TOP/.venv
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 install_packages() {
     local missing=()
-    for p in $PACKAGES; do
+    for p in $PACKAGES ${1:-}; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -23,6 +33,10 @@ install_packages() {
         printf '  %s\n' "${missing[@]}"
         return 0
     fi
+    # Ubuntu before 23.10 and Debian before 12 call the runtime libclang-rt-NN-dev only
+    if [[ " ${missing[*]} " == *" libclang-rt-dev "* ]] && ! apt-cache show libclang-rt-dev >/dev/null 2>&1; then
+        missing=("${missing[@]/libclang-rt-dev/}")
+    fi
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     say "installing ${missing[*]}"
@@ -30,8 +44,24 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The test virtual environment: made once, then only checked. A package that cannot be
+# installed is said here in one line; the tests that need it then fail naming it.
+install_python_test_packages() {
+    local py=$VENV/bin/python3 imports
+    imports=$(echo $PY_TEST_MODULES | tr ' ' ',')
+    if [ -x "$py" ] && "$py" -c "import $imports" 2>/dev/null; then return 0; fi
+    say "installing the Python test packages into $VENV: $PY_TEST_PACKAGES"
+    if [ ! -x "$py" ]; then
+        python3 -m venv "$VENV" || { say "error: cannot create $VENV (python3 -m venv; package python3-venv)"; return 0; }
+    fi
+    "$py" -m pip install -q --disable-pip-version-check $PY_TEST_PACKAGES 2>&1 | grep -v -i "warning" ||
+        true
+    "$py" -c "import $imports" 2>/dev/null ||
+        say "error: pip could not install every Python test package into $VENV; the tests that need them will fail"
+}
+
 build() {
-    install_packages
+    install_packages "${1:-}"
     if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
         say "autoreconf"
         autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
@@ -75,10 +105,12 @@ demo() {
 }
 
 run_tests() {
-    build
+    build "$TEST_PACKAGES"
+    install_python_test_packages
     say "make check"
     local rc=0
-    make -s -j1 check >/dev/null 2>&1 || rc=$?
+    # the venv first on PATH: the test scripts' python3 is the one with the oracles
+    PATH="$VENV/bin:$PATH" make -s -j1 check PYTHON="$VENV/bin/python3" >/dev/null 2>&1 || rc=$?
     local log=test-suite.log pass fail skip errs
     [ -f "$log" ] || { echo "no test-suite.log"; echo "0 passed, 1 failed"; exit 1; }
     for f in $(find tests -name '*.log' ! -name test-suite.log | sort); do
