@@ -26,6 +26,7 @@
 #include <mpi.h>
 
 #include "bpt/data.h"
+#include "bpt/h5util.h"
 #include "bpt/util.h"
 
 enum { SRC_HDF5 = 1, SRC_TEXT = 2, SRC_JSON = 3 };
@@ -769,56 +770,29 @@ static int h5_read(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *tok,
     return rc;
 }
 
-/* 1-D length of dataset ds, or -1 if it is not 1-D. */
-static int64_t h5_length(hid_t space) {
-    if (H5Sget_simple_extent_ndims(space) != 1) return -1;
-    hsize_t dim;
-    H5Sget_simple_extent_dims(space, &dim, NULL);
-    return (int64_t)dim;
-}
-
 static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
     const char *path = l->path;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* our own one-line errors instead */
-    if (H5Fis_hdf5(path) <= 0)
-        return bpt_err(err, errlen, "%s: not an HDF5 file", path);
-    l->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (l->file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file (HINT: on a file "
-                       "system without locking set HDF5_USE_FILE_LOCKING=FALSE)", path);
-    if (H5Lexists(l->file, "tokens", H5P_DEFAULT) <= 0)
-        return bpt_err(err, errlen, "%s: no dataset /tokens", path);
-    l->dtok = H5Dopen2(l->file, "tokens", H5P_DEFAULT);
-    if (l->dtok < 0) return bpt_err(err, errlen, "%s: /tokens is not a dataset", path);
-
-    hid_t type = H5Dget_type(l->dtok);
-    H5T_class_t cls = H5Tget_class(type);
-    size_t size = H5Tget_size(type);
-    H5Tclose(type);
-    if (cls != H5T_INTEGER || size > 8)
-        return bpt_err(err, errlen, "%s: /tokens must hold integers (uint16, uint32, int32 or "
-                       "int64)", path);
+    l->file = bpt_h5_open_read(path, err, errlen);   /* our own one-line errors */
+    if (l->file < 0) return -1;
+    int64_t n = 0;
+    l->dtok = bpt_h5_open_int_1d(l->file, path, "tokens", "integer token ids (uint16, uint32, int32 or int64)",
+                                 &n, err, errlen);
+    if (l->dtok < 0) return -1;
     l->stok = H5Dget_space(l->dtok);
-    int64_t n = h5_length(l->stok);
-    if (n < 0) return bpt_err(err, errlen, "%s: /tokens must be 1-D", path);
     if (n < 2)
         return bpt_err(err, errlen, "%s: /tokens has %lld token%s; at least 2 are needed", path,
                        (long long)n, n == 1 ? "" : "s");
     l->n = (uint64_t)n;
 
     if (H5Lexists(l->file, "loss_mask", H5P_DEFAULT) > 0) {
-        l->dmask = H5Dopen2(l->file, "loss_mask", H5P_DEFAULT);
-        if (l->dmask < 0) return bpt_err(err, errlen, "%s: /loss_mask is not a dataset", path);
-        type = H5Dget_type(l->dmask);
-        cls = H5Tget_class(type);
-        H5Tclose(type);
-        if (cls != H5T_INTEGER)
-            return bpt_err(err, errlen, "%s: /loss_mask must hold integers (uint8: 1 = counted "
-                           "in the loss)", path);
+        int64_t nm = 0;
+        l->dmask = bpt_h5_open_int_1d(l->file, path, "loss_mask", "integers (uint8: 1 = counted in the loss)",
+                                      &nm, err, errlen);
+        if (l->dmask < 0) return -1;
         l->smask = H5Dget_space(l->dmask);
-        int64_t nm = h5_length(l->smask);
         if (nm != n)
             return bpt_err(err, errlen, "%s: /loss_mask has %lld elements, /tokens %lld; they "
-                           "must be 1-D and of the same length", path, (long long)nm, (long long)n);
+                           "must be of the same length", path, (long long)nm, (long long)n);
     }
 
     /* Every token id must be in [0, vocab_size). Read as int64 so that negative ids
@@ -831,8 +805,8 @@ static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
         hid_t mem = H5Screate_simple(1, &cnt, NULL);
         if (H5Sselect_hyperslab(l->stok, H5S_SELECT_SET, &off, NULL, &cnt, NULL) < 0 ||
             H5Dread(l->dtok, H5T_NATIVE_INT64, mem, l->stok, H5P_DEFAULT, buf) < 0) {
-            rc = bpt_err(err, errlen, "%s: cannot read /tokens at offset %llu", path,
-                         (unsigned long long)s);
+            rc = bpt_err(err, errlen, "%s: cannot read /tokens at offset %llu (a truncated or "
+                         "corrupt file?)", path, (unsigned long long)s);
         } else {
             for (hsize_t i = 0; i < cnt; i++) {
                 if (buf[i] < 0 || buf[i] >= vocab_size) {

@@ -267,13 +267,14 @@ static int prepare(prep_args *a, int rank, int P) {
 }
 
 static int inspect(const char *path) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-    if (f < 0) { fprintf(stderr, "bpt: %s: not a readable HDF5 file\n", path); return 1; }
-    if (H5Lexists(f, "tokens", H5P_DEFAULT) <= 0) { fprintf(stderr, "bpt: %s: no /tokens dataset\n", path); H5Fclose(f); return 1; }
-    hid_t ds = H5Dopen2(f, "tokens", H5P_DEFAULT), sp = H5Dget_space(ds), ty = H5Dget_type(ds);
-    hsize_t n = 0;
-    H5Sget_simple_extent_dims(sp, &n, NULL);
+    char err[1024];
+    hid_t f = bpt_h5_open_read(path, err, sizeof err);
+    if (f < 0) { fprintf(stderr, "bpt: %s\n", err); return 1; }
+    int64_t nt = 0;
+    hid_t ds = bpt_h5_open_int_1d(f, path, "tokens", "integer token ids (uint16, uint32, int32 or int64)", &nt, err, sizeof err);
+    if (ds < 0) { fprintf(stderr, "bpt: %s\n", err); H5Fclose(f); return 1; }
+    hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+    hsize_t n = (hsize_t)nt;
     printf("file        %s\ntokens      %llu (%s%zu)\n", path, (unsigned long long)n,
            H5Tget_sign(ty) == H5T_SGN_NONE ? "uint" : "int", 8 * H5Tget_size(ty));
     hsize_t k = n < 16 ? n : 16, z = 0;

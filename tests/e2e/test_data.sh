@@ -153,6 +153,27 @@ fi
 python3 -c "import h5py, numpy as np; h5py.File('$WORK/big.h5', 'w')['tokens'] = np.array([1, 2, 3, 70000, 5], dtype=np.uint32)"
 expect_error "token id >= vocabulary" "big.h5.*70000 at offset 3" "$BPT" train --config "$TOP/jobs/configs/demo.yaml" \
     --train_dataset.hdf5_dataset.path="$WORK/big.h5" --eval_steps=0 --total_steps=1
+# token files that are not what they should be: the message says what is wrong
+python3 - "$WORK" <<'PY2'
+import sys, h5py, numpy as np
+w = sys.argv[1]
+h5py.File(f"{w}/notok.h5", "w")["ids"] = np.arange(10, dtype=np.uint16)
+h5py.File(f"{w}/grp.h5", "w").create_group("tokens")
+h5py.File(f"{w}/str.h5", "w")["tokens"] = np.array([b"ab", b"cd"])
+h5py.File(f"{w}/lzf.h5", "w").create_dataset("tokens", data=np.arange(1000, dtype=np.uint16) % 256, compression="lzf")
+h5py.File(f"{w}/good.h5", "w")["tokens"] = np.arange(100000, dtype=np.uint16) % 256
+d = open(f"{w}/good.h5", "rb").read()
+open(f"{w}/cut.h5", "wb").write(d[:len(d) // 2])
+PY2
+expect_error "inspect: missing file" "nope.h5: no such file" "$BPT" data inspect "$WORK/nope.h5"
+expect_error "inspect: no /tokens" "notok.h5: no /tokens dataset" "$BPT" data inspect "$WORK/notok.h5"
+expect_error "inspect: /tokens a group" "grp.h5: /tokens is a group, not a dataset" "$BPT" data inspect "$WORK/grp.h5"
+expect_error "inspect: /tokens of strings" "str.h5: /tokens holds strings, expected integer" "$BPT" data inspect "$WORK/str.h5"
+expect_error "inspect: truncated" "cut.h5: truncated HDF5 file \\([0-9]+ bytes; its superblock says [0-9]+\\)$" "$BPT" data inspect "$WORK/cut.h5"
+expect_error "train: truncated token file, no locking hint" "train_dataset: .*cut.h5: truncated HDF5 file [^H]*$" \
+    "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --train_dataset.hdf5_dataset.path="$WORK/cut.h5" --eval_steps=0 --total_steps=1
+expect_error "train: /tokens compressed with a filter HDF5 lacks" "lzf.h5: /tokens is compressed with HDF5 filter 32000 \\(lzf\\)" \
+    "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --train_dataset.hdf5_dataset.path="$WORK/lzf.h5" --eval_steps=0 --total_steps=1
 printf 'not a protobuf at all' > "$WORK/bad.model"
 expect_error "tokenizer file is not what it claims" "bad.model" "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bad.model" --output "$WORK/x.h5"
 expect_error "missing input" "nope.jsonl" "$BPT" data prepare --input "$WORK/nope.jsonl" --output "$WORK/x.h5"
