@@ -124,7 +124,7 @@ static int prepare(prep_args *a, int rank, int P) {
     int bad = 0;
     if (!a->inputs[0] || !a->output[0]) return usage("prepare needs --input and --output");
     bpt_tokenizer *tk = bpt_tokenizer_open(a->tokenizer, err, sizeof err);
-    if (!tk) bpt_die("tokenizer: %s", err);
+    if (!tk) bpt_die("%s", err);
     int V = bpt_tokenizer_vocab_size(tk);
     /* BOS/EOS: the tokenizer's, else the llama config's defaults (0 and 1) */
     bpt_text_processor *tp = bpt_text_processor_new(&a->d, tk, 0, 1, V, err, sizeof err);

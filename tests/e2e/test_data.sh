@@ -145,6 +145,9 @@ for path, enc in ((f"{w}/sp.h5", lambda t: sp.encode(t)), (f"{w}/bpe.h5", lambda
     got = h5py.File(path)["tokens"][()]
     assert np.array_equal(got, np.array(want)), path
 PY
+    head -c 2000 "$WORK/sp.model" > "$WORK/sp-cut.model"
+    expect_error "truncated SentencePiece model" "^bpt: [^ ]*/sp-cut.model: SentencePiece model is truncated.* at byte offset [0-9]+" \
+        "$BPT" data prepare --input "$IN" --tokenizer "$WORK/sp-cut.model" --output "$WORK/x.h5"
 else
     echo "note: sentencepiece/tokenizers not installed; the real-tokenizer part is skipped"
 fi
@@ -175,7 +178,28 @@ expect_error "train: truncated token file, no locking hint" "train_dataset: .*cu
 expect_error "train: /tokens compressed with a filter HDF5 lacks" "lzf.h5: /tokens is compressed with HDF5 filter 32000 \\(lzf\\)" \
     "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --train_dataset.hdf5_dataset.path="$WORK/lzf.h5" --eval_steps=0 --total_steps=1
 printf 'not a protobuf at all' > "$WORK/bad.model"
-expect_error "tokenizer file is not what it claims" "bad.model" "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bad.model" --output "$WORK/x.h5"
+expect_error "tokenizer file is not what it claims (one prefix)" "^bpt: [^ ]*/bad.model: not a SentencePiece model" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bad.model" --output "$WORK/x.h5"
+# tokenizer.json files: a LLaMA-2 one (as transformers writes it)
+python3 - "$WORK" <<'PY2'
+import sys, json
+w = sys.argv[1]
+base = {"added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}}
+j = json.loads(json.dumps(base)); j["model"]["vocab"]["c"] = 1000000000
+json.dump(j, open(f"{w}/bigid.json", "w"))
+j = json.loads(json.dumps(base)); j["added_tokens"] = [{"id": 7777777, "content": "<x>", "special": True}]
+json.dump(j, open(f"{w}/bigadd.json", "w"))
+j = json.loads(json.dumps(base))
+j["normalizer"] = None
+j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}
+j["decoder"] = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+j["model"]["byte_fallback"] = True
+json.dump(j, open(f"{w}/llama2.json", "w"))
+PY2
+expect_error "LLaMA-2 tokenizer.json: the tokenizer.model hint" "llama2.json: a SentencePiece-style BPE tokenizer.json .*HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/llama2.json" --output "$WORK/x.h5"
 expect_error "missing input" "nope.jsonl" "$BPT" data prepare --input "$WORK/nope.jsonl" --output "$WORK/x.h5"
 : > "$WORK/empty.jsonl"
 expect_error "empty dataset" "empty.jsonl.*tokens" "$BPT" data prepare --input "$WORK/empty.jsonl" --output "$WORK/x.h5"
