@@ -1420,29 +1420,69 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
         goto fail;
     }
 
-    /* ids: vocab and added tokens */
-    int maxid = -1;
+    /* ids: vocab and added tokens. They must be dense, 0..n-1 with every id used, n
+     * the number of distinct ids: an id past the entries present (1e9, say) is an error
+     * before anything is sized by it. An added token may repeat a vocab entry's id. */
+    size_t nentries = json_object_size(vocab) + json_array_size(added);
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (1 << 30)) {
-            bpt_err(err, errlen, "%s: model.vocab[\"%s\"] is not a valid id", path, key);
+        if (!json_is_integer(val) || json_integer_value(val) < 0) {
+            bpt_err(err, errlen, "%s: model.vocab[\"%s\"] is not a valid id (a non-negative integer)", path, key);
             goto fail;
         }
-        if (json_integer_value(val) > maxid) maxid = (int)json_integer_value(val);
     }
     size_t ai;
     json_t *at;
     json_array_foreach(added, ai, at) {
         json_t *id = json_object_get(at, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 30) ||
-            !jstr(at, "content")) {
-            bpt_err(err, errlen, "%s: added_tokens[%zu] needs an \"id\" and a \"content\"", path, ai);
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || !jstr(at, "content")) {
+            bpt_err(err, errlen, "%s: added_tokens[%zu] needs an \"id\" (a non-negative integer) and a "
+                    "\"content\"", path, ai);
             goto fail;
         }
-        if (json_integer_value(id) > maxid) maxid = (int)json_integer_value(id);
     }
-    h->n_ids = maxid + 1;
+    if (nentries >= (1u << 30)) {
+        bpt_err(err, errlen, "%s: %zu vocabulary entries; at most 2^30 are supported", path, nentries);
+        goto fail;
+    }
+    {
+        /* ids < nentries are marked; V, the vocab size, is the number of distinct ids
+         * (those >= nentries counted once each: they are wrong anyway) */
+        unsigned char *used = bpt_xcalloc(nentries + 1, 1);
+        size_t V = 0;
+        json_object_foreach(vocab, key, val) {
+            json_int_t id = json_integer_value(val);
+            if (id >= (json_int_t)nentries) V++;
+            else if (!used[id]) { used[id] = 1; V++; }
+        }
+        json_array_foreach(added, ai, at) {
+            json_int_t id = json_integer_value(json_object_get(at, "id"));
+            if (id >= (json_int_t)nentries) V++;
+            else if (!used[id]) { used[id] = 1; V++; }
+        }
+        /* dense exactly when no id is >= V; name the largest that is */
+        json_int_t big = -1;
+        const char *big_tok = NULL, *big_where = NULL;
+        json_object_foreach(vocab, key, val) {
+            json_int_t id = json_integer_value(val);
+            if (id >= (json_int_t)V && id > big) { big = id; big_tok = key; big_where = "model.vocab"; }
+        }
+        json_array_foreach(added, ai, at) {
+            json_int_t id = json_integer_value(json_object_get(at, "id"));
+            if (id >= (json_int_t)V && id > big) { big = id; big_tok = jstr(at, "content"); big_where = "added"; }
+        }
+        size_t missing = 0;
+        while (missing < V && used[missing]) missing++;
+        free(used);
+        if (big >= 0) {
+            bpt_err(err, errlen, "%s: %s token \"%s\" has id %lld, but the vocabulary holds %zu tokens "
+                    "(model.vocab and added_tokens); ids must be 0..%zu with each used (no token has id %zu)",
+                    path, big_where, big_tok, (long long)big, V, V - 1, missing);
+            goto fail;
+        }
+        h->n_ids = (int)V;
+    }
     h->tok = bpt_xcalloc((size_t)h->n_ids + 1, sizeof *h->tok);
     h->toklen = bpt_xcalloc((size_t)h->n_ids + 1, sizeof *h->toklen);
     h->dec = bpt_xcalloc((size_t)h->n_ids + 1, sizeof *h->dec);

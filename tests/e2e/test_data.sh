@@ -180,7 +180,7 @@ expect_error "train: /tokens compressed with a filter HDF5 lacks" "lzf.h5: /toke
 printf 'not a protobuf at all' > "$WORK/bad.model"
 expect_error "tokenizer file is not what it claims (one prefix)" "^bpt: [^ ]*/bad.model: not a SentencePiece model" \
     "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bad.model" --output "$WORK/x.h5"
-# tokenizer.json files: a LLaMA-2 one (as transformers writes it)
+# tokenizer.json files: ids far past the vocabulary, and a LLaMA-2 one (as transformers writes it)
 python3 - "$WORK" <<'PY2'
 import sys, json
 w = sys.argv[1]
@@ -198,6 +198,10 @@ j["decoder"] = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": 
 j["model"]["byte_fallback"] = True
 json.dump(j, open(f"{w}/llama2.json", "w"))
 PY2
+expect_error "tokenizer.json with an id of 1e9" "bigid.json: model.vocab token \"c\" has id 1000000000, but the vocabulary holds 4 tokens" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bigid.json" --output "$WORK/x.h5"
+expect_error "tokenizer.json with an added token id 7777777" "bigadd.json: added token \"<x>\" has id 7777777, but the vocabulary holds 4 tokens" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bigadd.json" --output "$WORK/x.h5"
 expect_error "LLaMA-2 tokenizer.json: the tokenizer.model hint" "llama2.json: a SentencePiece-style BPE tokenizer.json .*HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model" \
     "$BPT" data prepare --input "$IN" --tokenizer "$WORK/llama2.json" --output "$WORK/x.h5"
 expect_error "missing input" "nope.jsonl" "$BPT" data prepare --input "$WORK/nope.jsonl" --output "$WORK/x.h5"

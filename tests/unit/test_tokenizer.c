@@ -254,6 +254,31 @@ static void test_errors(void) {
     CHECK(!t && strstr(err, "decoder Sequence[ByteFallback]") && strstr(err, "tokenizer.model"),
           "a ByteFallback decoder alone: the hint too (%s)", err);
 
+    /* ids must be dense: 0..n-1, n = distinct ids of model.vocab and added_tokens */
+    static const char *const ids_cases[][3] = {
+        {"\"c\": 1000000000", "", "model.vocab token \"c\" has id 1000000000"},
+        {"\"c\": 3", "{\"id\": 7777777, \"content\": \"<x>\", \"special\": true}", "added token \"<x>\" has id 7777777"},
+        {"\"c\": 5", "", "model.vocab token \"c\" has id 5"},
+        {"\"c\": 3", "{\"id\": 2, \"content\": \"ab\"}, {\"id\": 5, \"content\": \"<y>\"}", "added token \"<y>\" has id 5"},
+    };
+    for (int k = 0; k < 4; k++) {
+        char js[1024];
+        snprintf(js, sizeof js, "{\"added_tokens\": [%s], \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+                 " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, %s}, \"merges\": [\"a b\"]}}",
+                 ids_cases[k][1], ids_cases[k][0]);
+        write_file(tmp("ids.json"), js, strlen(js));
+        t = bpt_tokenizer_open(tmp("ids.json"), err, sizeof err);
+        CHECK(!t && strstr(err, "ids.json") && strstr(err, ids_cases[k][2]) &&
+              strstr(err, k % 2 ? "holds 5 tokens" : "holds 4 tokens") && strstr(err, "no token has id"),
+              "sparse ids rejected: %s (%s)", ids_cases[k][2], err);
+        bpt_tokenizer_free(t);
+    }
+    const char *dup = "{\"added_tokens\": [{\"id\": 2, \"content\": \"ab\"}, {\"id\": 3, \"content\": \"<y>\"}],"
+                      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+                      " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}";
+    write_file(tmp("ids.json"), dup, strlen(dup));
+    t = bpt_tokenizer_open(tmp("ids.json"), err, sizeof err);
+    CHECK(t && bpt_tokenizer_vocab_size(t) == 4, "an added token may share its vocab entry's id: vocab 4 (%s)", t ? "" : err);
     bpt_tokenizer_free(t);
 }
 
