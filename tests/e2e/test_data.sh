@@ -41,7 +41,32 @@ for d in docs:
 assert np.array_equal(a["tokens"][()], np.array(want)) and np.array_equal(a["loss_mask"][()], np.array(mask))
 assert np.array_equal(a["doc_offsets"][()], np.array(offs))
 PY
-grep -q "skipped 5 malformed lines" "$WORK/p1.out" && ok "prepare reports the malformed lines" || fail "malformed report: $(cat "$WORK/p1.out")"
+grep -q "skipped 5 malformed lines (first at .*a.jsonl line 7: not valid JSON at column 2)" "$WORK/p1.out" &&
+    ok "prepare reports the malformed lines and the first one" || fail "malformed report: $(cat "$WORK/p1.out")"
+
+# documents with no tokens (an empty text) are documents too: /doc_offsets has one entry
+# per well-formed line, on 1 and on 3 ranks (empty ones at the start, the end and rank boundaries)
+python3 - "$WORK" <<'PY'
+import json, sys
+with open(f"{sys.argv[1]}/z.jsonl", "w") as f:
+    for i in range(301):
+        f.write(json.dumps({"text": "" if i % 3 == 0 or i > 296 else f"doc {i}"}) + "\n")
+        if i % 50 == 7: f.write("\n")
+PY
+"$BPT" data prepare --input "$WORK/z.jsonl" --output "$WORK/z1.h5" > /dev/null &&
+"$MPIRUN" $MPIRUN_FLAGS -np 3 "$BPT" data prepare --input "$WORK/z.jsonl" --output "$WORK/z3.h5" > /dev/null &&
+python3 - "$WORK" <<'PY' && ok "documents without tokens keep their /doc_offsets entry, on 1 and 3 ranks" || fail "zero-token documents in /doc_offsets"
+import h5py, json, sys, numpy as np
+w = sys.argv[1]
+docs = [json.loads(l)["text"].encode() for l in open(f"{w}/z.jsonl") if l.strip()]
+offs, n = [], 0
+for d in docs:
+    offs.append(n); n += len(d)
+for r in (1, 3):
+    f = h5py.File(f"{w}/z{r}.h5")
+    assert f["doc_offsets"][()].tolist() == offs, (r, f["doc_offsets"][()].tolist()[:12], offs[:12])
+    assert f.attrs["num_documents"] == len(docs) == 301 and f.attrs["num_tokens"] == n
+PY
 "$BPT" data inspect "$WORK/p3.h5" | grep -q "documents   2500" && ok "data inspect" || fail "data inspect"
 
 # text processor: fields_from_example, prepend_text, a+b with subfield_separator, <|eos|>
@@ -205,6 +230,16 @@ expect_error "tokenizer.json with an added token id 7777777" "bigadd.json: added
 expect_error "LLaMA-2 tokenizer.json: the tokenizer.model hint" "llama2.json: a SentencePiece-style BPE tokenizer.json .*HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model" \
     "$BPT" data prepare --input "$IN" --tokenizer "$WORK/llama2.json" --output "$WORK/x.h5"
 expect_error "missing input" "nope.jsonl" "$BPT" data prepare --input "$WORK/nope.jsonl" --output "$WORK/x.h5"
+for i in $(seq 12); do echo "{broken $i"; done > "$WORK/bad12.jsonl"
+expect_error "prepare: every line malformed" "bad12.jsonl: 0 tokens: all 12 lines are malformed \\(first at line 1: not valid JSON at column 2\\)" \
+    "$BPT" data prepare --input "$WORK/bad12.jsonl" --output "$WORK/x.h5"
+expect_error "prepare on 3 ranks: every line of two files malformed" \
+    "fx.jsonl,.*bad12.jsonl: 0 tokens: all 15 lines are malformed \\(first at .*fx.jsonl line 1: no fields_from_example key \"nokey\"\\)" \
+    "$MPIRUN" $MPIRUN_FLAGS -np 3 "$BPT" data prepare --input "$WORK/fx.jsonl,$WORK/bad12.jsonl" --fields_from_example nokey --output "$WORK/x.h5"
+expect_error "type text: every line malformed, one line" "train_dataset: .*bad12.jsonl: 0 tokens: all 12 lines are malformed \\(first at line 1: " \
+    "$BPT" train "${J[@]}" --train_dataset.type=text --train_dataset.text_dataset.path="$WORK/bad12.jsonl" --total_steps=1 --logger.output_dir="$WORK/jb"
+expect_error "type json: every line malformed" "bad12.jsonl: no tokens in the whole file \\(12 malformed lines, first at line 1: " \
+    "$BPT" train "${J[@]}" --train_dataset.type=json --train_dataset.text_dataset.path="$WORK/bad12.jsonl" --total_steps=1 --logger.output_dir="$WORK/jb"
 : > "$WORK/empty.jsonl"
 expect_error "empty dataset" "empty.jsonl.*tokens" "$BPT" data prepare --input "$WORK/empty.jsonl" --output "$WORK/x.h5"
 finish

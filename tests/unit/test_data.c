@@ -503,7 +503,45 @@ static void test_text(void) {
     /* a field missing everywhere: every line malformed, then empty */
     d = text_cfg(pj, "body", 0, 0);
     l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
-    CHECK(!l && contains(err, "0 tokens"), "jsonl without the wanted field: %s", err);
+    CHECK(!l && contains(err, "0 tokens") && contains(err, "its one line is malformed") &&
+          contains(err, "first at line 1: no string field \"body\""), "jsonl without the wanted field: %s", err);
+    /* every line malformed: how many, and the first one's line and reason */
+    const char *pb = tmp("broken.jsonl");
+    write_text(pb, "{broken 1\n{broken 2\n{broken 3\n{broken 4\n{broken 5\n{broken 6\n"
+                   "{broken 7\n{broken 8\n{broken 9\n{broken 10\n{broken 11\n{broken 12\n");
+    d = text_cfg(pb, "text", 0, 0);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
+    CHECK(!l && contains(err, pb) && contains(err, "0 tokens: all 12 lines are malformed (first at line 1: "
+          "not valid JSON at column 2"), "jsonl with every line malformed: %s", err);
+    write_text(pb, "\n{\"text\": 5}\n[1]\n");
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
+    CHECK(!l && contains(err, "all 2 non-blank lines are malformed (first at line 2: \"text\" is a number, not a string"),
+          "jsonl with blank and malformed lines: %s", err);
+    write_text(pb, "{\"text\": \"\"}\n{\"text\": \"a\"}\n{\"x\": 1}\n");
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
+    CHECK(!l && contains(err, "1 token from 2 documents") && contains(err, "1 malformed line skipped, first at line 3"),
+          "jsonl with one token: %s", err);
+
+    /* why a line is malformed */
+    bpt_tokenizer *btk = bpt_tokenizer_open("bytes", err, sizeof err);
+    d = text_cfg(pb, "a+b,[q]", 0, 0);
+    bpt_text_processor *tp = bpt_text_processor_new(&d, btk, 1, 2, 256, err, sizeof err);
+    static const char *const why_cases[][2] = {
+        {"[1, 2]", "not a JSON object (it starts with '[')"},
+        {"{\"a\": \"x\", }", "not valid JSON at column 12"},
+        {"{\"a\": \"x\"}", "no string field \"b\""},
+        {"{\"a\": \"x\", \"b\": null}", "\"b\" is null, not a string"},
+        {"{\"a\": \"x\", \"b\": \"y\", \"q\": [1]}", "\"q\" is an array, not a string"},
+    };
+    for (int k = 0; k < 5; k++) {
+        bpt_tokens out = {0};
+        int rc = bpt_text_processor_line(tp, why_cases[k][0], strlen(why_cases[k][0]), &out);
+        CHECK(rc == -1 && out.n == 0 && strcmp(bpt_text_processor_why(tp), why_cases[k][1]) == 0,
+              "malformed line %s: \"%s\"", why_cases[k][0], bpt_text_processor_why(tp));
+        bpt_tokens_free(&out);
+    }
+    bpt_text_processor_free(tp);
+    bpt_tokenizer_free(btk);
     d = text_cfg(pj, "a", 1, 0);
     l = bpt_loader_open(&d, "", 256, 300, 2, err, sizeof err);
     CHECK(!l && contains(err, "llama.bos_token_id"), "bos id outside the vocabulary: %s", err);
