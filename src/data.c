@@ -26,6 +26,7 @@
 #include <mpi.h>
 
 #include "bpt/data.h"
+#include "bpt/h5util.h"
 #include "bpt/util.h"
 
 enum { SRC_HDF5 = 1, SRC_TEXT = 2, SRC_JSON = 3 };
@@ -74,6 +75,9 @@ struct bpt_loader {
      * string fields (a warning is printed once, at open). */
     uint64_t malformed_lines;
     uint64_t first_malformed_line;  /* 1-based line number, 0 if none */
+    char first_malformed_why[200];
+    uint64_t jlines;                /* json: lines read in this pass over the file */
+    uint64_t jcounted;              /* json: lines of the first pass whose malformed ones are counted */
 };
 
 /* Bad input messages print on rank 0 only (or always when MPI is not running). */
@@ -316,13 +320,15 @@ typedef struct {
     size_t n, cap;
 } jobject;
 
-/* Parse the line [p, end) as exactly one JSON object; record its members. 0 or -1. */
-static int jparse_object(jobject *o, const char *p, const char *end) {
-    jcur c = { p, end };
+/* Parse the line [p, end) as exactly one JSON object; record its members. 0, or -1
+ * with c at (about) where it stopped making sense. */
+static int jparse_body(jobject *o, jcur *cp) {
+    jcur c = *cp;
+    int rc = -1;
     o->keys.n = 0;
     o->n = 0;
     jws(&c);
-    if (c.p >= c.end || *c.p != '{') return -1;
+    if (c.p >= c.end || *c.p != '{') goto out;
     c.p++;
     jws(&c);
     if (c.p < c.end && *c.p == '}') {
@@ -330,13 +336,13 @@ static int jparse_object(jobject *o, const char *p, const char *end) {
     } else {
         for (;;) {
             size_t key_off = o->keys.n;
-            if (jstring(&c, &o->keys)) return -1;
+            if (jstring(&c, &o->keys)) goto out;
             jws(&c);
-            if (c.p >= c.end || *c.p != ':') return -1;
+            if (c.p >= c.end || *c.p != ':') goto out;
             c.p++;
             jws(&c);
             const char *val = c.p;
-            if (jskip(&c, 1)) return -1;
+            if (jskip(&c, 1)) goto out;
             if (o->n == o->cap) {
                 o->cap = o->cap ? 2 * o->cap : 16;
                 o->m = bpt_xrealloc(o->m, o->cap * sizeof *o->m);
@@ -347,14 +353,24 @@ static int jparse_object(jobject *o, const char *p, const char *end) {
             o->m[o->n].is_string = *val == '"';
             o->n++;
             jws(&c);
-            if (c.p >= c.end) return -1;
+            if (c.p >= c.end) goto out;
             if (*c.p == ',') { c.p++; jws(&c); continue; }
             if (*c.p == '}') { c.p++; break; }
-            return -1;
+            goto out;
         }
     }
     jws(&c);
-    return c.p == c.end ? 0 : -1;
+    if (c.p == c.end) rc = 0;
+out:
+    *cp = c;
+    return rc;
+}
+
+static int jparse_object(jobject *o, const char *p, const char *end, const char **stop) {
+    jcur c = { p, end };
+    int rc = jparse_body(o, &c);
+    *stop = c.p;
+    return rc;
 }
 
 /* The member called key (the last one, as Python's json does with duplicates). */
@@ -425,6 +441,7 @@ struct bpt_text_processor {
     sbuf text;
     int32_t *ids;
     size_t nids, capids;
+    char why[160];               /* why the last line was malformed */
 };
 
 bpt_text_processor *bpt_text_processor_new(const bpt_dataset_config *d, const bpt_tokenizer *tk,
@@ -476,16 +493,43 @@ void bpt_text_processor_free(bpt_text_processor *tp) {
 
 /* Tokenize one JSONL document into out. -1 if the line is malformed (not an object,
  * or a wanted field missing or not a string); out is then left as it was. */
+const char *bpt_text_processor_why(const bpt_text_processor *tp) { return tp->why; }
+
+/* "no string field "name"" or ""name" is a number, not a string" into tp->why; -1. */
+static int missing_field(bpt_text_processor *tp, const jmember *m, const char *name, size_t len, const char *what) {
+    int k = (int)(len < 60 ? len : 60);
+    if (!m) {
+        snprintf(tp->why, sizeof tp->why, "no %s \"%.*s\"", what, k, name);
+    } else {
+        char c = *m->val;
+        const char *kind = c == '{' ? "an object" : c == '[' ? "an array" : c == 'n' ? "null"
+                         : c == 't' || c == 'f' ? "a boolean" : "a number";
+        snprintf(tp->why, sizeof tp->why, "\"%.*s\" is %s, not a string", k, name, kind);
+    }
+    return -1;
+}
+
 int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len, bpt_tokens *out) {
-    const char *end = line + len;
-    if (jparse_object(&tp->obj, line, end)) return -1;
+    const char *end = line + len, *stop = line;
+    tp->why[0] = '\0';
+    if (jparse_object(&tp->obj, line, end, &stop)) {
+        const char *q = line;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q < end && *q != '{')
+            snprintf(tp->why, sizeof tp->why, "not a JSON object (it starts with '%c')",
+                     (unsigned char)*q >= 0x20 && (unsigned char)*q < 0x7f ? *q : '?');
+        else
+            snprintf(tp->why, sizeof tp->why, "not valid JSON at column %zu", (size_t)(stop - line) + 1);
+        return -1;
+    }
     size_t n0 = out->n;
     /* fields_from_example: this line names its own field list under that key */
     const field_item *items = tp->items;
     int nitems = tp->nitems;
     if (tp->from_example[0]) {
         const jmember *m = jfind(&tp->obj, tp->from_example, strlen(tp->from_example));
-        if (!m || !m->is_string) return -1;
+        if (!m || !m->is_string)
+            return missing_field(tp, m, tp->from_example, strlen(tp->from_example), "fields_from_example key");
         sbuf spec = { 0 };
         jcur c = { m->val, end };
         int bad = jstring(&c, &spec) || spec.n >= BPT_STR;
@@ -494,7 +538,10 @@ int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len
             bad = parse_fields(spec.s, tp->exstore, tp->exitems, &nitems, NULL, 0) != 0 || nitems == 0;
         }
         free(spec.s);
-        if (bad) return -1;
+        if (bad) {
+            snprintf(tp->why, sizeof tp->why, "its \"%s\" is not a list of fields", tp->from_example);
+            return -1;
+        }
         items = tp->exitems;
     }
     if (tp->add_bos) bpt_tokens_push(out, tp->bos, 0);
@@ -512,16 +559,21 @@ int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len
             const char *plus = memchr(s, '+', (size_t)(stop - s));
             const char *se = plus ? plus : stop;
             const jmember *m = jfind(&tp->obj, s, (size_t)(se - s));
-            if (!m || !m->is_string) { out->n = n0; return -1; }
+            if (!m || !m->is_string) { out->n = n0; return missing_field(tp, m, s, (size_t)(se - s), "string field"); }
             if (s != it->name)
                 for (const char *c = tp->sep; *c; c++) sb_putc(&tp->text, *c);
             jcur c = { m->val, end };
-            if (jstring(&c, &tp->text)) { out->n = n0; return -1; }
+            if (jstring(&c, &tp->text)) {
+                out->n = n0;
+                snprintf(tp->why, sizeof tp->why, "field \"%.*s\" is not a valid string", (int)(se - s), s);
+                return -1;
+            }
             s = plus ? plus + 1 : stop;
         }
         tp->nids = 0;
         if (bpt_tokenizer_encode(tp->tk, tp->text.s ? tp->text.s : "", tp->text.n, &tp->ids, &tp->nids, &tp->capids)) {
             out->n = n0;
+            snprintf(tp->why, sizeof tp->why, "the tokenizer failed on item %d", i + 1);
             return -1;
         }
         for (size_t k = 0; k < tp->nids; k++) bpt_tokens_push(out, (uint32_t)tp->ids[k], it->mask);
@@ -582,26 +634,61 @@ static int open_text(bpt_loader *l, const bpt_dataset_config *d, const bpt_token
         bpt_text_processor *tp = bpt_text_processor_new(d, tk, bos_id, eos_id, vocab_size, err, errlen);
         if (!tp) { free(data); return -1; }
         const char *p = data, *stop = data + len;
-        uint64_t lineno = 0;
+        uint64_t lineno = 0, docs = 0, blank = 0;
+        char why[200] = "";
         while (p < stop) {
             const char *nl = memchr(p, '\n', (size_t)(stop - p));
             const char *e = nl ? nl : stop;
             lineno++;
             const char *q = p;                 /* blank lines are skipped silently */
             while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-            if (q < e && bpt_text_processor_line(tp, p, (size_t)(e - p), &out)) {
-                if (l->malformed_lines++ == 0) l->first_malformed_line = lineno;
+            if (q == e) {
+                blank++;
+            } else if (bpt_text_processor_line(tp, p, (size_t)(e - p), &out)) {
+                if (l->malformed_lines++ == 0) {
+                    l->first_malformed_line = lineno;
+                    snprintf(why, sizeof why, "%s", bpt_text_processor_why(tp));
+                }
+            } else {
+                docs++;
             }
             p = nl ? nl + 1 : stop;
         }
         bpt_text_processor_free(tp);
+        char wanted[BPT_STR + 40];             /* what each line needs, for the messages */
+        if (d->fields_from_example[0]) snprintf(wanted, sizeof wanted, "named by its key %s", d->fields_from_example);
+        else snprintf(wanted, sizeof wanted, "%s", d->fields[0] ? d->fields : "text");
+        if (docs == 0 && l->malformed_lines > 0) {
+            /* the error says it all: no warning before it */
+            free(data);
+            bpt_tokens_free(&out);
+            char all[64];
+            if (l->malformed_lines == 1) snprintf(all, sizeof all, "its one %sline is", blank ? "non-blank " : "");
+            else snprintf(all, sizeof all, "all %llu %slines are", (unsigned long long)l->malformed_lines,
+                          blank ? "non-blank " : "");
+            return bpt_err(err, errlen, "%s: 0 tokens: %s malformed (first at line %llu: %s; each line must "
+                           "be a JSON object with string fields %s)", l->path, all,
+                           (unsigned long long)l->first_malformed_line, why, wanted);
+        }
+        if (out.n < 2) {
+            free(data);
+            uint64_t n = out.n;
+            bpt_tokens_free(&out);
+            char skipped[300] = "";
+            if (l->malformed_lines)
+                snprintf(skipped, sizeof skipped, " (%llu malformed line%s skipped, first at line %llu: %s)",
+                         (unsigned long long)l->malformed_lines, l->malformed_lines == 1 ? "" : "s",
+                         (unsigned long long)l->first_malformed_line, why);
+            return bpt_err(err, errlen, "%s: the dataset has %llu token%s from %llu document%s; at least 2 are "
+                           "needed%s", l->path, (unsigned long long)n, n == 1 ? "" : "s",
+                           (unsigned long long)docs, docs == 1 ? "" : "s", skipped);
+        }
         if (l->malformed_lines > 0 && is_rank0())
-            fprintf(stderr, "bpt: warning: %s: skipped %llu malformed line%s (first: line %llu; "
+            fprintf(stderr, "bpt: warning: %s: skipped %llu malformed line%s (first: line %llu, %s; "
                     "each line must be a JSON object with string fields %s)\n",
                     l->path, (unsigned long long)l->malformed_lines,
                     l->malformed_lines == 1 ? "" : "s",
-                    (unsigned long long)l->first_malformed_line,
-                    d->fields[0] ? d->fields : "text");
+                    (unsigned long long)l->first_malformed_line, why, wanted);
     }
     free(data);
 
@@ -653,15 +740,23 @@ typedef struct json_job {
     int n;
     bpt_tokens out;
     uint64_t malformed;
+    int first_malformed;           /* index into lines, -1 if none */
+    char why[200];
 } json_job;
 
 static void *json_work(void *arg) {
     json_job *j = arg;
+    j->first_malformed = -1;
     for (int i = 0; i < j->n; i++) {
         const char *q = j->lines[i];
         size_t k = 0;
         while (k < j->lens[i] && (q[k] == ' ' || q[k] == '\t' || q[k] == '\r')) k++;
-        if (k < j->lens[i] && bpt_text_processor_line(j->tp, j->lines[i], j->lens[i], &j->out)) j->malformed++;
+        if (k < j->lens[i] && bpt_text_processor_line(j->tp, j->lines[i], j->lens[i], &j->out)) {
+            if (j->malformed++ == 0) {
+                j->first_malformed = i;
+                snprintf(j->why, sizeof j->why, "%s", bpt_text_processor_why(j->tp));
+            }
+        }
     }
     return NULL;
 }
@@ -680,10 +775,16 @@ static int json_produce(bpt_loader *l, char *err, size_t errlen) {
             if (n > 0) break;
             if (!l->jfile_tokens && l->jepoch > 0) {
                 free(line); free(lines); free(lens);
+                if (l->malformed_lines)
+                    return bpt_err(err, errlen, "%s: no tokens in the whole file (%llu malformed line%s, first "
+                                   "at line %llu: %s)", l->path, (unsigned long long)l->malformed_lines,
+                                   l->malformed_lines == 1 ? "" : "s", (unsigned long long)l->first_malformed_line,
+                                   l->first_malformed_why);
                 return bpt_err(err, errlen, "%s: no tokens in the whole file", l->path);
             }
             rewind(l->jf);
             l->jepoch++;
+            l->jlines = 0;
             l->jfile_tokens = 0;
             continue;
         }
@@ -700,7 +801,7 @@ static int json_produce(bpt_loader *l, char *err, size_t errlen) {
     pthread_t *th = bpt_xcalloc((size_t)T, sizeof *th);
     for (int t = 0; t < T; t++) {
         int a = t * per, b = a + per < n ? a + per : n;
-        jobs[t] = (json_job){l->jtp[t], lines + a, lens + a, b > a ? b - a : 0, {0}, 0};
+        jobs[t] = (json_job){.tp = l->jtp[t], .lines = lines + a, .lens = lens + a, .n = b > a ? b - a : 0};
         if (t > 0) BPT_CHECK(pthread_create(&th[t], NULL, json_work, &jobs[t]) == 0, "cannot start a tokenizer thread");
     }
     json_work(&jobs[0]);
@@ -708,12 +809,18 @@ static int json_produce(bpt_loader *l, char *err, size_t errlen) {
         if (t > 0) pthread_join(th[t], NULL);
         for (size_t k = 0; k < jobs[t].out.n; k++) bpt_tokens_push(&l->jbuf, jobs[t].out.tok[k], jobs[t].out.mask[k]);
         if (jobs[t].out.n) l->jfile_tokens = 1;
-        if (jobs[t].malformed && l->jepoch == 0) {
-            if (l->malformed_lines == 0) l->first_malformed_line = 1;
+        /* counted once: a rewind (going back) reads the first pass again */
+        if (jobs[t].malformed && l->jepoch == 0 && l->jlines >= l->jcounted) {
+            if (l->malformed_lines == 0) {
+                l->first_malformed_line = l->jlines + (uint64_t)(t * per + jobs[t].first_malformed) + 1;
+                snprintf(l->first_malformed_why, sizeof l->first_malformed_why, "%s", jobs[t].why);
+            }
             l->malformed_lines += jobs[t].malformed;
         }
         bpt_tokens_free(&jobs[t].out);
     }
+    l->jlines += (uint64_t)n;
+    if (l->jepoch == 0 && l->jlines > l->jcounted) l->jcounted = l->jlines;
     for (int i = 0; i < n; i++) free(lines[i]);
     free(lines); free(lens); free(jobs); free(th);
     return 0;
@@ -727,6 +834,7 @@ static int json_read(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *to
         l->jbuf.n = 0;
         l->jbase = 0;
         l->jepoch = 0;
+        l->jlines = 0;
     }
     for (;;) {
         /* drop what no later call needs, then stop once the range is buffered */
@@ -769,56 +877,29 @@ static int h5_read(bpt_loader *l, uint64_t start, uint64_t count, uint32_t *tok,
     return rc;
 }
 
-/* 1-D length of dataset ds, or -1 if it is not 1-D. */
-static int64_t h5_length(hid_t space) {
-    if (H5Sget_simple_extent_ndims(space) != 1) return -1;
-    hsize_t dim;
-    H5Sget_simple_extent_dims(space, &dim, NULL);
-    return (int64_t)dim;
-}
-
 static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
     const char *path = l->path;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* our own one-line errors instead */
-    if (H5Fis_hdf5(path) <= 0)
-        return bpt_err(err, errlen, "%s: not an HDF5 file", path);
-    l->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (l->file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file (HINT: on a file "
-                       "system without locking set HDF5_USE_FILE_LOCKING=FALSE)", path);
-    if (H5Lexists(l->file, "tokens", H5P_DEFAULT) <= 0)
-        return bpt_err(err, errlen, "%s: no dataset /tokens", path);
-    l->dtok = H5Dopen2(l->file, "tokens", H5P_DEFAULT);
-    if (l->dtok < 0) return bpt_err(err, errlen, "%s: /tokens is not a dataset", path);
-
-    hid_t type = H5Dget_type(l->dtok);
-    H5T_class_t cls = H5Tget_class(type);
-    size_t size = H5Tget_size(type);
-    H5Tclose(type);
-    if (cls != H5T_INTEGER || size > 8)
-        return bpt_err(err, errlen, "%s: /tokens must hold integers (uint16, uint32, int32 or "
-                       "int64)", path);
+    l->file = bpt_h5_open_read(path, err, errlen);   /* our own one-line errors */
+    if (l->file < 0) return -1;
+    int64_t n = 0;
+    l->dtok = bpt_h5_open_int_1d(l->file, path, "tokens", "integer token ids (uint16, uint32, int32 or int64)",
+                                 &n, err, errlen);
+    if (l->dtok < 0) return -1;
     l->stok = H5Dget_space(l->dtok);
-    int64_t n = h5_length(l->stok);
-    if (n < 0) return bpt_err(err, errlen, "%s: /tokens must be 1-D", path);
     if (n < 2)
         return bpt_err(err, errlen, "%s: /tokens has %lld token%s; at least 2 are needed", path,
                        (long long)n, n == 1 ? "" : "s");
     l->n = (uint64_t)n;
 
     if (H5Lexists(l->file, "loss_mask", H5P_DEFAULT) > 0) {
-        l->dmask = H5Dopen2(l->file, "loss_mask", H5P_DEFAULT);
-        if (l->dmask < 0) return bpt_err(err, errlen, "%s: /loss_mask is not a dataset", path);
-        type = H5Dget_type(l->dmask);
-        cls = H5Tget_class(type);
-        H5Tclose(type);
-        if (cls != H5T_INTEGER)
-            return bpt_err(err, errlen, "%s: /loss_mask must hold integers (uint8: 1 = counted "
-                           "in the loss)", path);
+        int64_t nm = 0;
+        l->dmask = bpt_h5_open_int_1d(l->file, path, "loss_mask", "integers (uint8: 1 = counted in the loss)",
+                                      &nm, err, errlen);
+        if (l->dmask < 0) return -1;
         l->smask = H5Dget_space(l->dmask);
-        int64_t nm = h5_length(l->smask);
         if (nm != n)
             return bpt_err(err, errlen, "%s: /loss_mask has %lld elements, /tokens %lld; they "
-                           "must be 1-D and of the same length", path, (long long)nm, (long long)n);
+                           "must be of the same length", path, (long long)nm, (long long)n);
     }
 
     /* Every token id must be in [0, vocab_size). Read as int64 so that negative ids
@@ -831,8 +912,8 @@ static int open_hdf5(bpt_loader *l, int vocab_size, char *err, size_t errlen) {
         hid_t mem = H5Screate_simple(1, &cnt, NULL);
         if (H5Sselect_hyperslab(l->stok, H5S_SELECT_SET, &off, NULL, &cnt, NULL) < 0 ||
             H5Dread(l->dtok, H5T_NATIVE_INT64, mem, l->stok, H5P_DEFAULT, buf) < 0) {
-            rc = bpt_err(err, errlen, "%s: cannot read /tokens at offset %llu", path,
-                         (unsigned long long)s);
+            rc = bpt_err(err, errlen, "%s: cannot read /tokens at offset %llu (a truncated or "
+                         "corrupt file?)", path, (unsigned long long)s);
         } else {
             for (hsize_t i = 0; i < cnt; i++) {
                 if (buf[i] < 0 || buf[i] >= vocab_size) {

@@ -119,12 +119,28 @@ static void align_range(FILE *f, uint64_t S, uint64_t lo0, uint64_t hi0, uint64_
     *hi = b[1] < b[0] ? b[0] : b[1];
 }
 
+/* The number of '\n' in the first n bytes of path (a line number, on the error path). */
+static uint64_t count_newlines(const char *path, uint64_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint64_t k = 0;
+    char buf[1 << 16];
+    while (n > 0) {
+        size_t want = n < sizeof buf ? (size_t)n : sizeof buf, got = fread(buf, 1, want, f);
+        if (got == 0) break;
+        for (size_t i = 0; i < got; i++) k += buf[i] == '\n';
+        n -= got;
+    }
+    fclose(f);
+    return k;
+}
+
 static int prepare(prep_args *a, int rank, int P) {
     char err[1024];
     int bad = 0;
     if (!a->inputs[0] || !a->output[0]) return usage("prepare needs --input and --output");
     bpt_tokenizer *tk = bpt_tokenizer_open(a->tokenizer, err, sizeof err);
-    if (!tk) bpt_die("tokenizer: %s", err);
+    if (!tk) bpt_die("%s", err);
     int V = bpt_tokenizer_vocab_size(tk);
     /* BOS/EOS: the tokenizer's, else the llama config's defaults (0 and 1) */
     bpt_text_processor *tp = bpt_text_processor_new(&a->d, tk, 0, 1, V, err, sizeof err);
@@ -143,7 +159,11 @@ static int prepare(prep_args *a, int rank, int P) {
     }
 
     bpt_tokens out = {0};
-    uint64_t *docs = NULL, ndocs = 0, capdocs = 0, malformed = 0, done_bytes = 0;
+    uint64_t *docs = NULL, ndocs = 0, capdocs = 0, malformed = 0, blank = 0, done_bytes = 0;
+    /* this rank's first malformed line: its byte offset in the inputs' concatenation */
+    uint64_t bad_at = UINT64_MAX, bad_off = 0;
+    int bad_file = -1;
+    char bad_why[200] = "";
     double t0 = bpt_now(), last = 0;
     int tty = rank == 0 && isatty(STDERR_FILENO);
     char *line = NULL;
@@ -166,16 +186,26 @@ static int prepare(prep_args *a, int rank, int P) {
         while (pos < hi) {
             ssize_t n = getline(&line, &linecap, f);
             if (n <= 0) break;
+            uint64_t start = pos;
             pos += (uint64_t)n;
             done_bytes += (uint64_t)n;
             size_t len = (size_t)n;
             while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
             size_t k = 0;
             while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
-            if (k == len) continue;   /* blank */
+            if (k == len) { blank++; continue; }
             size_t n0 = out.n;
-            if (bpt_text_processor_line(tp, line, len, &out) != 0) { malformed++; continue; }
-            if (out.n == n0) continue;
+            if (bpt_text_processor_line(tp, line, len, &out) != 0) {
+                if (malformed++ == 0) {
+                    bad_at = base - S + start;
+                    bad_file = i;
+                    bad_off = start;
+                    snprintf(bad_why, sizeof bad_why, "%s", bpt_text_processor_why(tp));
+                }
+                continue;
+            }
+            /* every well-formed line is a document, also one with no tokens (an
+             * empty text): /doc_offsets has one entry per such line */
             if (ndocs == capdocs) {
                 capdocs = capdocs ? 2 * capdocs : 1024;
                 docs = bpt_xrealloc(docs, capdocs * sizeof *docs);
@@ -202,9 +232,38 @@ static int prepare(prep_args *a, int rank, int P) {
     if (rank == 0) off[0] = off[1] = 0;
     MPI_Allreduce(mine, tot, 2, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
     MPI_Allreduce(&mine[2], &tot[2], 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-    uint64_t mal = 0;
-    MPI_Allreduce(&malformed, &mal, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
-    if (tot[0] < 2) bpt_die("%s: the inputs produced %llu tokens; at least 2 are needed", a->inputs, (unsigned long long)tot[0]);
+    uint64_t cnt[2] = {malformed, blank}, gcnt[2];
+    MPI_Allreduce(cnt, gcnt, 2, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+    uint64_t mal = gcnt[0];
+    /* the first malformed line of all: its rank finds its line number and tells everyone */
+    char first_bad[400] = "";
+    if (mal) {
+        uint64_t at = UINT64_MAX;
+        MPI_Allreduce(&bad_at, &at, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+        int mine_is = bad_at == at ? rank : P, owner = P;
+        MPI_Allreduce(&mine_is, &owner, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (rank == owner) {
+            uint64_t lineno = 1 + count_newlines(names[bad_file], bad_off);
+            if (ninputs > 1) snprintf(first_bad, sizeof first_bad, "%s line %llu: %s", names[bad_file],
+                                      (unsigned long long)lineno, bad_why);
+            else snprintf(first_bad, sizeof first_bad, "line %llu: %s", (unsigned long long)lineno, bad_why);
+        }
+        MPI_Bcast(first_bad, sizeof first_bad, MPI_CHAR, owner, MPI_COMM_WORLD);
+    }
+    if (tot[1] == 0 && mal > 0) {
+        char all[64];
+        if (mal == 1) snprintf(all, sizeof all, "its one %sline is", gcnt[1] ? "non-blank " : "");
+        else snprintf(all, sizeof all, "all %llu %slines are", (unsigned long long)mal, gcnt[1] ? "non-blank " : "");
+        bpt_die("%s: 0 tokens: %s malformed (first at %s)", a->inputs, all, first_bad);
+    }
+    if (tot[0] < 2) {
+        char skipped[512] = "";
+        if (mal) snprintf(skipped, sizeof skipped, " (%llu malformed line%s skipped, first at %s)",
+                          (unsigned long long)mal, mal == 1 ? "" : "s", first_bad);
+        bpt_die("%s: the inputs produced %llu token%s from %llu document%s; at least 2 are needed%s", a->inputs,
+                (unsigned long long)tot[0], tot[0] == 1 ? "" : "s", (unsigned long long)tot[1],
+                tot[1] == 1 ? "" : "s", skipped);
+    }
     for (uint64_t k = 0; k < ndocs; k++) docs[k] += off[0];
 
     /* one file, every rank its slice, collectively; then rank 0 renames it into place */
@@ -256,7 +315,8 @@ static int prepare(prep_args *a, int rank, int P) {
         printf("wrote %s: %llu tokens (%s), %llu documents from %.1f MB in %.1f s (%.1f MB/s on %d rank%s)%s\n",
                a->output, (unsigned long long)tot[0], narrow ? "uint16" : "uint32", (unsigned long long)tot[1],
                total_bytes / 1e6, dt, total_bytes / 1e6 / dt, P, P > 1 ? "s" : "", tot[2] ? ", with /loss_mask" : "");
-        if (mal) printf("skipped %llu malformed line%s\n", (unsigned long long)mal, mal > 1 ? "s" : "");
+        if (mal) printf("skipped %llu malformed line%s (first at %s)\n", (unsigned long long)mal, mal > 1 ? "s" : "",
+                        first_bad);
     }
     free(t16);
     free(docs);
@@ -267,13 +327,14 @@ static int prepare(prep_args *a, int rank, int P) {
 }
 
 static int inspect(const char *path) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-    if (f < 0) { fprintf(stderr, "bpt: %s: not a readable HDF5 file\n", path); return 1; }
-    if (H5Lexists(f, "tokens", H5P_DEFAULT) <= 0) { fprintf(stderr, "bpt: %s: no /tokens dataset\n", path); H5Fclose(f); return 1; }
-    hid_t ds = H5Dopen2(f, "tokens", H5P_DEFAULT), sp = H5Dget_space(ds), ty = H5Dget_type(ds);
-    hsize_t n = 0;
-    H5Sget_simple_extent_dims(sp, &n, NULL);
+    char err[1024];
+    hid_t f = bpt_h5_open_read(path, err, sizeof err);
+    if (f < 0) { fprintf(stderr, "bpt: %s\n", err); return 1; }
+    int64_t nt = 0;
+    hid_t ds = bpt_h5_open_int_1d(f, path, "tokens", "integer token ids (uint16, uint32, int32 or int64)", &nt, err, sizeof err);
+    if (ds < 0) { fprintf(stderr, "bpt: %s\n", err); H5Fclose(f); return 1; }
+    hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+    hsize_t n = (hsize_t)nt;
     printf("file        %s\ntokens      %llu (%s%zu)\n", path, (unsigned long long)n,
            H5Tget_sign(ty) == H5T_SGN_NONE ? "uint" : "int", 8 * H5Tget_size(ty));
     hsize_t k = n < 16 ? n : 16, z = 0;

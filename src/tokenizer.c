@@ -185,7 +185,7 @@ static const pmap_slot *pmap_get(const pmap_t *m, int32_t a, int32_t b) {
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        bpt_err(err, errlen, "tokenizer %s: cannot open: %s", path, strerror(errno));
+        bpt_err(err, errlen, "%s: cannot open the tokenizer file: %s", path, strerror(errno));
         return NULL;
     }
     buf_t b = {0};
@@ -196,7 +196,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     fclose(f);
     if (bad) {
         free(b.p);
-        bpt_err(err, errlen, "tokenizer %s: read error", path);
+        bpt_err(err, errlen, "%s: cannot read the tokenizer file: %s", path, strerror(errno));
         return NULL;
     }
     if (!b.p) buf_reserve(&b, 0);
@@ -353,6 +353,8 @@ typedef struct {
 
 typedef struct {
     const unsigned char *p, *end;
+    const unsigned char *fail;   /* on -1: where the field that could not be read starts */
+    int past_end;                /* on -1: it runs past the end (else: a bad key or wire type) */
 } pb_t;
 
 static int pb_varint(pb_t *r, uint64_t *v) {
@@ -371,10 +373,14 @@ static int pb_varint(pb_t *r, uint64_t *v) {
 static int pb_next(pb_t *r, int *field, int *wire, uint64_t *v, const unsigned char **data, size_t *len) {
     if (r->p == r->end) return 0;
     uint64_t key;
+    r->fail = r->p;
+    r->past_end = 1;
     if (pb_varint(r, &key) < 0) return -1;
     *field = (int)(key >> 3);
     *wire = (int)(key & 7);
+    r->past_end = 0;
     if (*field == 0 || key >> 32) return -1;
+    r->past_end = 1;
     switch (*wire) {
     case 0:
         return pb_varint(r, v) < 0 ? -1 : 1;
@@ -400,6 +406,7 @@ static int pb_next(pb_t *r, int *field, int *wire, uint64_t *v, const unsigned c
         return 1;
     }
     default:
+        r->past_end = 0;
         return -1;             /* groups (3, 4) and 6, 7 do not occur in ModelProto */
     }
 }
@@ -412,7 +419,7 @@ typedef struct {
 } pb_piece;
 
 static int pb_parse_piece(const unsigned char *d, size_t n, pb_piece *out) {
-    pb_t r = {d, d + n};
+    pb_t r = {d, d + n, NULL, 0};
     int f, w, k;
     uint64_t v = 0;
     const unsigned char *data = NULL;
@@ -436,8 +443,8 @@ typedef struct {
     int has_unk_surface;
 } pb_trainer;
 
-static int pb_parse_trainer(const unsigned char *d, size_t n, pb_trainer *t) {
-    pb_t r = {d, d + n};
+static int pb_parse_trainer(const unsigned char *d, size_t n, pb_trainer *t, const unsigned char **fail) {
+    pb_t r = {d, d + n, NULL, 0};
     int f, w, k;
     uint64_t v = 0;
     const unsigned char *data = NULL;
@@ -454,6 +461,7 @@ static int pb_parse_trainer(const unsigned char *d, size_t n, pb_trainer *t) {
             else if (f == 47) { t->eos_piece = data; t->eos_piece_len = len; }
         }
     }
+    if (k < 0) *fail = r.fail;
     return k;
 }
 
@@ -465,8 +473,8 @@ typedef struct {
     size_t name_len;
 } pb_normspec;
 
-static int pb_parse_normspec(const unsigned char *d, size_t n, pb_normspec *s) {
-    pb_t r = {d, d + n};
+static int pb_parse_normspec(const unsigned char *d, size_t n, pb_normspec *s, const unsigned char **fail) {
+    pb_t r = {d, d + n, NULL, 0};
     int f, w, k;
     uint64_t v = 0;
     const unsigned char *data = NULL;
@@ -481,6 +489,7 @@ static int pb_parse_normspec(const unsigned char *d, size_t n, pb_normspec *s) {
             else if (f == 2) { s->charsmap = data; s->charsmap_len = len; }
         }
     }
+    if (k < 0) *fail = r.fail;
     return k;
 }
 
@@ -650,44 +659,67 @@ static int sp_piece_to_id(const sp_model *m, const char *s, size_t n) {
 
 static sp_model *sp_load(const char *path, const char *data, size_t size, char *err, size_t errlen) {
     const unsigned char *d = (const unsigned char *)data;
-    pb_t r = {d, d + size};
+    pb_t r = {d, d + size, NULL, 0};
     int f, w, k;
     uint64_t v = 0;
-    const unsigned char *fd = NULL;
+    const unsigned char *fd = NULL, *inner = NULL;
     size_t flen = 0;
     int npieces = 0;
     pb_trainer tr = {0};
     tr.model_type = SP_MODEL_UNIGRAM;                 /* proto default */
     pb_normspec ns = {1, 1, 1, NULL, 0, NULL, 0};     /* proto defaults */
     pb_normspec dn = {1, 1, 1, NULL, 0, NULL, 0};
-    int has_trainer = 0;
+    int has_trainer = 0, has_norm = 0;
+    const char *inside = NULL;                        /* the sub-message that is malformed */
 
     /* pass 1: count pieces, read the specs */
     while ((k = pb_next(&r, &f, &w, &v, &fd, &flen)) > 0) {
         if (f == 1 && w == 2) npieces++;
         else if (f == 2 && w == 2) {
-            if (pb_parse_trainer(fd, flen, &tr) < 0) k = -1;
+            if (pb_parse_trainer(fd, flen, &tr, &inner) < 0) { k = -1; inside = "trainer_spec"; }
             has_trainer = 1;
         } else if (f == 3 && w == 2) {
-            if (pb_parse_normspec(fd, flen, &ns) < 0) k = -1;
+            if (pb_parse_normspec(fd, flen, &ns, &inner) < 0) { k = -1; inside = "normalizer_spec"; }
+            has_norm = 1;
         } else if (f == 5 && w == 2) {
-            if (pb_parse_normspec(fd, flen, &dn) < 0) k = -1;
+            if (pb_parse_normspec(fd, flen, &dn, &inner) < 0) { k = -1; inside = "denormalizer_spec"; }
         }
         if (k < 0) break;
     }
-    if (k < 0 || npieces == 0) {
-        bpt_err(err, errlen, "tokenizer %s: not a SentencePiece model (%s)", path,
-                k < 0 ? "malformed protobuf" : "no pieces in the ModelProto");
+    if (k < 0 && inside) {
+        bpt_err(err, errlen, "%s: SentencePiece model is malformed at byte offset %zu (inside its %s)", path,
+                (size_t)(inner - d), inside);
         return NULL;
     }
-    if (!has_trainer) tr.model_type = SP_MODEL_UNIGRAM;
+    if (k < 0 && r.past_end) {
+        bpt_err(err, errlen, "%s: SentencePiece model is truncated at byte offset %zu (the field that starts "
+                "there runs past the end of the file at byte %zu)", path, (size_t)(r.fail - d), size);
+        return NULL;
+    }
+    if (k < 0) {
+        bpt_err(err, errlen, "%s: not a SentencePiece model (malformed protobuf at byte offset %zu)", path,
+                (size_t)(r.fail - d));
+        return NULL;
+    }
+    if (npieces == 0) {
+        bpt_err(err, errlen, "%s: not a SentencePiece model (no pieces in the ModelProto)", path);
+        return NULL;
+    }
+    /* every model sentencepiece writes has both specs, after the pieces: a file
+     * without them was cut at a field boundary */
+    if (!has_trainer || !has_norm) {
+        bpt_err(err, errlen, "%s: SentencePiece model is truncated or malformed at byte offset %zu (the file "
+                "ends after %d pieces, without its %s)", path, size, npieces,
+                !has_trainer ? "trainer_spec, field 2" : "normalizer_spec, field 3");
+        return NULL;
+    }
     if (tr.model_type == SP_MODEL_UNIGRAM) {
-        bpt_err(err, errlen, "tokenizer %s: unigram SentencePiece models are not supported "
+        bpt_err(err, errlen, "%s: unigram SentencePiece models are not supported "
                 "(trainer_spec.model_type = UNIGRAM); only BPE models (as LLaMA's) are", path);
         return NULL;
     }
     if (tr.model_type != SP_MODEL_BPE) {
-        bpt_err(err, errlen, "tokenizer %s: SentencePiece trainer_spec.model_type %d is not supported "
+        bpt_err(err, errlen, "%s: SentencePiece trainer_spec.model_type %d is not supported "
                 "(only BPE)", path, tr.model_type);
         return NULL;
     }
@@ -712,11 +744,12 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
         if (!(f == 1 && w == 2)) continue;
         pb_piece pc;
         if (pb_parse_piece(fd, flen, &pc) < 0 || pc.len == 0 || memchr(pc.piece, 0, pc.len)) {
-            bpt_err(err, errlen, "tokenizer %s: SentencePiece piece %d is empty or malformed", path, i);
+            bpt_err(err, errlen, "%s: SentencePiece piece %d (at byte offset %zu) is empty or malformed", path, i,
+                    (size_t)(fd - (const unsigned char *)data));
             goto fail;
         }
         if (pc.type < SP_NORMAL || pc.type > SP_BYTE) {
-            bpt_err(err, errlen, "tokenizer %s: SentencePiece piece %d has unknown type %d", path, i, pc.type);
+            bpt_err(err, errlen, "%s: SentencePiece piece %d has unknown type %d", path, i, pc.type);
             goto fail;
         }
         m->piece[i] = bpt_xmalloc(pc.len + 1);
@@ -728,14 +761,14 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
         int normal = pc.type == SP_NORMAL || pc.type == SP_USER_DEFINED || pc.type == SP_UNUSED;
         smap_t *map = normal ? &m->normal : &m->reserved;
         if (smap_get(map, m->piece[i], pc.len) >= 0) {
-            bpt_err(err, errlen, "tokenizer %s: SentencePiece piece \"%s\" is defined twice", path, m->piece[i]);
+            bpt_err(err, errlen, "%s: SentencePiece piece \"%s\" is defined twice", path, m->piece[i]);
             i++;
             goto fail;
         }
         smap_put(map, m->piece[i], pc.len, i);
         if (pc.type == SP_UNKNOWN) {
             if (m->unk_id >= 0) {
-                bpt_err(err, errlen, "tokenizer %s: SentencePiece model defines unk twice", path);
+                bpt_err(err, errlen, "%s: SentencePiece model defines unk twice", path);
                 i++;
                 goto fail;
             }
@@ -748,7 +781,7 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
             if (pc.len == 6 && sscanf(m->piece[i], "<0x%2X>", &v2) == 1)
                 snprintf(want, sizeof want, "<0x%02X>", v2);
             if (!m->byte_fallback || strcmp(want, m->piece[i]) != 0) {
-                bpt_err(err, errlen, "tokenizer %s: byte piece \"%s\" is invalid (or "
+                bpt_err(err, errlen, "%s: byte piece \"%s\" is invalid (or "
                         "trainer_spec.byte_fallback is off)", path, m->piece[i]);
                 i++;
                 goto fail;
@@ -764,7 +797,7 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
         i++;
     }
     if (m->unk_id < 0) {
-        bpt_err(err, errlen, "tokenizer %s: SentencePiece model has no unknown piece (unk is not defined)", path);
+        bpt_err(err, errlen, "%s: SentencePiece model has no unknown piece (unk is not defined)", path);
         goto fail;
     }
     for (int b = 0; b < 256; b++) {
@@ -772,7 +805,7 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
         snprintf(name, sizeof name, "<0x%02X>", b);
         m->byte_id[b] = sp_piece_to_id(m, name, 6);
         if (m->byte_fallback && m->type[m->byte_id[b]] != SP_BYTE) {
-            bpt_err(err, errlen, "tokenizer %s: byte_fallback is set but piece %s is missing", path, name);
+            bpt_err(err, errlen, "%s: byte_fallback is set but piece %s is missing", path, name);
             goto fail;
         }
     }
@@ -809,12 +842,12 @@ static sp_model *sp_load(const char *path, const char *data, size_t size, char *
         m->ascii_id[c] = smap_get(&m->normal, &ch, 1);
     }
     if (sp_norm_init(&m->norm, &ns) < 0) {
-        bpt_err(err, errlen, "tokenizer %s: normalizer_spec.precompiled_charsmap is broken", path);
+        bpt_err(err, errlen, "%s: normalizer_spec.precompiled_charsmap is broken", path);
         goto fail;
     }
     if (dn.charsmap_len > 0) {
         if (sp_norm_init(&m->denorm, &dn) < 0) {
-            bpt_err(err, errlen, "tokenizer %s: denormalizer_spec.precompiled_charsmap is broken", path);
+            bpt_err(err, errlen, "%s: denormalizer_spec.precompiled_charsmap is broken", path);
             goto fail;
         }
         m->has_denorm = 1;
@@ -1198,14 +1231,14 @@ static int hf_set_token(hf_bpe *h, int id, const char *s, size_t len) {
 /* One pre-tokenizer of the JSON (recursing into Sequence). */
 static int hf_add_pretok(hf_bpe *h, json_t *pt, int *seen_bytelevel, const char *path, char *err, size_t errlen) {
     const char *type = jstr(pt, "type");
-    if (!type) return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer without a \"type\"", path);
+    if (!type) return bpt_err(err, errlen, "%s: pre_tokenizer without a \"type\"", path);
     if (*seen_bytelevel)
-        return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer %s after ByteLevel is not supported "
+        return bpt_err(err, errlen, "%s: pre_tokenizer %s after ByteLevel is not supported "
                        "(ByteLevel must be the last step)", path, type);
     if (strcmp(type, "Sequence") == 0) {
         json_t *list = json_object_get(pt, "pretokenizers");
         if (!json_is_array(list))
-            return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer.pretokenizers is not a list", path);
+            return bpt_err(err, errlen, "%s: pre_tokenizer.pretokenizers is not a list", path);
         size_t i;
         json_t *e;
         json_array_foreach(list, i, e)
@@ -1225,12 +1258,12 @@ static int hf_add_pretok(hf_bpe *h, json_t *pt, int *seen_bytelevel, const char 
             json_t *pat = json_object_get(pt, "pattern");
             const char *re = jstr(pat, "Regex"), *lit = jstr(pat, "String");
             if (!re && !lit)
-                return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer Split.pattern needs \"Regex\" or \"String\"", path);
+                return bpt_err(err, errlen, "%s: pre_tokenizer Split.pattern needs \"Regex\" or \"String\"", path);
             const char *src = re ? re : lit;
             json_t *jsrc = json_object_get(pat, re ? "Regex" : "String");
             s.re = hf_compile(src, json_string_length(jsrc), !re, msg, sizeof msg);
             if (!s.re)
-                return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer Split.pattern: %s", path, msg);
+                return bpt_err(err, errlen, "%s: pre_tokenizer Split.pattern: %s", path, msg);
             const char *b = jstr(pt, "behavior");
             if (!b) b = "Removed";
             if (strcmp(b, "Removed") == 0) s.behavior = SPLIT_REMOVED;
@@ -1240,7 +1273,7 @@ static int hf_add_pretok(hf_bpe *h, json_t *pt, int *seen_bytelevel, const char 
             else if (strcmp(b, "Contiguous") == 0) s.behavior = SPLIT_CONTIGUOUS;
             else {
                 pcre2_code_free(s.re);
-                return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer Split.behavior \"%s\" is unknown", path, b);
+                return bpt_err(err, errlen, "%s: pre_tokenizer Split.behavior \"%s\" is unknown", path, b);
             }
             s.invert = jbool(pt, "invert", 0);
         } else {                          /* Digits: digits isolated, one by one or in runs */
@@ -1253,7 +1286,7 @@ static int hf_add_pretok(hf_bpe *h, json_t *pt, int *seen_bytelevel, const char 
         h->split[h->n_split++] = s;
         return 0;
     }
-    return bpt_err(err, errlen, "tokenizer %s: pre_tokenizer type \"%s\" is not supported "
+    return bpt_err(err, errlen, "%s: pre_tokenizer type \"%s\" is not supported "
                    "(supported: ByteLevel, Split, Digits, Sequence of those)", path, type);
 }
 
@@ -1292,12 +1325,57 @@ static int hf_find_added(const hf_bpe *h, const char *const *names) {
     return -1;
 }
 
+/* The type of a normalizer / pre-tokenizer / decoder object as "Sequence[A, B]" into b
+ * (list: the key of a Sequence's members); whether any step is SentencePiece-style:
+ * Metaspace, ByteFallback, Prepend, or a Replace to or from U+2581. */
+static int hf_sp_steps(json_t *o, const char *list, buf_t *b) {
+    const char *type = jstr(o, "type");
+    if (!type) return 0;
+    buf_add(b, type, strlen(type));
+    if (strcmp(type, "Sequence") == 0) {
+        json_t *items = json_object_get(o, list), *e;
+        size_t i;
+        int sp = 0;
+        buf_addc(b, '[');
+        json_array_foreach(items, i, e) {
+            if (i) buf_add(b, ", ", 2);
+            sp |= hf_sp_steps(e, list, b);
+        }
+        buf_addc(b, ']');
+        return sp;
+    }
+    if (!strcmp(type, "Metaspace") || !strcmp(type, "ByteFallback") || !strcmp(type, "Prepend")) return 1;
+    if (!strcmp(type, "Replace")) {
+        const char *pat = jstr(json_object_get(o, "pattern"), "String"), *content = jstr(o, "content");
+        return (pat && strstr(pat, kSpace)) || (content && strstr(content, kSpace));
+    }
+    return 0;
+}
+
+/* "normalizer Sequence[Prepend, Replace]" etc. for the first SentencePiece-style part
+ * of a tokenizer.json (as LLaMA 1/2's, converted by transformers), or NULL. */
+static char *hf_sp_style(json_t *root) {
+    static const char *const parts[][2] = {{"normalizer", "normalizers"}, {"pre_tokenizer", "pretokenizers"},
+                                           {"decoder", "decoders"}};
+    for (int k = 0; k < 3; k++) {
+        buf_t b = {0};
+        buf_add(&b, parts[k][0], strlen(parts[k][0]));
+        buf_addc(&b, ' ');
+        if (hf_sp_steps(json_object_get(root, parts[k][0]), parts[k][1], &b)) {
+            buf_addc(&b, 0);
+            return b.p;
+        }
+        free(b.p);
+    }
+    return NULL;
+}
+
 /* path names the file for messages; data (len bytes) is its content, read once */
 static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err, size_t errlen) {
     json_error_t jerr;
     json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     if (!root) {
-        bpt_err(err, errlen, "tokenizer %s: not valid JSON (line %d, column %d: %s)", path, jerr.line,
+        bpt_err(err, errlen, "%s: not valid JSON (line %d, column %d: %s)", path, jerr.line,
                 jerr.column, jerr.text);
         return NULL;
     }
@@ -1309,55 +1387,102 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
     json_t *added = json_object_get(root, "added_tokens");
     const char *mtype = jstr(model, "type");
     if (!json_is_object(root) || !json_is_object(model)) {
-        bpt_err(err, errlen, "tokenizer %s: not a Hugging Face tokenizer.json (no \"model\" object)", path);
+        bpt_err(err, errlen, "%s: not a Hugging Face tokenizer.json (no \"model\" object)", path);
         goto fail;
     }
     if (mtype ? strcmp(mtype, "BPE") != 0 : !merges) {
-        bpt_err(err, errlen, "tokenizer %s: model.type \"%s\" is not supported (only BPE)", path,
+        bpt_err(err, errlen, "%s: model.type \"%s\" is not supported (only BPE)", path,
                 mtype ? mtype : "?");
         goto fail;
     }
+    char *sp_style = hf_sp_style(root);
+    if (sp_style) {
+        bpt_err(err, errlen, "%s: a SentencePiece-style BPE tokenizer.json (%s) is not supported, only "
+                "byte-level BPE (HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model)", path, sp_style);
+        free(sp_style);
+        goto fail;
+    }
     if (!json_is_object(vocab) || !json_is_array(merges)) {
-        bpt_err(err, errlen, "tokenizer %s: model.vocab must be an object and model.merges a list", path);
+        bpt_err(err, errlen, "%s: model.vocab must be an object and model.merges a list", path);
         goto fail;
     }
     json_t *norm = json_object_get(root, "normalizer");
     if (norm && !json_is_null(norm)) {
         const char *t = jstr(norm, "type");
-        bpt_err(err, errlen, "tokenizer %s: normalizer \"%s\" is not supported (only null, as in "
+        bpt_err(err, errlen, "%s: normalizer \"%s\" is not supported (only null, as in "
                 "GPT-2 and LLaMA 3; for LLaMA 1/2 use the SentencePiece tokenizer.model)", path, t ? t : "?");
         goto fail;
     }
     json_t *dec = json_object_get(root, "decoder");
     if (dec && !json_is_null(dec) && (!jstr(dec, "type") || strcmp(jstr(dec, "type"), "ByteLevel") != 0)) {
         const char *t = jstr(dec, "type");
-        bpt_err(err, errlen, "tokenizer %s: decoder \"%s\" is not supported (only ByteLevel)", path, t ? t : "?");
+        bpt_err(err, errlen, "%s: decoder \"%s\" is not supported (only ByteLevel)", path, t ? t : "?");
         goto fail;
     }
 
-    /* ids: vocab and added tokens */
-    int maxid = -1;
+    /* ids: vocab and added tokens. They must be dense, 0..n-1 with every id used, n
+     * the number of distinct ids: an id past the entries present (1e9, say) is an error
+     * before anything is sized by it. An added token may repeat a vocab entry's id. */
+    size_t nentries = json_object_size(vocab) + json_array_size(added);
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (1 << 30)) {
-            bpt_err(err, errlen, "tokenizer %s: model.vocab[\"%s\"] is not a valid id", path, key);
+        if (!json_is_integer(val) || json_integer_value(val) < 0) {
+            bpt_err(err, errlen, "%s: model.vocab[\"%s\"] is not a valid id (a non-negative integer)", path, key);
             goto fail;
         }
-        if (json_integer_value(val) > maxid) maxid = (int)json_integer_value(val);
     }
     size_t ai;
     json_t *at;
     json_array_foreach(added, ai, at) {
         json_t *id = json_object_get(at, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 30) ||
-            !jstr(at, "content")) {
-            bpt_err(err, errlen, "tokenizer %s: added_tokens[%zu] needs an \"id\" and a \"content\"", path, ai);
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || !jstr(at, "content")) {
+            bpt_err(err, errlen, "%s: added_tokens[%zu] needs an \"id\" (a non-negative integer) and a "
+                    "\"content\"", path, ai);
             goto fail;
         }
-        if (json_integer_value(id) > maxid) maxid = (int)json_integer_value(id);
     }
-    h->n_ids = maxid + 1;
+    if (nentries >= (1u << 30)) {
+        bpt_err(err, errlen, "%s: %zu vocabulary entries; at most 2^30 are supported", path, nentries);
+        goto fail;
+    }
+    {
+        /* ids < nentries are marked; V, the vocab size, is the number of distinct ids
+         * (those >= nentries counted once each: they are wrong anyway) */
+        unsigned char *used = bpt_xcalloc(nentries + 1, 1);
+        size_t V = 0;
+        json_object_foreach(vocab, key, val) {
+            json_int_t id = json_integer_value(val);
+            if (id >= (json_int_t)nentries) V++;
+            else if (!used[id]) { used[id] = 1; V++; }
+        }
+        json_array_foreach(added, ai, at) {
+            json_int_t id = json_integer_value(json_object_get(at, "id"));
+            if (id >= (json_int_t)nentries) V++;
+            else if (!used[id]) { used[id] = 1; V++; }
+        }
+        /* dense exactly when no id is >= V; name the largest that is */
+        json_int_t big = -1;
+        const char *big_tok = NULL, *big_where = NULL;
+        json_object_foreach(vocab, key, val) {
+            json_int_t id = json_integer_value(val);
+            if (id >= (json_int_t)V && id > big) { big = id; big_tok = key; big_where = "model.vocab"; }
+        }
+        json_array_foreach(added, ai, at) {
+            json_int_t id = json_integer_value(json_object_get(at, "id"));
+            if (id >= (json_int_t)V && id > big) { big = id; big_tok = jstr(at, "content"); big_where = "added"; }
+        }
+        size_t missing = 0;
+        while (missing < V && used[missing]) missing++;
+        free(used);
+        if (big >= 0) {
+            bpt_err(err, errlen, "%s: %s token \"%s\" has id %lld, but the vocabulary holds %zu tokens "
+                    "(model.vocab and added_tokens); ids must be 0..%zu with each used (no token has id %zu)",
+                    path, big_where, big_tok, (long long)big, V, V - 1, missing);
+            goto fail;
+        }
+        h->n_ids = (int)V;
+    }
     h->tok = bpt_xcalloc((size_t)h->n_ids + 1, sizeof *h->tok);
     h->toklen = bpt_xcalloc((size_t)h->n_ids + 1, sizeof *h->toklen);
     h->dec = bpt_xcalloc((size_t)h->n_ids + 1, sizeof *h->dec);
@@ -1369,7 +1494,7 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
         int id = (int)json_integer_value(val);
         /* jansson keys are NUL-terminated; byte-level tokens never contain NUL */
         if (hf_set_token(h, id, key, strlen(key)) < 0) {
-            bpt_err(err, errlen, "tokenizer %s: model.vocab uses id %d twice", path, id);
+            bpt_err(err, errlen, "%s: model.vocab uses id %d twice", path, id);
             goto fail;
         }
         smap_put(&h->vocab, h->tok[id], h->toklen[id], id);
@@ -1387,7 +1512,7 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
         const char *u = jstr(model, "unk_token");
         h->unk_id = smap_get(&h->vocab, u, strlen(u));
         if (h->unk_id < 0) {
-            bpt_err(err, errlen, "tokenizer %s: model.unk_token \"%s\" is not in model.vocab", path, u);
+            bpt_err(err, errlen, "%s: model.unk_token \"%s\" is not in model.vocab", path, u);
             goto fail;
         }
     }
@@ -1412,7 +1537,7 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
             bl = json_string_length(json_array_get(me, 1));
         }
         if (!a) {
-            bpt_err(err, errlen, "tokenizer %s: model.merges[%zu] is not \"a b\" or [a, b]", path, mi);
+            bpt_err(err, errlen, "%s: model.merges[%zu] is not \"a b\" or [a, b]", path, mi);
             free(tmp.p);
             goto fail;
         }
@@ -1422,7 +1547,7 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
         if (bl >= prefix_len) buf_add(&tmp, b + prefix_len, bl - prefix_len);
         int inew = smap_get(&h->vocab, tmp.p, tmp.n);
         if (ia < 0 || ib < 0 || inew < 0) {
-            bpt_err(err, errlen, "tokenizer %s: model.merges[%zu] uses a token missing from model.vocab", path, mi);
+            bpt_err(err, errlen, "%s: model.merges[%zu] uses a token missing from model.vocab", path, mi);
             free(tmp.p);
             goto fail;
         }
@@ -1489,7 +1614,7 @@ static hf_bpe *hf_load(const char *path, const char *data, size_t len, char *err
     int seen_bl = 0;
     if (pt && !json_is_null(pt) && hf_add_pretok(h, pt, &seen_bl, path, err, errlen) < 0) goto fail;
     if (!seen_bl) {
-        bpt_err(err, errlen, "tokenizer %s: pre_tokenizer has no ByteLevel step: not a byte-level "
+        bpt_err(err, errlen, "%s: pre_tokenizer has no ByteLevel step: not a byte-level "
                 "BPE tokenizer (for LLaMA 1/2 use the SentencePiece tokenizer.model)", path);
         goto fail;
     }

@@ -70,6 +70,9 @@ void bpt_text_processor_free(bpt_text_processor *tp);
 /* Append the tokens of one JSONL line of len bytes; -1 (nothing appended) when the
  * line is not a JSON object with the wanted string fields. Not thread-safe per tp. */
 int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len, bpt_tokens *out);
+/* Why the last line given to bpt_text_processor_line was malformed, e.g. "not valid
+ * JSON at column 12", "no string field "text"", ""text" is a number, not a string". */
+const char *bpt_text_processor_why(const bpt_text_processor *tp);
 
 /* bpt data prepare / inspect (src/prepare.c); argv after "data". Exit status. */
 int bpt_data_main(int argc, char **argv);

@@ -41,7 +41,32 @@ for d in docs:
 assert np.array_equal(a["tokens"][()], np.array(want)) and np.array_equal(a["loss_mask"][()], np.array(mask))
 assert np.array_equal(a["doc_offsets"][()], np.array(offs))
 PY
-grep -q "skipped 5 malformed lines" "$WORK/p1.out" && ok "prepare reports the malformed lines" || fail "malformed report: $(cat "$WORK/p1.out")"
+grep -q "skipped 5 malformed lines (first at .*a.jsonl line 7: not valid JSON at column 2)" "$WORK/p1.out" &&
+    ok "prepare reports the malformed lines and the first one" || fail "malformed report: $(cat "$WORK/p1.out")"
+
+# documents with no tokens (an empty text) are documents too: /doc_offsets has one entry
+# per well-formed line, on 1 and on 3 ranks (empty ones at the start, the end and rank boundaries)
+python3 - "$WORK" <<'PY'
+import json, sys
+with open(f"{sys.argv[1]}/z.jsonl", "w") as f:
+    for i in range(301):
+        f.write(json.dumps({"text": "" if i % 3 == 0 or i > 296 else f"doc {i}"}) + "\n")
+        if i % 50 == 7: f.write("\n")
+PY
+"$BPT" data prepare --input "$WORK/z.jsonl" --output "$WORK/z1.h5" > /dev/null &&
+"$MPIRUN" $MPIRUN_FLAGS -np 3 "$BPT" data prepare --input "$WORK/z.jsonl" --output "$WORK/z3.h5" > /dev/null &&
+python3 - "$WORK" <<'PY' && ok "documents without tokens keep their /doc_offsets entry, on 1 and 3 ranks" || fail "zero-token documents in /doc_offsets"
+import h5py, json, sys, numpy as np
+w = sys.argv[1]
+docs = [json.loads(l)["text"].encode() for l in open(f"{w}/z.jsonl") if l.strip()]
+offs, n = [], 0
+for d in docs:
+    offs.append(n); n += len(d)
+for r in (1, 3):
+    f = h5py.File(f"{w}/z{r}.h5")
+    assert f["doc_offsets"][()].tolist() == offs, (r, f["doc_offsets"][()].tolist()[:12], offs[:12])
+    assert f.attrs["num_documents"] == len(docs) == 301 and f.attrs["num_tokens"] == n
+PY
 "$BPT" data inspect "$WORK/p3.h5" | grep -q "documents   2500" && ok "data inspect" || fail "data inspect"
 
 # text processor: fields_from_example, prepend_text, a+b with subfield_separator, <|eos|>
@@ -145,6 +170,9 @@ for path, enc in ((f"{w}/sp.h5", lambda t: sp.encode(t)), (f"{w}/bpe.h5", lambda
     got = h5py.File(path)["tokens"][()]
     assert np.array_equal(got, np.array(want)), path
 PY
+    head -c 2000 "$WORK/sp.model" > "$WORK/sp-cut.model"
+    expect_error "truncated SentencePiece model" "^bpt: [^ ]*/sp-cut.model: SentencePiece model is truncated.* at byte offset [0-9]+" \
+        "$BPT" data prepare --input "$IN" --tokenizer "$WORK/sp-cut.model" --output "$WORK/x.h5"
 else
     echo "note: sentencepiece/tokenizers not installed; the real-tokenizer part is skipped"
 fi
@@ -153,9 +181,65 @@ fi
 python3 -c "import h5py, numpy as np; h5py.File('$WORK/big.h5', 'w')['tokens'] = np.array([1, 2, 3, 70000, 5], dtype=np.uint32)"
 expect_error "token id >= vocabulary" "big.h5.*70000 at offset 3" "$BPT" train --config "$TOP/jobs/configs/demo.yaml" \
     --train_dataset.hdf5_dataset.path="$WORK/big.h5" --eval_steps=0 --total_steps=1
+# token files that are not what they should be: the message says what is wrong
+python3 - "$WORK" <<'PY2'
+import sys, h5py, numpy as np
+w = sys.argv[1]
+h5py.File(f"{w}/notok.h5", "w")["ids"] = np.arange(10, dtype=np.uint16)
+h5py.File(f"{w}/grp.h5", "w").create_group("tokens")
+h5py.File(f"{w}/str.h5", "w")["tokens"] = np.array([b"ab", b"cd"])
+h5py.File(f"{w}/lzf.h5", "w").create_dataset("tokens", data=np.arange(1000, dtype=np.uint16) % 256, compression="lzf")
+h5py.File(f"{w}/good.h5", "w")["tokens"] = np.arange(100000, dtype=np.uint16) % 256
+d = open(f"{w}/good.h5", "rb").read()
+open(f"{w}/cut.h5", "wb").write(d[:len(d) // 2])
+PY2
+expect_error "inspect: missing file" "nope.h5: no such file" "$BPT" data inspect "$WORK/nope.h5"
+expect_error "inspect: no /tokens" "notok.h5: no /tokens dataset" "$BPT" data inspect "$WORK/notok.h5"
+expect_error "inspect: /tokens a group" "grp.h5: /tokens is a group, not a dataset" "$BPT" data inspect "$WORK/grp.h5"
+expect_error "inspect: /tokens of strings" "str.h5: /tokens holds strings, expected integer" "$BPT" data inspect "$WORK/str.h5"
+expect_error "inspect: truncated" "cut.h5: truncated HDF5 file \\([0-9]+ bytes; its superblock says [0-9]+\\)$" "$BPT" data inspect "$WORK/cut.h5"
+expect_error "train: truncated token file, no locking hint" "train_dataset: .*cut.h5: truncated HDF5 file [^H]*$" \
+    "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --train_dataset.hdf5_dataset.path="$WORK/cut.h5" --eval_steps=0 --total_steps=1
+expect_error "train: /tokens compressed with a filter HDF5 lacks" "lzf.h5: /tokens is compressed with HDF5 filter 32000 \\(lzf\\)" \
+    "$BPT" train --config "$TOP/jobs/configs/demo.yaml" --train_dataset.hdf5_dataset.path="$WORK/lzf.h5" --eval_steps=0 --total_steps=1
 printf 'not a protobuf at all' > "$WORK/bad.model"
-expect_error "tokenizer file is not what it claims" "bad.model" "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bad.model" --output "$WORK/x.h5"
+expect_error "tokenizer file is not what it claims (one prefix)" "^bpt: [^ ]*/bad.model: not a SentencePiece model" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bad.model" --output "$WORK/x.h5"
+# tokenizer.json files: ids far past the vocabulary, and a LLaMA-2 one (as transformers writes it)
+python3 - "$WORK" <<'PY2'
+import sys, json
+w = sys.argv[1]
+base = {"added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}}
+j = json.loads(json.dumps(base)); j["model"]["vocab"]["c"] = 1000000000
+json.dump(j, open(f"{w}/bigid.json", "w"))
+j = json.loads(json.dumps(base)); j["added_tokens"] = [{"id": 7777777, "content": "<x>", "special": True}]
+json.dump(j, open(f"{w}/bigadd.json", "w"))
+j = json.loads(json.dumps(base))
+j["normalizer"] = None
+j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}
+j["decoder"] = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+j["model"]["byte_fallback"] = True
+json.dump(j, open(f"{w}/llama2.json", "w"))
+PY2
+expect_error "tokenizer.json with an id of 1e9" "bigid.json: model.vocab token \"c\" has id 1000000000, but the vocabulary holds 4 tokens" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bigid.json" --output "$WORK/x.h5"
+expect_error "tokenizer.json with an added token id 7777777" "bigadd.json: added token \"<x>\" has id 7777777, but the vocabulary holds 4 tokens" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/bigadd.json" --output "$WORK/x.h5"
+expect_error "LLaMA-2 tokenizer.json: the tokenizer.model hint" "llama2.json: a SentencePiece-style BPE tokenizer.json .*HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model" \
+    "$BPT" data prepare --input "$IN" --tokenizer "$WORK/llama2.json" --output "$WORK/x.h5"
 expect_error "missing input" "nope.jsonl" "$BPT" data prepare --input "$WORK/nope.jsonl" --output "$WORK/x.h5"
+for i in $(seq 12); do echo "{broken $i"; done > "$WORK/bad12.jsonl"
+expect_error "prepare: every line malformed" "bad12.jsonl: 0 tokens: all 12 lines are malformed \\(first at line 1: not valid JSON at column 2\\)" \
+    "$BPT" data prepare --input "$WORK/bad12.jsonl" --output "$WORK/x.h5"
+expect_error "prepare on 3 ranks: every line of two files malformed" \
+    "fx.jsonl,.*bad12.jsonl: 0 tokens: all 15 lines are malformed \\(first at .*fx.jsonl line 1: no fields_from_example key \"nokey\"\\)" \
+    "$MPIRUN" $MPIRUN_FLAGS -np 3 "$BPT" data prepare --input "$WORK/fx.jsonl,$WORK/bad12.jsonl" --fields_from_example nokey --output "$WORK/x.h5"
+expect_error "type text: every line malformed, one line" "train_dataset: .*bad12.jsonl: 0 tokens: all 12 lines are malformed \\(first at line 1: " \
+    "$BPT" train "${J[@]}" --train_dataset.type=text --train_dataset.text_dataset.path="$WORK/bad12.jsonl" --total_steps=1 --logger.output_dir="$WORK/jb"
+expect_error "type json: every line malformed" "bad12.jsonl: no tokens in the whole file \\(12 malformed lines, first at line 1: " \
+    "$BPT" train "${J[@]}" --train_dataset.type=json --train_dataset.text_dataset.path="$WORK/bad12.jsonl" --total_steps=1 --logger.output_dir="$WORK/jb"
 : > "$WORK/empty.jsonl"
 expect_error "empty dataset" "empty.jsonl.*tokens" "$BPT" data prepare --input "$WORK/empty.jsonl" --output "$WORK/x.h5"
 finish

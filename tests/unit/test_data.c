@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -269,7 +273,85 @@ static void test_hdf5_errors(void) {
     H5Fclose(f);
     d = hdf5_cfg(pn);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
-    CHECK(!l && contains(err, pn) && contains(err, "/tokens"), "missing /tokens: %s", err);
+    CHECK(!l && contains(err, pn) && contains(err, "no /tokens dataset") && !contains(err, "no such file"),
+          "missing /tokens: %s", err);
+
+    /* /tokens a group, of rank 2, or a scalar: each named as such */
+    const char *pg = tmp("group.h5");
+    f = H5Fcreate(pg, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(H5Gcreate2(f, "tokens", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5Fclose(f);
+    d = hdf5_cfg(pg);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, pg) && contains(err, "/tokens is a group, not a dataset"), "/tokens a group: %s", err);
+    const char *pr = tmp("rank2.h5");
+    f = H5Fcreate(pr, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims2[2] = {4, 10};
+    sp = H5Screate_simple(2, dims2, NULL);
+    ds = H5Dcreate2(f, "tokens", H5T_STD_U16LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    d = hdf5_cfg(pr);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, pr) && contains(err, "/tokens has rank 2 (4 x 10), expected 1-D"),
+          "/tokens of rank 2: %s", err);
+    const char *pm = tmp("scalarmask.h5");
+    write_tokens(pm, H5T_STD_U16LE, tok, 40, NULL);
+    f = H5Fopen(pm, H5F_ACC_RDWR, H5P_DEFAULT);
+    sp = H5Screate(H5S_SCALAR);
+    H5Dclose(H5Dcreate2(f, "loss_mask", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5Sclose(sp);
+    H5Fclose(f);
+    d = hdf5_cfg(pm);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, pm) && contains(err, "/loss_mask is a scalar, expected 1-D"),
+          "/loss_mask a scalar: %s", err);
+
+    /* a truncated file: said so, with no hint about file locking */
+    char pk[512];                              /* tmp() reuses its buffers: a copy */
+    snprintf(pk, sizeof pk, "%s", tmp("good.h5"));
+    write_tokens(pk, H5T_STD_U32LE, tok, 40, NULL);
+    FILE *fp = fopen(pk, "rb");
+    char whole[8192];
+    size_t got = fread(whole, 1, sizeof whole, fp);
+    fclose(fp);
+    const char *ptr = tmp("truncated.h5");
+    write_file(ptr, whole, got / 2);
+    d = hdf5_cfg(ptr);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, ptr) && contains(err, "truncated HDF5 file") && !contains(err, "LOCKING"),
+          "truncated file (%zu of %zu bytes): %s", got / 2, got, err);
+    write_file(ptr, whole, 4);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, ptr) && contains(err, "not an HDF5 file") && !contains(err, "LOCKING"),
+          "file cut inside the signature: %s", err);
+    write_file(ptr, whole, 0);
+    l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+    CHECK(!l && contains(err, ptr) && contains(err, "is empty"), "empty file: %s", err);
+
+    /* a file another process holds locked: the locking hint, and only then */
+    const char *use_locking = getenv("HDF5_USE_FILE_LOCKING");
+    if (!use_locking || (strcasecmp(use_locking, "FALSE") && strcmp(use_locking, "0"))) {
+        int fd = open(pk, O_RDONLY);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            d = hdf5_cfg(pk);
+            l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+            CHECK(!l && contains(err, pk) && contains(err, "cannot lock") && contains(err, "HDF5_USE_FILE_LOCKING"),
+                  "a locked file: %s", err);
+            bpt_loader_close(l);
+        }
+        if (fd >= 0) close(fd);
+    }
+    if (geteuid() != 0) {                       /* root reads anything */
+        chmod(pk, 0);
+        d = hdf5_cfg(pk);
+        l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
+        CHECK(!l && contains(err, pk) && contains(err, "cannot read") && !contains(err, "not an HDF5"),
+              "an unreadable file: %s", err);
+        chmod(pk, 0644);
+    }
 
     const char *pe = tmp("empty.h5");
     write_tokens(pe, H5T_STD_U16LE, tok, 0, NULL);
@@ -295,7 +377,7 @@ static void test_hdf5_errors(void) {
     H5Fclose(f);
     d = hdf5_cfg(pf);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
-    CHECK(!l && contains(err, "integers"), "float /tokens: %s", err);
+    CHECK(!l && contains(err, pf) && contains(err, "/tokens holds float32, expected integer"), "float /tokens: %s", err);
 
     d = hdf5_cfg(p);
     strcpy(d.type, "parquet");
@@ -421,7 +503,45 @@ static void test_text(void) {
     /* a field missing everywhere: every line malformed, then empty */
     d = text_cfg(pj, "body", 0, 0);
     l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
-    CHECK(!l && contains(err, "0 tokens"), "jsonl without the wanted field: %s", err);
+    CHECK(!l && contains(err, "0 tokens") && contains(err, "its one line is malformed") &&
+          contains(err, "first at line 1: no string field \"body\""), "jsonl without the wanted field: %s", err);
+    /* every line malformed: how many, and the first one's line and reason */
+    const char *pb = tmp("broken.jsonl");
+    write_text(pb, "{broken 1\n{broken 2\n{broken 3\n{broken 4\n{broken 5\n{broken 6\n"
+                   "{broken 7\n{broken 8\n{broken 9\n{broken 10\n{broken 11\n{broken 12\n");
+    d = text_cfg(pb, "text", 0, 0);
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
+    CHECK(!l && contains(err, pb) && contains(err, "0 tokens: all 12 lines are malformed (first at line 1: "
+          "not valid JSON at column 2"), "jsonl with every line malformed: %s", err);
+    write_text(pb, "\n{\"text\": 5}\n[1]\n");
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
+    CHECK(!l && contains(err, "all 2 non-blank lines are malformed (first at line 2: \"text\" is a number, not a string"),
+          "jsonl with blank and malformed lines: %s", err);
+    write_text(pb, "{\"text\": \"\"}\n{\"text\": \"a\"}\n{\"x\": 1}\n");
+    l = bpt_loader_open(&d, "", 256, 1, 2, err, sizeof err);
+    CHECK(!l && contains(err, "1 token from 2 documents") && contains(err, "1 malformed line skipped, first at line 3"),
+          "jsonl with one token: %s", err);
+
+    /* why a line is malformed */
+    bpt_tokenizer *btk = bpt_tokenizer_open("bytes", err, sizeof err);
+    d = text_cfg(pb, "a+b,[q]", 0, 0);
+    bpt_text_processor *tp = bpt_text_processor_new(&d, btk, 1, 2, 256, err, sizeof err);
+    static const char *const why_cases[][2] = {
+        {"[1, 2]", "not a JSON object (it starts with '[')"},
+        {"{\"a\": \"x\", }", "not valid JSON at column 12"},
+        {"{\"a\": \"x\"}", "no string field \"b\""},
+        {"{\"a\": \"x\", \"b\": null}", "\"b\" is null, not a string"},
+        {"{\"a\": \"x\", \"b\": \"y\", \"q\": [1]}", "\"q\" is an array, not a string"},
+    };
+    for (int k = 0; k < 5; k++) {
+        bpt_tokens out = {0};
+        int rc = bpt_text_processor_line(tp, why_cases[k][0], strlen(why_cases[k][0]), &out);
+        CHECK(rc == -1 && out.n == 0 && strcmp(bpt_text_processor_why(tp), why_cases[k][1]) == 0,
+              "malformed line %s: \"%s\"", why_cases[k][0], bpt_text_processor_why(tp));
+        bpt_tokens_free(&out);
+    }
+    bpt_text_processor_free(tp);
+    bpt_tokenizer_free(btk);
     d = text_cfg(pj, "a", 1, 0);
     l = bpt_loader_open(&d, "", 256, 300, 2, err, sizeof err);
     CHECK(!l && contains(err, "llama.bos_token_id"), "bos id outside the vocabulary: %s", err);

@@ -184,12 +184,101 @@ static void test_errors(void) {
     t = bpt_tokenizer_open(tmp("unigram.model"), err, sizeof err);
     CHECK(!t && strstr(err, "unigram SentencePiece models are not supported") && strstr(err, "unigram.model"),
           "unigram model rejected (%s)", err);
+    /* a truncated model: said so, with the byte offset, wherever it was cut */
+    w.n = 0;
+    pbw_piece(&w, "<unk>", 0, 2);
+    pbw_piece(&w, "a", -1, 1);
+    size_t pieces_end = w.n, second = 0;
+    pb_w one = {{0}, 0};
+    pbw_piece(&one, "<unk>", 0, 2);
+    second = one.n;                              /* where the second piece starts */
+    pbw_specs(&w, 2, 0, 1, 0);
+    write_file(tmp("cut1.model"), w.b, second + 3);
+    t = bpt_tokenizer_open(tmp("cut1.model"), err, sizeof err);
+    char want[64];
+    snprintf(want, sizeof want, "truncated at byte offset %zu", second);
+    CHECK(!t && strncmp(err, tmp("cut1.model"), strlen(tmp("cut1.model"))) == 0 && strstr(err, want) &&
+          !strstr(err, "unigram") && !strchr(err, '\n'), "model cut inside a piece: %s (%s)", want, err);
+    write_file(tmp("cut2.model"), w.b, pieces_end);
+    t = bpt_tokenizer_open(tmp("cut2.model"), err, sizeof err);
+    snprintf(want, sizeof want, "truncated or malformed at byte offset %zu", pieces_end);
+    CHECK(!t && strstr(err, "cut2.model") && strstr(err, want) && strstr(err, "trainer_spec") &&
+          !strstr(err, "unigram"), "model cut after its pieces: %s (%s)", want, err);
+    write_file(tmp("cut3.model"), w.b, w.n - 2);
+    t = bpt_tokenizer_open(tmp("cut3.model"), err, sizeof err);
+    CHECK(!t && strstr(err, "cut3.model") && strstr(err, "truncated at byte offset") && !strstr(err, "unigram"),
+          "model cut inside normalizer_spec: %s", err);
+    CHECK(strncmp(err, "tokenizer ", 10) != 0, "tokenizer errors start with the file, no prefix of their own (%s)", err);
+
     w.n = 0;
     pbw_piece(&w, "a", -1, 1);
     pbw_specs(&w, 2, 0, 1, 0);
     write_file(tmp("nounk.model"), w.b, w.n);
     t = bpt_tokenizer_open(tmp("nounk.model"), err, sizeof err);
     CHECK(!t && strstr(err, "unk"), "model without <unk> rejected (%s)", err);
+    bpt_tokenizer_free(t);
+
+    /* a LLaMA-2 tokenizer.json as transformers writes it (4.x: normalizer Prepend +
+     * Replace; 5.x: Metaspace pre-tokenizer; both with a Sequence decoder): the hint
+     * to use tokenizer.model, not the decoder's name */
+    const char *l2v4 =
+        "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"" SPC "\"},"
+        " {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"" SPC "\"}]},"
+        " \"pre_tokenizer\": null,"
+        " \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"" SPC "\"},"
+        " \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": \"Strip\", \"content\": \" \","
+        " \"start\": 1, \"stop\": 0}]},"
+        " \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"fuse_unk\": true, \"unk_token\": \"<unk>\","
+        " \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2, \"" SPC "\": 3, \"a\": 4}, \"merges\": []}}";
+    write_file(tmp("llama2.json"), l2v4, strlen(l2v4));
+    t = bpt_tokenizer_open(tmp("llama2.json"), err, sizeof err);
+    CHECK(!t && strstr(err, "llama2.json") && strstr(err, "SentencePiece-style") && strstr(err, "Prepend") &&
+          strstr(err, "HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model") && !strstr(err, "decoder \""),
+          "LLaMA-2 tokenizer.json (transformers 4): the tokenizer.model hint (%s)", err);
+    const char *l2v5 =
+        "{\"normalizer\": null,"
+        " \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"" SPC "\", \"prepend_scheme\": \"first\", \"split\": false},"
+        " \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"" SPC "\"},"
+        " \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}]},"
+        " \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"a\": 1}, \"merges\": []}}";
+    write_file(tmp("llama2v5.json"), l2v5, strlen(l2v5));
+    t = bpt_tokenizer_open(tmp("llama2v5.json"), err, sizeof err);
+    CHECK(!t && strstr(err, "llama2v5.json") && strstr(err, "Metaspace") &&
+          strstr(err, "HINT: for LLaMA 1/2 use the SentencePiece tokenizer.model"),
+          "LLaMA-2 tokenizer.json (transformers 5, Metaspace): the tokenizer.model hint (%s)", err);
+    const char *l2dec =
+        "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"ByteFallback\"}]},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
+    write_file(tmp("bfdec.json"), l2dec, strlen(l2dec));
+    t = bpt_tokenizer_open(tmp("bfdec.json"), err, sizeof err);
+    CHECK(!t && strstr(err, "decoder Sequence[ByteFallback]") && strstr(err, "tokenizer.model"),
+          "a ByteFallback decoder alone: the hint too (%s)", err);
+
+    /* ids must be dense: 0..n-1, n = distinct ids of model.vocab and added_tokens */
+    static const char *const ids_cases[][3] = {
+        {"\"c\": 1000000000", "", "model.vocab token \"c\" has id 1000000000"},
+        {"\"c\": 3", "{\"id\": 7777777, \"content\": \"<x>\", \"special\": true}", "added token \"<x>\" has id 7777777"},
+        {"\"c\": 5", "", "model.vocab token \"c\" has id 5"},
+        {"\"c\": 3", "{\"id\": 2, \"content\": \"ab\"}, {\"id\": 5, \"content\": \"<y>\"}", "added token \"<y>\" has id 5"},
+    };
+    for (int k = 0; k < 4; k++) {
+        char js[1024];
+        snprintf(js, sizeof js, "{\"added_tokens\": [%s], \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+                 " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, %s}, \"merges\": [\"a b\"]}}",
+                 ids_cases[k][1], ids_cases[k][0]);
+        write_file(tmp("ids.json"), js, strlen(js));
+        t = bpt_tokenizer_open(tmp("ids.json"), err, sizeof err);
+        CHECK(!t && strstr(err, "ids.json") && strstr(err, ids_cases[k][2]) &&
+              strstr(err, k % 2 ? "holds 5 tokens" : "holds 4 tokens") && strstr(err, "no token has id"),
+              "sparse ids rejected: %s (%s)", ids_cases[k][2], err);
+        bpt_tokenizer_free(t);
+    }
+    const char *dup = "{\"added_tokens\": [{\"id\": 2, \"content\": \"ab\"}, {\"id\": 3, \"content\": \"<y>\"}],"
+                      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+                      " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}";
+    write_file(tmp("ids.json"), dup, strlen(dup));
+    t = bpt_tokenizer_open(tmp("ids.json"), err, sizeof err);
+    CHECK(t && bpt_tokenizer_vocab_size(t) == 4, "an added token may share its vocab entry's id: vocab 4 (%s)", t ? "" : err);
     bpt_tokenizer_free(t);
 }
 
