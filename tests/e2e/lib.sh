@@ -12,6 +12,14 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=1
 FAILS=0
 ok()   { echo "ok   $*"; }
 fail() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
+# need_python MODULE...: a missing test dependency fails the test with one line (never a skip)
+need_python() {
+    local m
+    for m in "$@"; do
+        python3 -c "import $m" 2>/dev/null ||
+            { echo "FAIL: missing test dependency: Python module $m for $(command -v python3) (./quickstart.sh test installs it into .venv)"; exit 1; }
+    done
+}
 finish() { [ "$FAILS" -eq 0 ] && { echo "PASS"; exit 0; }; echo "$FAILS failure(s)"; exit 1; }
 
 # expect_error NAME PATTERN CMD...: CMD exits non-zero and its stderr (one line)

@@ -3,9 +3,7 @@
 # on any number of ranks), the text processor's masks reaching the loss, real
 # tokenizers equal to the reference packages end to end, and bad inputs.
 . "$(dirname "$0")/lib.sh"
-if ! python3 -c 'import numpy, h5py' 2>/dev/null; then
-    echo "SKIP: numpy/h5py not installed (pip install numpy h5py)"; exit 77
-fi
+need_python numpy h5py
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 python3 - "$WORK" <<'PY'
 import json, random, sys

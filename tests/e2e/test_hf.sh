@@ -1,8 +1,7 @@
 #!/bin/sh
 # test_hf.sh — automake wrapper for the Hugging Face interchange test
 # (tests/ref/hf_interchange.py: bpt ckpt import / export / inspect against transformers).
-# Exit: 0 pass, 1 fail, 77 skip (no torch/transformers/h5py/numpy/safetensors),
-#       99 hard error (no src/bpt).
+# Exit: 0 pass, 1 fail, #       99 hard error (no src/bpt).
 # Env: PYTHON (default python3), BPT_BUILDDIR (holds src/bpt),
 #      BPT_TOP_SRCDIR (holds tests/ref/hf_interchange.py); both default to the repo root.
 
@@ -14,8 +13,8 @@ bin="$builddir/src/bpt"
 script="$top_srcdir/tests/ref/hf_interchange.py"
 
 if ! "$PYTHON" -c 'import torch, transformers, h5py, numpy, safetensors' >/dev/null 2>&1; then
-    echo "SKIP: torch/transformers/h5py/numpy/safetensors not installed (pip install torch numpy h5py transformers)"
-    exit 77
+    echo "FAIL: missing test dependency: Python modules torch, transformers, h5py, numpy, safetensors for $PYTHON (./quickstart.sh test installs them into .venv)"
+    exit 1
 fi
 if [ ! -x "$bin" ]; then
     echo "ERROR: $bin not found; build it with 'make'"

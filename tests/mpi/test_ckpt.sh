@@ -3,9 +3,7 @@
 # same continued training; exact resume; SIGKILL in the middle of a save; keep and
 # milestones; bf16; h5py reads the file; corruption on a multi-rank load.
 . "$(dirname "$0")/../e2e/lib.sh"
-if ! python3 -c 'import numpy, h5py' 2>/dev/null; then
-    echo "SKIP: numpy/h5py not installed (pip install numpy h5py)"; exit 77
-fi
+need_python numpy h5py
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE   # one thread per rank: 8 ranks share 2 cores
 MPI=("$MPIRUN" $MPIRUN_FLAGS)
 

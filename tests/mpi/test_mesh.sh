@@ -3,9 +3,7 @@
 # communication bytes equal the analytic count; the plan equals the measured peak;
 # every bad mesh fails on every rank, quickly, with one line.
 . "$(dirname "$0")/../e2e/lib.sh"
-if ! python3 -c 'import numpy, h5py' 2>/dev/null; then
-    echo "SKIP: numpy/h5py not installed (pip install numpy h5py)"; exit 77
-fi
+need_python numpy h5py
 NP=8
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE   # one thread per rank: 8 ranks share 2 cores
 MPI=("$MPIRUN" $MPIRUN_FLAGS -np $NP)

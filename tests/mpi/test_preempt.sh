@@ -47,7 +47,9 @@ dt=$(( $(date +%s) - t0 ))
 "${MPI[@]}" "$BPT" train "${A[@]}" --save_model_freq=50 --logger.output_dir="$WORK/kill" > "$WORK/kill.out" 2>&1 &
 pid=$!
 for i in $(seq 1 600); do [ -f "$WORK/kill/ckpt/step_100.h5" ] && break; sleep 0.1; done
+command -v pgrep >/dev/null || { fail "missing test dependency: pgrep (package procps)"; kill $pid; finish; }
 victim=$(pgrep -f -- "--logger.output_dir=$WORK/kill" | grep -v "^$pid$" | tail -n 1)
+[ -n "$victim" ] || { fail "rank kill: no rank of the job found to kill"; kill $pid; finish; }
 t0=$(date +%s); kill -9 "$victim"; rc=0; wait $pid || rc=$?; dt=$(( $(date +%s) - t0 ))
 [ "$rc" -ne 0 ] && [ "$dt" -le 20 ] && ok "a rank killed: the job ended in ${dt}s with status $rc" || fail "rank kill: rc=$rc after ${dt}s"
 last=$(cat "$WORK/kill/ckpt/latest")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_ref.sh — automake wrapper for the PyTorch oracle test (tests/ref/test_ref.py).
-# Exit: 0 pass, 1 fail, 77 skip (no torch/h5py/numpy), 99 hard error (no bpt_grad).
+# Exit: 0 pass, 1 fail, 99 hard error (no bpt_grad).
 # Env: PYTHON (default python3), BPT_BUILDDIR (holds tests/ref/bpt_grad),
 #      BPT_TOP_SRCDIR (holds tests/ref/test_ref.py); both default to the repo root.
 
@@ -12,8 +12,8 @@ bin="$builddir/tests/ref/bpt_grad"
 script="$top_srcdir/tests/ref/test_ref.py"
 
 if ! "$PYTHON" -c 'import torch, h5py, numpy' >/dev/null 2>&1; then
-    echo "SKIP: torch/h5py/numpy not installed (pip install torch numpy h5py)"
-    exit 77
+    echo "FAIL: missing test dependency: Python modules torch, h5py, numpy for $PYTHON (./quickstart.sh test installs them into .venv)"
+    exit 1
 fi
 if [ ! -x "$bin" ]; then
     echo "ERROR: $bin not found; build it with 'make check' (or 'make tests/ref/bpt_grad')"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_tokenizers.sh — automake wrapper for tests/ref/test_tokenizers.py: our C tokenizers
 # against the sentencepiece and tokenizers packages.
-# Exit: 0 pass, 1 fail, 77 skip (packages not installed), 99 hard error (no tok_driver).
+# Exit: 0 pass, 1 fail, 99 hard error (no tok_driver).
 # Env: PYTHON (default python3), BPT_BUILDDIR (holds tests/unit/tok_driver and
 #      tests/unit/test_tokenizer), BPT_TOP_SRCDIR (holds tests/ref/test_tokenizers.py);
 #      both default to the repo root. Extra arguments go to the script (e.g. --bench).
@@ -15,8 +15,8 @@ unit="$builddir/tests/unit/test_tokenizer"
 script="$top_srcdir/tests/ref/test_tokenizers.py"
 
 if ! "$PYTHON" -c 'import sentencepiece, tokenizers' >/dev/null 2>&1; then
-    echo "SKIP: sentencepiece/tokenizers not installed (pip install sentencepiece tokenizers)"
-    exit 77
+    echo "FAIL: missing test dependency: Python modules sentencepiece, tokenizers for $PYTHON (./quickstart.sh test installs them into .venv)"
+    exit 1
 fi
 if [ ! -x "$driver" ]; then
     echo "ERROR: $driver not found; build it with 'make check' (or 'make tests/unit/tok_driver')"

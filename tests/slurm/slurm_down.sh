@@ -37,7 +37,15 @@ stop_pid slurmd "$DIR/slurmd.pid"
 stop_pid slurmctld "$DIR/slurmctld.pid"
 # munged serves every Slurm on this host: stop ours only when no other slurmctld/slurmd runs
 # (zombies do not count: a container's init may never reap the daemons' exited processes)
-if ps -eo stat=,comm= | awk '$1 !~ /^Z/ && ($2 == "slurmctld" || $2 == "slurmd") { f = 1 } END { exit !f }'; then
+other_slurm() {
+    local st
+    for st in /proc/[0-9]*/stat; do
+        # "pid (comm) state ...": a live slurmctld or slurmd (no procps needed)
+        grep -qE '^[0-9]+ \((slurmctld|slurmd)\) [^Z]' "$st" 2>/dev/null && return 0
+    done
+    return 1
+}
+if other_slurm; then
     [ -s "$DIR/munged.pid" ] && say "munged left running: another Slurm on this host uses it"
 else
     stop_pid munged "$DIR/munged.pid"

@@ -21,7 +21,7 @@
 #   SLURM_TEST_TIMEOUT seconds to wait for the node to become idle (default 60)
 #
 # Exit status: 0 up (the last line of stdout is the export line), 77 Slurm cannot start
-# here (not root, packages cannot be installed: the caller skips), 1 anything else.
+# here (not root: the caller skips), 1 anything else (missing packages included).
 # Idempotent: when the cluster of this directory already answers, it only prints the line.
 set -u
 DIR=${SLURM_TEST_DIR:-/tmp/bpt-slurm}
@@ -42,12 +42,12 @@ need_pkgs=
 for b in slurmctld slurmd sbatch srun scontrol sinfo; do command -v $b >/dev/null || need_pkgs=1; done
 command -v munged >/dev/null || need_pkgs=1
 if [ -n "$need_pkgs" ]; then
-    command -v apt-get >/dev/null || skip "slurm-wlm/munge are not installed and there is no apt-get"
+    command -v apt-get >/dev/null || die "missing test dependency: slurm-wlm, munge (not installed, and there is no apt-get)"
     say "installing slurm-wlm munge (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
-    timeout 300 apt-get update -qq >&2 || skip "apt-get update failed: cannot install slurm-wlm munge"
+    timeout 300 apt-get update -qq >&2 || die "missing test dependency: slurm-wlm, munge (apt-get update failed)"
     timeout 600 apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends slurm-wlm munge >&2 ||
-        skip "apt-get install slurm-wlm munge failed"
+        die "missing test dependency: slurm-wlm, munge (apt-get install failed)"
     hash -r
 fi
 

@@ -27,7 +27,7 @@
 # Usage: tests/slurm/test_slurm.sh [TEST...]     (default: all; or BPT_SLURM_TESTS="demo watchdog")
 # Environment: BPT_BUILDDIR / BPT_TOP_SRCDIR (set by make check), BPT_SLURM_STEPS (steps of
 # each run, default 40), BPT_SLURM_KEEP=1 keeps the work directory and the cluster logs.
-# Exit: 0 all passed, 1 a failure, 77 Slurm cannot start here (not root, no packages).
+# Exit: 0 all passed, 1 a failure, 77 not root (slurmd and munged need root); missing packages are a failure.
 set -u
 TOP=${BPT_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${BPT_BUILDDIR:-$TOP}
@@ -46,7 +46,7 @@ fail() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
 note() { echo "     $*"; }
 
 [ -x "$BPT" ] || { echo "FAIL no bpt binary at $BPT (build first)"; exit 1; }
-command -v python3 >/dev/null || { echo "SKIP: python3 is needed to read metrics.jsonl"; exit 77; }
+command -v python3 >/dev/null || { echo "FAIL: missing test dependency: python3 (to read metrics.jsonl)"; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bpt-slurm-test.XXXXXX") || exit 1
 chmod 755 "$WORK"
