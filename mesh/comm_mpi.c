@@ -35,6 +35,70 @@ int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
 void bpt_comm_nccl_free(bpt_comm *c) { (void)c; }
 #endif
 
+/* ------------------------------------------------ start-up and agreement -- */
+
+static int thread_level = -1;
+
+int bpt_mpi_init(int *argc, char ***argv) {
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level);
+    if (thread_level < MPI_THREAD_FUNNELED) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the MPI library gives thread level %d, bpt needs at least MPI_THREAD_FUNNELED "
+                 "(%d: OpenMP threads run between MPI calls)", thread_level, MPI_THREAD_FUNNELED);
+        bpt_agree_or_exit(1, msg);
+    }
+    return thread_level;
+}
+
+int bpt_mpi_thread_level(void) { return thread_level; }
+
+/* MPI that is up and not yet finalized: the only state in which agreement can run. */
+static int mpi_live(void) {
+    int up = 0, fin = 0;
+    MPI_Initialized(&up);
+    if (up) MPI_Finalized(&fin);
+    return up && !fin;
+}
+
+int bpt_agree(int rc, char *msg, size_t n) {
+    if (!mpi_live()) return rc;
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size == 1) return rc;
+    /* the lowest failing rank, then its status and message from it */
+    int who = rc ? rank : INT_MAX;
+    bpt_watchdog_enter("failure agreement", BPT_AXIS_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (who != INT_MAX) {
+        MPI_Bcast(&rc, 1, MPI_INT, who, MPI_COMM_WORLD);
+        if (msg && n) {
+            if (rank == who) msg[n - 1] = 0;
+            MPI_Bcast(msg, (int)(n < INT_MAX ? n : INT_MAX), MPI_CHAR, who, MPI_COMM_WORLD);
+        }
+    }
+    bpt_watchdog_leave();
+    return who == INT_MAX ? 0 : rc;
+}
+
+void bpt_agree_or_exit(int rc, const char *msg) {
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", rc && msg ? msg : "");
+    rc = bpt_agree(rc, buf, sizeof buf);
+    if (rc == 0) return;
+    int live = mpi_live(), rank = 0;
+    if (live) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    fflush(stdout);
+    if (rank == 0) {
+        for (char *p = buf; *p; p++)   /* one line, whatever the message held */
+            if (*p == '\n' || *p == '\r') *p = ' ';
+        fprintf(stderr, "bpt: %s\n", buf);
+    }
+    fflush(stderr);
+    if (live) MPI_Finalize();
+    exit(rc);
+}
+
 static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint64_t)(bytes + 0.5); }
 
 void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp) {

@@ -20,7 +20,7 @@ static void usage(FILE *f) {
         "  data prepare --input A.jsonl[,B] [--tokenizer FILE] [--fields F] --output FILE\n"
         "           tokenize JSONL in parallel over the ranks into an HDF5 token file\n"
         "  data inspect FILE | data synth --output FILE [--tokens N] [--seed S]\n"
-        "  help     this text\n"
+        "  help     this text; bpt <command> --help (or bpt help <command>) for one command\n"
         "\n"
         "options:\n"
         "  --config FILE      YAML whose keys are the reference's flag names (docs/config.md)\n"
@@ -29,18 +29,98 @@ static void usage(FILE *f) {
         "  --version          version and compiled backends\n");
 }
 
+/* bpt <command> --help: what the command does, its usage, the keys most runs set. */
+static const struct { const char *cmd, *text; } command_help[] = {
+    {"train",
+     "usage: mpirun -np N bpt train --config FILE [--key=value ...]\n"
+     "\n"
+     "Train on the mesh mesh_dim (dp,fsdp,tp; product = N ranks). Writes\n"
+     "<logger.output_dir>/metrics.jsonl and checkpoints under <logger.output_dir>/ckpt/.\n"
+     "\n"
+     "common keys:\n"
+     "  --mesh_dim=1,-1,1                       dp,fsdp,tp (or dp:2,fsdp:2,tp:2; one -1)\n"
+     "  --load_llama_config=7b                  a preset model (debug, 1b, 3b, 7b, 13b, ...)\n"
+     "  --total_steps=N --log_freq=N            steps to run, how often to log\n"
+     "  --train_dataset.type=hdf5 --train_dataset.hdf5_dataset.path=FILE\n"
+     "  --llama.scan_attention=true --llama.scan_mlp=true --llama.scan_loss=true\n"
+     "  --llama.remat_block=nothing_saveable    what the forward keeps for the backward\n"
+     "  --optimizer.adamw_optimizer.lr=3e-4     learning rate (and warmup, decay, clipping)\n"
+     "  --logger.output_dir=DIR --save_model_freq=N --autoresume=true\n"
+     "  --device=cpu|cuda --dtype=fp32|bf16\n"
+     "  --print_config                          print the resolved config as YAML and exit\n"},
+    {"eval",
+     "usage: mpirun -np N bpt eval --config FILE --load_checkpoint params::FILE|DIR --eval_steps N\n"
+     "\n"
+     "Evaluate a checkpoint (FILE, or a checkpoint directory: the one its `latest` names) on\n"
+     "eval_dataset; prints {\"loss\", \"accuracy\", \"tokens\"} as JSON on stdout.\n"
+     "\n"
+     "common keys:\n"
+     "  --load_checkpoint=params::FILE          or trainstate::FILE, trainstate_params::FILE\n"
+     "  --eval_steps=N                          batches to evaluate\n"
+     "  --eval_dataset.type=hdf5 --eval_dataset.hdf5_dataset.path=FILE\n"
+     "  --mesh_dim=1,-1,1 --load_llama_config=NAME --llama.max_sequence_length=T\n"},
+    {"plan",
+     "usage: bpt plan [--world_size N] [--config FILE] [--key=value ...]\n"
+     "\n"
+     "Per-rank memory (exact arena bytes, and what fills it at its peak) and communication\n"
+     "of one training step on rank 0 of the mesh, computed without running the model.\n"
+     "\n"
+     "  --world_size=N                          ranks to plan for (default: the ranks of this run);\n"
+     "                                          mesh_dim's product must equal it\n"
+     "  --load_llama_config=7b --mesh_dim=1,64,4 --train_dataset.hdf5_dataset.seq_length=32768\n"
+     "  --train_dataset.hdf5_dataset.batch_size=64 --llama.scan_query_chunk_size=2048\n"},
+    {"ckpt",
+     "usage: bpt ckpt inspect FILE|DIR [--json]\n"
+     "       bpt ckpt export FILE|DIR --format safetensors --output DIR\n"
+     "       bpt ckpt import DIR --output FILE\n"
+     "\n"
+     "Look into a checkpoint (tensors, shapes, norms, step, config); hand its weights to\n"
+     "Hugging Face (model.safetensors + config.json of LlamaForCausalLM) and back.\n"
+     "A directory means the checkpoint its `latest` names. See docs/checkpoint-tools.md.\n"},
+    {"data",
+     "usage: mpirun -np N bpt data prepare --input A.jsonl[,B.jsonl] [--tokenizer FILE] [--fields text]\n"
+     "                                     --output FILE.h5\n"
+     "       bpt data inspect FILE.h5\n"
+     "       bpt data synth --output FILE.h5 [--tokens N] [--seed S]\n"
+     "\n"
+     "Tokenize JSONL in parallel over the ranks into an HDF5 token file (the reference's text\n"
+     "processor: --fields '[prompt],text' masks the prompt), describe one, or write the\n"
+     "synthetic corpus. See docs/data.md and docs/tokenizers.md.\n"},
+};
+
+/* 1 when args hold --help or -h and cmd is a command (its help was printed). */
+static int print_command_help(const char *cmd, int argc, char **argv) {
+    int asked = 0;
+    for (int i = 0; i < argc; i++) asked |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+    if (!asked) return 0;
+    for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
+        if (!strcmp(command_help[i].cmd, cmd)) {
+            fputs(command_help[i].text, stdout);
+            printf("\nEvery config key, its default and meaning: docs/config.md "
+                   "(bpt %s --print_config shows the resolved values).\n", cmd);
+            return 1;
+        }
+    return 0;   /* not a command: main says so */
+}
+
+/* The config of this run: every rank parses it (the file may be node-local), and the
+ * ranks agree on the outcome, so a rank that cannot read it stops them all. */
 static void load_config(bpt_config *c, int argc, char **argv) {
-    char err[1024];
+    char err[1024] = "";
     bpt_config_defaults(c);
-    if (bpt_config_from_args(c, argc, argv, err, sizeof err) != 0) bpt_die("%s", err);
+    bpt_agree_or_exit(bpt_config_from_args(c, argc, argv, err, sizeof err) != 0, err);
 }
 
 /* bpt plan [--world_size N] [config...]: the memory and communication of one training
  * step on one rank of the mesh, computed without running the model. */
-static int plan_main(bpt_config *c, int world_size) {
+static int plan_main(bpt_config *c, int world_size, int world_given) {
     char err[1024], b[8][32];
     bpt_plan p;
-    if (bpt_plan_step(c, world_size, &p, err, sizeof err) != 0) bpt_die("%s", err);
+    if (bpt_plan_step(c, world_size, &p, err, sizeof err) != 0) {
+        if (!world_given && strstr(err, "ranks"))   /* the mesh does not fit this run's ranks */
+            bpt_die("%s (HINT: bpt plan --world_size=N plans for N ranks without running them)", err);
+        bpt_die("%s", err);
+    }
     const bpt_llama_config *l = &c->llama;
     size_t n = bpt_llama_num_params(l);
     double state = 4.0 * (double)p.param_bytes;
@@ -84,18 +164,23 @@ int main(int argc, char **argv) {
         printf("bpt %s (backends: %s)\n", PACKAGE_VERSION, bpt_kernels_list());
         return 0;
     }
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { usage(stdout); return 0; }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        if (argc > 2 && print_command_help(argv[2], 1, (char *[]){"--help"})) return 0;
+        usage(stdout);
+        return 0;
+    }
+    if (print_command_help(cmd, argc - 2, argv + 2)) return 0;
     int (*fn)(bpt_config *) = NULL;
     if (!strcmp(cmd, "train")) fn = bpt_train_main;
     else if (!strcmp(cmd, "eval")) fn = bpt_eval_main;
     else if (!strcmp(cmd, "plan")) fn = NULL;
     else if (!strcmp(cmd, "data")) {
-        { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
+        bpt_mpi_init(&argc, &argv);
         int rc = bpt_data_main(argc - 2, argv + 2);
         MPI_Finalize();
         return rc;
     } else if (!strcmp(cmd, "ckpt")) {
-        { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
+        bpt_mpi_init(&argc, &argv);
         int rc = bpt_ckpt_main(argc - 2, argv + 2);
         MPI_Finalize();
         return rc;
@@ -103,7 +188,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bpt: unknown command '%s' (expected train, eval, plan, help or --version)\n", cmd);
         return 2;
     }
-    { int provided; MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); }
+    bpt_mpi_init(&argc, &argv);
     /* bpt plan takes --world_size N (not a config key): the ranks to plan for */
     int world_size = 0, nargs = 0;
     char **args = bpt_xcalloc((size_t)argc, sizeof(char *));
@@ -119,6 +204,7 @@ int main(int argc, char **argv) {
         }
         args[nargs++] = argv[i];
     }
+    int world_given = world_size > 0;
     if (!fn && world_size == 0) MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     bpt_config *c = bpt_xcalloc(1, sizeof *c);
     load_config(c, nargs, args);
@@ -134,7 +220,7 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 0;
     }
-    int rc = fn ? fn(c) : (rank == 0 ? plan_main(c, world_size) : 0);
+    int rc = fn ? fn(c) : (rank == 0 ? plan_main(c, world_size, world_given) : 0);
     free(c);
     MPI_Finalize();
     return rc;

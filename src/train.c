@@ -1,6 +1,7 @@
 /* train.c — the training loop, evaluation and the plan of a step. */
 #include "bpt/bpt.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -178,9 +179,9 @@ static double backend_peak_flops(const bpt_kernels *k, const char **source) {
 /* A step that may fail on some ranks only: every rank learns whether any failed, the
  * failing ones print their reason, then all exit with one summary line (no hang). */
 static void agree_or_die(bpt_mesh *mesh, int bad, const char *err, const char *summary) {
-    if (!bpt_allreduce_max_int(&mesh->comm, BPT_AXIS_WORLD, bad)) return;
-    if (bad) fprintf(stderr, "bpt: rank %d: %s\n", mesh->world_rank, err);
-    bpt_die("%s (see the rank messages above)", summary);
+    char msg[ERRLEN + BPT_STR + 96];
+    if (bad) snprintf(msg, sizeof msg, "%s (rank %d: %s)", summary, mesh->world_rank, err);
+    bpt_agree_or_exit(bad != 0, msg);
 }
 
 /* The backend named by device, bound to this rank's device (cuda: GPU local_rank %
@@ -255,8 +256,8 @@ static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t st
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     snprintf(dir, sizeof dir, "%s/ckpt", c->output_dir);
     int bad = rank == 0 && bpt_mkdirs(dir) != 0;
-    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (bad) bpt_die("logger.output_dir: cannot create directory '%s'", dir);
+    if (bad) bpt_err(err, sizeof err, "logger.output_dir: cannot create directory '%s': %s", dir, strerror(errno));
+    bpt_agree_or_exit(bad, err);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     bpt_ckpt_meta meta = {step, tokens, c->seed, !strcmp(c->ckpt_float_dtype, "bf16"), 0};
     char *yaml = bpt_config_to_yaml(c);
@@ -340,7 +341,9 @@ int bpt_train_main(bpt_config *c) {
     if (c->eval_dataset.shuffle_seed == 0) c->eval_dataset.shuffle_seed = c->seed;
     bpt_loader *ld = bpt_loader_open(&c->train_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id,
                                      lc->eos_token_id, err, sizeof err);
-    if (!ld) bpt_die("train_dataset: %s", err);
+    char derr[ERRLEN + 32];
+    snprintf(derr, sizeof derr, "train_dataset: %s", err);
+    bpt_agree_or_exit(!ld, derr);
     bpt_loader *eld = NULL;
     if (c->eval_steps > 0) {
         const bpt_source_config *es = bpt_dataset_source(&c->eval_dataset);
@@ -348,7 +351,8 @@ int bpt_train_main(bpt_config *c) {
             bpt_die("eval_dataset: seq_length %d and batch_size %d must equal the train_dataset's (%d, %d)",
                     es->seq_length, es->batch_size, T, Bg);
         eld = bpt_loader_open(&c->eval_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
-        if (!eld) bpt_die("eval_dataset: %s", err);
+        snprintf(derr, sizeof derr, "eval_dataset: %s", err);
+        bpt_agree_or_exit(!eld, derr);
     }
 
     /* one arena, exactly as large as the planned peak */
@@ -357,9 +361,11 @@ int bpt_train_main(bpt_config *c) {
     size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : plan.peak_bytes;
     bpt_arena arena;
     char b1[32], b2[32];
-    if (bpt_arena_init(&arena, k, cap) != 0)
-        bpt_die("cannot allocate the arena of %s on backend %s (HINT: smaller chunks, a remat policy or arena_bytes)",
-                bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name);
+    int abad = bpt_arena_init(&arena, k, cap) != 0;
+    if (abad) snprintf(err, sizeof err, "cannot allocate the arena of %s on backend %s on rank %d (HINT: smaller "
+                       "chunks, a remat policy or arena_bytes)", bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name,
+                       mesh.world_rank);
+    bpt_agree_or_exit(abad, err);
     bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, comm);
     bpt_model_set_dtype(m, c->dtype);
 
@@ -402,10 +408,17 @@ int bpt_train_main(bpt_config *c) {
     char mpath[BPT_STR + 32];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->output_dir);
     FILE *mf = NULL;
+    /* rank 0 alone makes the directory and opens the metrics; every rank learns how it went */
+    int mbad = 0;
     if (root) {
-        if (bpt_mkdirs(c->output_dir) != 0) bpt_die("logger.output_dir: cannot create directory '%s'", c->output_dir);
-        mf = fopen(mpath, start > 0 ? "a" : "w");
-        if (!mf) bpt_die("logger.output_dir: cannot write '%s'", mpath);
+        if (bpt_mkdirs(c->output_dir) != 0)
+            mbad = bpt_err(err, sizeof err, "logger.output_dir: cannot create directory '%s': %s", c->output_dir,
+                           strerror(errno));
+        else if (!(mf = fopen(mpath, start > 0 ? "a" : "w")))
+            mbad = bpt_err(err, sizeof err, "logger.output_dir: cannot write '%s': %s", mpath, strerror(errno));
+    }
+    bpt_agree_or_exit(mbad != 0, err);
+    if (root) {
         const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
         printf("bpt %s | backend %s (%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
                k->peak_flops ? "bf16 weights and products, fp32 accumulation"
@@ -476,7 +489,8 @@ int bpt_train_main(bpt_config *c) {
                         (unsigned long long)sent[BPT_AXIS_BATCH], (unsigned long long)sent[BPT_AXIS_WORLD]);
                 if (eld) fprintf(mf, ", \"eval_loss\": %.8g, \"eval_accuracy\": %.8g", ev.loss, ev.accuracy);
                 fprintf(mf, "}\n");
-                fflush(mf);
+                if (fflush(mf) != 0 || ferror(mf))
+                    mbad = bpt_err(err, sizeof err, "%s: cannot write the metrics: %s", mpath, strerror(errno));
                 if (tty) fputs("\r\033[K", stderr);
                 printf("step %6lld | loss %.4f | acc %.3f | lr %.3e | gnorm %.3f | %.0f tok/s | mfu %s",
                        (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, tps, mfu_txt);
@@ -484,6 +498,8 @@ int bpt_train_main(bpt_config *c) {
                 printf("\n");
                 fflush(stdout);
             }
+            /* a metrics write error (a full disk) ends the run on every rank, non-zero */
+            bpt_agree_or_exit(mbad != 0, err);
         }
         if (tty) {
             double frac = (double)(step + 1) / c->total_steps, eta = (bpt_now() - t_start) / done * (c->total_steps - step - 1);

@@ -1,5 +1,6 @@
 /* util.c — errors, allocation, time, counter-based random numbers. */
 #include "bpt/util.h"
+#include "bpt/comm.h"
 
 #include <errno.h>
 #include <math.h>
@@ -26,22 +27,13 @@ void bpt_panic(const char *file, int line, const char *fmt, ...) {
 }
 
 void bpt_die(const char *fmt, ...) {
-    int up = 0, fin = 0, rank = 0;
-    MPI_Initialized(&up);
-    if (up) MPI_Finalized(&fin);
-    if (up && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        fputs("bpt: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-    }
-    fflush(stdout);
-    fflush(stderr);
-    if (up && !fin) MPI_Finalize();
-    exit(1);
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    bpt_agree_or_exit(1, msg);
+    exit(1);   /* not reached: every rank has status 1 */
 }
 
 int bpt_err(char *err, size_t errlen, const char *fmt, ...) {

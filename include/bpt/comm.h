@@ -28,6 +28,27 @@ typedef struct bpt_comm {
  * its completion on the comm stream; `what` names it for the watchdog. */
 typedef struct bpt_request { MPI_Request r; void *ev; const char *what; bpt_axis axis; } bpt_request;
 
+/* ---- start-up and agreement on failure ------------------------------------------ */
+
+/* MPI_Init_thread asking for MPI_THREAD_MULTIPLE (the watchdog's thread may call
+ * MPI_Abort while the main thread is inside a collective). A library that gives less than
+ * MPI_THREAD_FUNNELED stops the process with one line; the level given is returned. */
+int bpt_mpi_init(int *argc, char ***argv);
+int bpt_mpi_thread_level(void);     /* what MPI_Init_thread gave (-1 before bpt_mpi_init) */
+
+/* The one agreement primitive. Collective over MPI_COMM_WORLD: every rank calls it at the
+ * same point, with rc its own status (0: fine) and msg its one-line message (read only
+ * when rc != 0). Returns the status of the lowest failing world rank, 0 when none failed,
+ * and leaves that rank's message in msg (n bytes) on every rank. Without MPI or on one
+ * rank it returns rc. Called before every point where ranks could diverge (files each
+ * rank opens, allocations, what rank 0 alone decides), so a failure seen by one rank is
+ * seen by all before any collective could wait for it forever. */
+int bpt_agree(int rc, char *msg, size_t n);
+
+/* bpt_agree, and when some rank failed: "bpt: <its message>" on stderr once (by world
+ * rank 0), MPI finalized, and every rank exits with that status. */
+void bpt_agree_or_exit(int rc, const char *msg);
+
 /* A dry communicator for a dp x fsdp x tp mesh, seen from rank 0 of every axis:
  * collectives only count their bytes. No MPI calls. */
 void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp);

@@ -11,8 +11,11 @@
 void bpt_panic(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
-/* Bad input: prints "bpt: <message>" on rank 0 (every rank if rank 0 cannot know),
- * then every rank exits with status 1. Must be reached by all ranks (no hang). */
+/* Bad input that every rank reached at the same point (a check of what all ranks share:
+ * the config, the mesh): bpt_agree_or_exit (comm.h) with status 1 and this message, so
+ * it is printed once and every rank exits 1. What only some ranks can see (a file, an
+ * allocation, rank 0's writes) goes through bpt_agree_or_exit itself, which every rank
+ * calls whether it failed or not. */
 void bpt_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 /* snprintf into err if err != NULL; returns -1 (for "return bpt_err(...)"). */
