@@ -29,6 +29,7 @@
 #include <mpi.h>
 
 #include "bpt/ckpt.h"
+#include "bpt/comm.h"
 #include "bpt/util.h"
 #include "bpt/h5util.h"
 
@@ -105,15 +106,11 @@ static hid_t dxpl_create(par p, int collective) {
     return dxpl;
 }
 
-/* All ranks agree: if any failed, every rank returns -1 with the message of the
- * lowest failing rank (a checksum error may be seen by one rank only). */
+/* All ranks agree (bpt_agree): if any failed, every rank returns -1 with the message of
+ * the lowest failing rank (a checksum error may be seen by one rank only). */
 static int agree(par p, int rc, char *err, size_t errlen) {
-    if (!p.up || p.size == 1) return rc ? -1 : 0;
-    int bad = rc ? p.rank : INT_MAX;
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (bad == INT_MAX) return 0;
-    MPI_Bcast(err, (int)errlen, MPI_CHAR, bad, MPI_COMM_WORLD);
-    return -1;
+    if (!p.up) return rc ? -1 : 0;
+    return bpt_agree(rc ? 1 : 0, err, errlen) ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------------- */
