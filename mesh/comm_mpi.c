@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef BPT_HAVE_CUDA
 #include "mesh/comm_nccl.h"
@@ -60,6 +61,19 @@ static int mpi_live(void) {
     return up && !fin;
 }
 
+static int unsafe_finalize = 0;
+
+void bpt_mpi_finalize_unsafe(void) { unsafe_finalize = 1; }
+
+void bpt_mpi_exit(int rc) {
+    fflush(NULL);
+    /* every rank agreed to stop before it got here: skipping MPI_Finalize only costs
+     * mpirun's note that this rank did; HDF5's atexit and MPI-finalize hooks must not run */
+    if (unsafe_finalize) _exit(rc);
+    if (mpi_live()) MPI_Finalize();
+    exit(rc);
+}
+
 int bpt_agree(int rc, char *msg, size_t n) {
     if (!mpi_live()) return rc;
     int rank, size;
@@ -68,7 +82,7 @@ int bpt_agree(int rc, char *msg, size_t n) {
     if (size == 1) return rc;
     /* the lowest failing rank, then its status and message from it */
     int who = rc ? rank : INT_MAX;
-    bpt_watchdog_enter("failure agreement", BPT_AXIS_WORLD);
+    bpt_watchdog_enter("error-agreement", BPT_AXIS_WORLD);   /* one word: log parsers split on spaces */
     MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (who != INT_MAX) {
         MPI_Bcast(&rc, 1, MPI_INT, who, MPI_COMM_WORLD);
@@ -86,17 +100,10 @@ void bpt_agree_or_exit(int rc, const char *msg) {
     snprintf(buf, sizeof buf, "%s", rc && msg ? msg : "");
     rc = bpt_agree(rc, buf, sizeof buf);
     if (rc == 0) return;
-    int live = mpi_live(), rank = 0;
-    if (live) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    fflush(stdout);
-    if (rank == 0) {
-        for (char *p = buf; *p; p++)   /* one line, whatever the message held */
-            if (*p == '\n' || *p == '\r') *p = ' ';
-        fprintf(stderr, "bpt: %s\n", buf);
-    }
-    fflush(stderr);
-    if (live) MPI_Finalize();
-    exit(rc);
+    int rank = 0;
+    if (mpi_live()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) bpt_error(rc, "%s", buf);
+    bpt_mpi_exit(rc);
 }
 
 static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint64_t)(bytes + 0.5); }

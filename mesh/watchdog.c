@@ -20,9 +20,12 @@ static struct {
     int mpi;                   /* MPI was initialised then */
 } wd = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, BPT_AXIS_WORLD, 0, -1, NULL, 0, 0};
 
-/* End the job on every rank (or this process, without MPI). */
+/* End the job on every rank (or this process, without MPI). MPI_Abort from this thread
+ * while the main thread sits in a collective needs MPI_THREAD_MULTIPLE; with less, this
+ * process exits 3 alone, its message printed, and the launcher has to end the rest
+ * (mpirun does on a non-zero exit; srun only with --kill-on-bad-exit=1). */
 static void die_all(void) {
-    if (wd.mpi) MPI_Abort(MPI_COMM_WORLD, 3);
+    if (wd.mpi && bpt_mpi_thread_level() >= MPI_THREAD_MULTIPLE) MPI_Abort(MPI_COMM_WORLD, 3);
     _exit(3);
 }
 /* held while a poll runs, so bpt_watchdog_set_poll(NULL) returns only after it */

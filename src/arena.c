@@ -52,8 +52,10 @@ void *bpt_arena_alloc(bpt_arena *a, size_t bytes, const char *what) {
     size_t n = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     if (a->used + n > a->capacity) {
         char b1[32], b2[32], b3[32];
-        bpt_die("out of arena memory allocating %s (%s): %s of %s in use "
-                "(HINT: set arena_bytes, use smaller chunks or a remat policy)",
+        /* arena_bytes is checked against the planned peak before the first step, so
+         * this is a planning error, and it may hit one rank only: abort the job */
+        bpt_panic(__FILE__, __LINE__, "out of arena memory allocating %s (%s): %s of %s in use, beyond the "
+                  "planned peak (please report it; HINT: a larger arena_bytes works around it)",
                 what, bpt_fmt_bytes((double)bytes, b1, sizeof b1),
                 bpt_fmt_bytes((double)a->used, b2, sizeof b2),
                 bpt_fmt_bytes((double)a->capacity, b3, sizeof b3));

@@ -63,9 +63,14 @@ int bpt_ckpt_parse_spec(const char *spec, bpt_load_kind *kind, char *path, size_
         *kind = kinds[i].kind;
         /* a checkpoint directory stands for the checkpoint its latest names */
         struct stat st;
-        if (stat(file, &st) == 0 && S_ISDIR(st.st_mode) && bpt_ckpt_latest(file, path, pathlen) != 0)
-            return bpt_err(err, errlen, "bad value for load_checkpoint: '%s' (a directory without a "
-                           "'latest' naming an existing checkpoint)", spec);
+        if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+            char why[1024];
+            int found = bpt_ckpt_latest(file, path, pathlen, why, sizeof why);
+            if (found == 0)
+                return bpt_err(err, errlen, "bad value for load_checkpoint: '%s' (a directory without a "
+                               "'latest' file naming its newest checkpoint)", spec);
+            if (found < 0) return bpt_err(err, errlen, "load_checkpoint: %s", why);
+        }
         return 0;
     }
     return bpt_err(err, errlen, "bad value for load_checkpoint: '%s' (expected params::FILE, "
@@ -112,6 +117,11 @@ static int agree(par p, int rc, char *err, size_t errlen) {
     if (!p.up) return rc ? -1 : 0;
     return bpt_agree(rc ? 1 : 0, err, errlen) ? -1 : 0;
 }
+
+/* A save's writes are collective, but one may fail on some ranks only (those whose
+ * data met the full disk): every rank learns whether any did, so all stop at the same
+ * point instead of the others waiting in the next collective create. -1 or 0. */
+static int all_ok(int rc) { return bpt_agree(rc ? 1 : 0, NULL, 0) ? -1 : 0; }
 
 /* ------------------------------------------------------------------------- */
 /* bf16                                                                      */
@@ -188,13 +198,16 @@ static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int b
 static int write_group(hid_t file, const char *gname, const bpt_model *m, bpt_buf which, int bf16,
                        hid_t dxpl, float *host, uint16_t *h16, const char **failed) {
     hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) { *failed = gname; return -1; }
+    if (all_ok(g < 0)) {
+        if (g >= 0) H5Gclose(g);
+        *failed = gname;
+        return -1;
+    }
     int rc = 0;
-    for (int i = 0; i < m->ntensors && rc == 0; i++)
-        if (write_tensor(g, m, i, which, bf16, dxpl, host, h16)) {
-            *failed = m->tensors[i].name;
-            rc = -1;
-        }
+    for (int i = 0; i < m->ntensors && rc == 0; i++) {
+        rc = all_ok(write_tensor(g, m, i, which, bf16, dxpl, host, h16));
+        if (rc) *failed = m->tensors[i].name;
+    }
     if (H5Gclose(g) < 0) rc = -1;
     return rc;
 }
@@ -241,15 +254,18 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     char *tmp = bpt_xmalloc(tmplen);
     snprintf(tmp, tmplen, "%s.tmp", path);
 
-    hid_t fapl = fapl_create(p);
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    /* a generous bound on its size: the data, plus 4 KiB of object headers and chunk
+     * index per dataset, plus 1 MiB (what is not used is given back at the close) */
+    double need = (double)(1 << 20) + 2.0 * (config_yaml ? strlen(config_yaml) : 0);
+    for (int i = 0; i < m->ntensors; i++)
+        need += ((double)bpt_tensor_logical_numel(&m->tensors[i]) * (meta && meta->bf16 ? 2 : 4) + 4096) *
+                (with_optimizer ? 3 : 1);
+    hid_t file = bpt_h5_create_written(tmp, need, p.up, err, errlen);
     if (file < 0) {
-        bpt_err(err, errlen, "%s: cannot create the checkpoint file (does the directory exist "
-                "and is it writable?)", tmp);
         free(tmp);
         return -1;
     }
+    int rc = 0;
 
     /* root attributes: identical on every rank (metadata writes are collective) */
     char created[32] = "", mesh[64];
@@ -265,7 +281,6 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     int version = CKPT_FORMAT_VERSION;
     int64_t step = meta ? meta->step : 0, seed = meta ? meta->seed : 0;
     uint64_t tokens = meta ? meta->tokens_consumed : 0;
-    int rc = 0;
     rc |= bpt_h5_attr_str(file, "format", CKPT_FORMAT);
     rc |= bpt_h5_attr_num(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
     rc |= bpt_h5_attr_num(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
@@ -275,7 +290,8 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     rc |= bpt_h5_attr_str(file, "created", created);
     rc |= bpt_h5_attr_str(file, "mesh", mesh);
     rc |= bpt_h5_attr_str(file, "float_dtype", bf16 ? "bf16" : "fp32");
-    const char *failed = rc ? "root attributes" : NULL;
+    rc = all_ok(rc);
+    const char *failed = rc ? "the root attributes" : NULL;
 
     /* tensors: each rank its shard, through one host buffer as large as its largest */
     size_t maxn = 1;
@@ -288,10 +304,10 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     test_pause(step);
     if (rc == 0 && with_optimizer) {
         hid_t g = H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0 || H5Gclose(g) < 0) { rc = -1; failed = "optimizer"; }
+        if (all_ok(g < 0 || H5Gclose(g) < 0)) { rc = -1; failed = "/optimizer"; }
         if (rc == 0) rc = write_group(file, "optimizer/m", m, BPT_BUF_M, bf16, dxpl, host, h16, &failed);
         if (rc == 0) rc = write_group(file, "optimizer/v", m, BPT_BUF_V, bf16, dxpl, host, h16, &failed);
-        if (rc == 0 && write_scalar(file, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step, p, dxpl)) {
+        if (rc == 0 && all_ok(write_scalar(file, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step, p, dxpl))) {
             rc = -1;
             failed = "optimizer/step";
         }
@@ -299,9 +315,11 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     if (rc == 0) {
         hid_t gd = H5Gcreate2(file, "data", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         hid_t gr = H5Gcreate2(file, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (gd < 0 || gr < 0 ||
-            write_scalar(file, "data/tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens, p, dxpl) ||
-            write_scalar(file, "rng/seed", H5T_STD_I64LE, H5T_NATIVE_INT64, &seed, p, dxpl)) {
+        int bad = gd < 0 || gr < 0;
+        if (all_ok(bad) == 0)
+            bad = write_scalar(file, "data/tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens, p, dxpl) ||
+                  write_scalar(file, "rng/seed", H5T_STD_I64LE, H5T_NATIVE_INT64, &seed, p, dxpl);
+        if (all_ok(bad)) {
             rc = -1;
             failed = "/data and /rng";
         }
@@ -311,9 +329,9 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     H5Pclose(dxpl);
     free(host);
     free(h16);
-    if (H5Fclose(file) < 0 && rc == 0) { rc = -1; failed = "closing the file"; }
-    if (rc) bpt_err(err, errlen, "%s: cannot write %s (disk full?)", tmp, failed ? failed : "checkpoint");
-    if (agree(p, rc, err, errlen) != 0) {
+    char why[256];
+    if (bpt_h5_close_written(file, tmp, p.up, rc == 0, why, sizeof why) != 0) {
+        bpt_err(err, errlen, "%s: cannot write %s: %s", tmp, rc && failed ? failed : "the checkpoint", why);
         if (p.rank == 0) unlink(tmp);
         free(tmp);
         return -1;
@@ -368,18 +386,24 @@ int bpt_ckpt_set_latest(const char *dir, const char *name, char *err, size_t err
     return 0;
 }
 
-int bpt_ckpt_latest(const char *dir, char *path, size_t len) {
+int bpt_ckpt_latest(const char *dir, char *path, size_t len, char *err, size_t errlen) {
     char lp[4096], name[1024] = "";
     snprintf(lp, sizeof lp, "%s/latest", dir);
     FILE *f = fopen(lp, "r");
-    if (!f) return -1;
+    if (!f && errno == ENOENT) return 0;
+    if (!f) return bpt_err(err, errlen, "%s: cannot read: %s", lp, strerror(errno));
     int ok = fgets(name, sizeof name, f) != NULL;
     fclose(f);
     name[strcspn(name, "\r\n")] = 0;
-    if (!ok || !name[0] || strchr(name, '/')) return -1;
+    if (!ok || !name[0] || strchr(name, '/'))
+        return bpt_err(err, errlen, "%s: expected one line naming a checkpoint file of %s, found '%s'", lp, dir,
+                       name);
     snprintf(path, len, "%s/%s", dir, name);
     struct stat st;
-    return stat(path, &st) == 0 ? 0 : -1;
+    if (stat(path, &st) != 0)
+        return bpt_err(err, errlen, "%s names %s, which %s (restore it, or point latest at a checkpoint "
+                       "that exists)", lp, path, errno == ENOENT ? "does not exist" : strerror(errno));
+    return 1;
 }
 
 void bpt_ckpt_prune(const char *dir, int keep, const char *protect) {
@@ -520,7 +544,7 @@ static int load_group(par p, const char *path, hid_t file, const char *gname, co
                       bpt_model *m, bpt_buf which, float *host, uint16_t *h16, hid_t dxpl,
                       char *err, size_t errlen) {
     hid_t g = H5Gopen2(file, gname, H5P_DEFAULT);
-    if (g < 0) return bpt_err(err, errlen, "%s: cannot open group /%s", path, gname);
+    if (g < 0) return agree(p, bpt_err(err, errlen, "%s: cannot open group /%s", path, gname), err, errlen);
     int rc = check_group(path, g, prefix, m, err, errlen);
     if (rc == 0) {
         extra_ctx c = { m, "" };
@@ -542,20 +566,29 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
                   char *err, size_t errlen) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     par p = par_get();
+    /* what is wrong with the file, said before the collective open: rank 0 opens it
+     * alone (bpt_h5_open_read names a missing, empty, truncated or foreign file), every
+     * other rank checks that it sees it too (a path that is not on a shared file system) */
+    int rc = 0;
     struct stat st;
-    if (stat(path, &st) != 0) {
-        if (errno == ENOENT) return bpt_err(err, errlen, "%s: no such file", path);
-        return bpt_err(err, errlen, "%s: %s", path, strerror(errno));
+    if (p.rank == 0) {
+        hid_t f = bpt_h5_open_read(path, err, errlen);
+        if (f < 0) rc = -1;
+        else H5Fclose(f);
+    } else if (stat(path, &st) != 0) {
+        rc = bpt_err(err, errlen, "%s: %s on rank %d (is it on a file system every node shares?)", path,
+                     strerror(errno), p.rank);
     }
-    if (H5Fis_hdf5(path) <= 0) return bpt_err(err, errlen, "%s: not a bpt checkpoint (not an "
-                                              "HDF5 file)", path);
+    if (agree(p, rc, err, errlen) != 0) return -1;
     hid_t fapl = fapl_create(p);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (file < 0) return bpt_err(err, errlen, "%s: cannot open the HDF5 file: truncated or corrupted? (HINT: on a file "
-                       "system without locking set HDF5_USE_FILE_LOCKING=FALSE)", path);
+    if (file < 0) rc = bpt_err(err, errlen, "%s: cannot open the HDF5 file through MPI-IO", path);
+    if (agree(p, rc, err, errlen) != 0) {
+        if (file >= 0) H5Fclose(file);
+        return -1;
+    }
 
-    int rc = 0;
     char format[64] = "";
     int version = 0;
     if (bpt_h5_read_attr_str(file, "format", format, sizeof format) || strcmp(format, CKPT_FORMAT) != 0)
@@ -585,6 +618,8 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
                          "moments", path);
     }
 
+    rc = agree(p, rc, err, errlen);   /* the metadata reads may fail on some ranks only */
+
     size_t maxn = 1;
     for (int i = 0; i < m->ntensors; i++)
         if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
@@ -602,6 +637,7 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
         H5Gclose(gp);
         H5Gclose(gm);
         H5Gclose(gv);
+        rc = agree(p, rc, err, errlen);
     }
     if (rc == 0) rc = load_group(p, path, file, "params", "", m, BPT_BUF_PARAM, host, h16, dxpl, err, errlen);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {

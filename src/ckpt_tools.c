@@ -7,7 +7,7 @@
  * The tools run on one rank with serial HDF5 calls and read or write the checkpoint
  * format of docs/checkpoint-format.md directly; they use nothing of src/ckpt.c. Every
  * error is one line "bpt: <file>: <what>" on stderr and exit status 1; a usage error
- * exits with 2. A function that finds an error prints it (tool_error) and returns -1;
+ * exits with 2. A function that finds an error prints it (bpt_error, util.h) and returns -1;
  * its callers only pass the -1 on, so exactly one line is printed.
  */
 #include <errno.h>
@@ -40,35 +40,23 @@
 #define MAX_DIMS 8
 #define MAX_HEADER ((uint64_t)100 << 20)        /* safetensors header limit, bytes */
 
-#define USAGE_INSPECT "bpt ckpt inspect FILE [--json]"
-#define USAGE_EXPORT "bpt ckpt export FILE --format safetensors --output DIR"
+#define USAGE_INSPECT "bpt ckpt inspect FILE|CKPT_DIR [--json]"
+#define USAGE_EXPORT "bpt ckpt export FILE|CKPT_DIR --format safetensors --output DIR"
 #define USAGE_IMPORT "bpt ckpt import DIR --output FILE"
 #define USAGE_ALL USAGE_INSPECT " | " USAGE_EXPORT " | " USAGE_IMPORT
 
 /* ------------------------------------------------------------------------- */
 /* errors                                                                    */
 
-static int tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int tool_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bpt: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return -1;
-}
-
 /* A usage error: the message, the usage line, exit status 2. */
 static int usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *usage, const char *fmt, ...) {
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bpt: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (usage: %s)\n", usage);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return 2;
+    return bpt_error(2, "%s (usage: %s)", msg, usage);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -174,12 +162,12 @@ static float f16_to_float(uint16_t h) {
 /* fsync tmp, rename it to path, fsync the directory. Errors name the files. */
 static int commit_file(const char *tmp, const char *path) {
     if (bpt_fsync_path(tmp, 0) != 0) {
-        tool_error("%s: fsync failed: %s", tmp, strerror(errno));
+        bpt_error(-1, "%s: fsync failed: %s", tmp, strerror(errno));
         unlink(tmp);
         return -1;
     }
     if (rename(tmp, path) != 0) {
-        tool_error("%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
+        bpt_error(-1, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -295,7 +283,8 @@ static char *attr_string(hid_t obj, const char *name) {
 /* HDF5: reading a checkpoint                                                */
 
 typedef struct ckpt_file {
-    const char *path;
+    const char *path;              /* the file (a directory given resolves through its latest) */
+    char resolved[4096];
     hid_t file;
     int version;
     int64_t step;
@@ -313,32 +302,39 @@ static void ckpt_close(ckpt_file *c) {
     c->file = -1;
 }
 
-/* Open path and read the root attributes; checks the format and its version. */
+/* Open path (a checkpoint directory: the checkpoint its latest names, as for bpt
+ * eval) and read the root attributes; checks the format and its version. */
 static int ckpt_open(const char *path, ckpt_file *c) {
     memset(c, 0, sizeof *c);
     c->path = path;
     c->file = -1;
-    if (!file_exists(path)) return tool_error("%s: no such file", path);
-    if (H5Fis_hdf5(path) <= 0) return tool_error("%s: not an HDF5 file (not a bpt checkpoint)", path);
-    c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (c->file < 0)
-        return tool_error("%s: cannot open the file (permissions? on Lustre set "
-                          "HDF5_USE_FILE_LOCKING=FALSE)", path);
+    char err[1024];
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        int found = bpt_ckpt_latest(path, c->resolved, sizeof c->resolved, err, sizeof err);
+        if (found == 0)
+            return bpt_error(-1, "%s: is a directory without a 'latest' file naming a checkpoint (expected a "
+                              "checkpoint FILE or a checkpoint directory)", path);
+        if (found < 0) return bpt_error(-1, "%s", err);
+        c->path = path = c->resolved;
+    }
+    c->file = bpt_h5_open_read(path, err, sizeof err);
+    if (c->file < 0) return bpt_error(-1, "%s", err);
     char *format = attr_string(c->file, "format");
     int is_bpt = format && !strcmp(format, CKPT_FORMAT);
     free(format);
     if (!is_bpt) {
         ckpt_close(c);
-        return tool_error("%s: not a bpt checkpoint (no format attribute equal to '%s')", path, CKPT_FORMAT);
+        return bpt_error(-1, "%s: not a bpt checkpoint (no format attribute equal to '%s')", path, CKPT_FORMAT);
     }
     if (bpt_h5_read_attr_num(c->file, "format_version", H5T_NATIVE_INT, &c->version) != 0) {
         ckpt_close(c);
-        return tool_error("%s: not a bpt checkpoint (no format_version attribute)", path);
+        return bpt_error(-1, "%s: not a bpt checkpoint (no format_version attribute)", path);
     }
     if (c->version > CKPT_FORMAT_VERSION || c->version < 1) {
         int v = c->version;
         ckpt_close(c);
-        return tool_error("%s: format_version %d is not one this bpt reads (1 ... %d; a newer bpt wrote it?)",
+        return bpt_error(-1, "%s: format_version %d is not one this bpt reads (1 ... %d; a newer bpt wrote it?)",
                           path, v, CKPT_FORMAT_VERSION);
     }
     bpt_h5_read_attr_num(c->file, "step", H5T_NATIVE_INT64, &c->step);
@@ -376,7 +372,7 @@ static int dset_probe(const ckpt_file *c, hid_t ds, const char *gname, const cha
     int ndim = H5Sget_simple_extent_ndims(space);
     int rc = 0;
     if (ndim < 0 || ndim > MAX_DIMS) {
-        rc = tool_error("%s: %s/%s has an unsupported rank %d", c->path, gname, name, ndim);
+        rc = bpt_error(-1, "%s: %s/%s has an unsupported rank %d", c->path, gname, name, ndim);
     } else {
         hsize_t dims[MAX_DIMS];
         H5Sget_simple_extent_dims(space, dims, NULL);
@@ -395,7 +391,7 @@ static int dset_probe(const ckpt_file *c, hid_t ds, const char *gname, const cha
         } else if (cls == H5T_FLOAT) {
             di->dtype = size == 4 ? "float32" : size == 8 ? "float64" : size == 2 ? "float16" : "float";
         } else {
-            rc = tool_error("%s: %s/%s is not a floating-point tensor (nor bfloat16 bits)", c->path,
+            rc = bpt_error(-1, "%s: %s/%s is not a floating-point tensor (nor bfloat16 bits)", c->path,
                             gname, name);
         }
     }
@@ -417,7 +413,7 @@ static int dset_read(const ckpt_file *c, hid_t ds, const char *gname, const char
         st = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
     }
     if (st < 0)
-        return tool_error("%s: cannot read tensor %s/%s (the file is corrupted: checksum mismatch or "
+        return bpt_error(-1, "%s: cannot read tensor %s/%s (the file is corrupted: checksum mismatch or "
                           "truncated data)", c->path, gname, name);
     return 0;
 }
@@ -428,11 +424,11 @@ static int group_names(const ckpt_file *c, const char *gname, char ***names) {
     *names = NULL;
     if (!link_exists(c->file, gname)) return 0;
     hid_t g = H5Gopen2(c->file, gname, H5P_DEFAULT);
-    if (g < 0) return tool_error("%s: /%s is not a group", c->path, gname);
+    if (g < 0) return bpt_error(-1, "%s: /%s is not a group", c->path, gname);
     H5G_info_t info;
     if (H5Gget_info(g, &info) < 0) {
         H5Gclose(g);
-        return tool_error("%s: cannot list /%s", c->path, gname);
+        return bpt_error(-1, "%s: cannot list /%s", c->path, gname);
     }
     char **list = bpt_xcalloc(info.nlinks + 1, sizeof *list);
     int n = 0;
@@ -460,7 +456,7 @@ static void free_names(char **names, int n) {
  * does not validate here (a newer bpt wrote it?), the llama section alone is tried. */
 static int ckpt_llama_config(const ckpt_file *c, bpt_llama_config *out) {
     if (!c->config || !c->config[0])
-        return tool_error("%s: has no config attribute (the model dimensions are unknown)", c->path);
+        return bpt_error(-1, "%s: has no config attribute (the model dimensions are unknown)", c->path);
     bpt_config *cfg = bpt_xcalloc(1, sizeof *cfg);
     char err[1024];
     int rc = bpt_config_from_yaml_string(cfg, c->config, err, sizeof err);
@@ -485,7 +481,7 @@ static int ckpt_llama_config(const ckpt_file *c, bpt_llama_config *out) {
     }
     if (rc != 0) {
         free(cfg);
-        return tool_error("%s: bad config attribute: %s", c->path, err);
+        return bpt_error(-1, "%s: bad config attribute: %s", c->path, err);
     }
     *out = cfg->llama;
     free(cfg);
@@ -511,7 +507,7 @@ static int inspect_group(const ckpt_file *c, const char *gname, tensor_row **row
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         hid_t ds = H5Dopen2(g, names[i], H5P_DEFAULT);
-        if (ds < 0) { rc = tool_error("%s: cannot open %s/%s", c->path, gname, names[i]); break; }
+        if (ds < 0) { rc = bpt_error(-1, "%s: cannot open %s/%s", c->path, gname, names[i]); break; }
         tensor_row r = { gname, names[i], { 0 }, 0 };
         rc = dset_probe(c, ds, gname, names[i], &r.info);
         if (rc == 0 && r.info.ndim == 0) {         /* a scalar (a counter): not a tensor */
@@ -621,9 +617,10 @@ static int inspect_main(int argc, char **argv) {
 
     ckpt_file c;
     if (ckpt_open(path, &c) != 0) return 1;
+    path = c.path;
     tensor_row *rows = NULL;
     int nrows = 0, cap = 0, rc = 0;
-    if (!link_exists(c.file, "params")) rc = tool_error("%s: has no /params group (not a complete checkpoint)", path);
+    if (!link_exists(c.file, "params")) rc = bpt_error(-1, "%s: has no /params group (not a complete checkpoint)", path);
     if (rc == 0) rc = inspect_group(&c, "params", &rows, &nrows, &cap);
     int nparam_rows = nrows;
     if (rc == 0) rc = inspect_group(&c, "optimizer/m", &rows, &nrows, &cap);
@@ -633,7 +630,7 @@ static int inspect_main(int argc, char **argv) {
     if (rc == 0 && link_exists(c.file, "optimizer") && link_exists(c.file, "optimizer/step")) {
         hid_t ds = H5Dopen2(c.file, "optimizer/step", H5P_DEFAULT);
         if (ds < 0 || H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &opt_step) < 0)
-            rc = tool_error("%s: cannot read /optimizer/step", path);
+            rc = bpt_error(-1, "%s: cannot read /optimizer/step", path);
         if (ds >= 0) H5Dclose(ds);
     } else if (has_opt) {
         opt_step = c.step;
@@ -694,13 +691,13 @@ static int check_export_tensors(const ckpt_file *c, const tensor_spec *specs, in
                                 char **names, int nnames, hid_t g) {
     for (int i = 0; i < nnames; i++)
         if (find_spec(specs, nspecs, names[i]) < 0)
-            return tool_error("%s: tensor params/%s is not part of a LlamaForCausalLM with the "
+            return bpt_error(-1, "%s: tensor params/%s is not part of a LlamaForCausalLM with the "
                               "checkpoint's llama config", c->path, names[i]);
     for (int i = 0; i < nspecs; i++) {
         const tensor_spec *s = &specs[i];
-        if (!link_exists(g, s->name)) return tool_error("%s: missing tensor params/%s", c->path, s->name);
+        if (!link_exists(g, s->name)) return bpt_error(-1, "%s: missing tensor params/%s", c->path, s->name);
         hid_t ds = H5Dopen2(g, s->name, H5P_DEFAULT);
-        if (ds < 0) return tool_error("%s: params/%s is not a dataset", c->path, s->name);
+        if (ds < 0) return bpt_error(-1, "%s: params/%s is not a dataset", c->path, s->name);
         dset_info di;
         int rc = dset_probe(c, ds, "params", s->name, &di);
         H5Dclose(ds);
@@ -711,7 +708,7 @@ static int check_export_tensors(const ckpt_file *c, const tensor_spec *specs, in
             char have[128], want[128];
             fmt_shape(have, sizeof have, di.ndim, di.shape);
             fmt_shape(want, sizeof want, s->ndim, s->shape);
-            return tool_error("%s: tensor params/%s has shape %s, the llama config expects %s", c->path,
+            return bpt_error(-1, "%s: tensor params/%s has shape %s, the llama config expects %s", c->path,
                               s->name, have, want);
         }
     }
@@ -754,7 +751,7 @@ static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *spe
     if (!f) {
         int e = errno;
         free(text);
-        tool_error("%s: cannot create the file: %s", tmp, strerror(e));
+        bpt_error(-1, "%s: cannot create the file: %s", tmp, strerror(e));
         free(tmp);
         return -1;
     }
@@ -771,7 +768,7 @@ static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *spe
         if (ds < 0 || dset_probe(c, ds, "params", specs[i].name, &di) != 0 ||
             dset_read(c, ds, "params", specs[i].name, &di, x) != 0) {
             if (ds >= 0) H5Dclose(ds);
-            else tool_error("%s: cannot open params/%s", c->path, specs[i].name);
+            else bpt_error(-1, "%s: cannot open params/%s", c->path, specs[i].name);
             fclose(f);
             unlink(tmp);
             free(tmp);
@@ -782,8 +779,10 @@ static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *spe
         rc = write_all(f, x, di.numel * sizeof *x);  /* little-endian host */
     }
     free(x);
-    if (fclose(f) != 0) rc = -1;
-    if (rc != 0) tool_error("%s: cannot write the file (disk full?)", tmp);
+    if (fflush(f) != 0) rc = -1;
+    const char *why = rc ? bpt_write_failure(tmp) : NULL;
+    if (fclose(f) != 0 && !rc) { rc = -1; why = bpt_write_failure(tmp); }
+    if (rc != 0) bpt_error(-1, "%s: cannot write the file: %s", tmp, why);
     return finish_file(tmp, out, rc == 0);
 }
 
@@ -796,7 +795,7 @@ static int write_config_json(const bpt_llama_config *l, const char *out) {
     if (shortest_digits(l->initializer_range) > digits) digits = shortest_digits(l->initializer_range);
     int rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
     json_decref(o);
-    if (rc != 0) tool_error("%s: cannot write the file", tmp);
+    if (rc != 0) bpt_error(-1, "%s: cannot write the file: %s", tmp, bpt_write_failure(tmp));
     return finish_file(tmp, out, rc == 0);
 }
 
@@ -823,13 +822,14 @@ static int export_main(int argc, char **argv) {
 
     ckpt_file c;
     if (ckpt_open(path, &c) != 0) return 1;
+    path = c.path;
     bpt_llama_config l;
     tensor_spec *specs = NULL;
     char **names = NULL;
     int nnames = 0, rc = ckpt_llama_config(&c, &l);
     hid_t g = -1;
     if (rc == 0 && !link_exists(c.file, "params"))
-        rc = tool_error("%s: has no /params group (not a complete checkpoint)", path);
+        rc = bpt_error(-1, "%s: has no /params group (not a complete checkpoint)", path);
     if (rc == 0) {
         nnames = group_names(&c, "params", &names);
         if (nnames < 0) { rc = -1; nnames = 0; }
@@ -839,7 +839,7 @@ static int export_main(int argc, char **argv) {
         g = H5Gopen2(c.file, "params", H5P_DEFAULT);
         rc = check_export_tensors(&c, specs, nspecs, names, nnames, g);
     }
-    if (rc == 0 && bpt_mkdirs(outdir) != 0) rc = tool_error("%s: cannot create the directory: %s", outdir, strerror(errno));
+    if (rc == 0 && bpt_mkdirs(outdir) != 0) rc = bpt_error(-1, "%s: cannot create the directory: %s", outdir, strerror(errno));
     char *st = path_join(outdir, "model.safetensors"), *cj = path_join(outdir, "config.json");
     if (rc == 0) rc = write_safetensors(&c, g, specs, nspecs, st);
     if (rc == 0) rc = write_config_json(&l, cj);
@@ -921,36 +921,36 @@ static int st_parse_entry(const char *path, const char *name, json_t *v, uint64_
     json_t *offs = json_object_get(v, "data_offsets");
     if (!json_is_object(v) || !json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs) ||
         json_array_size(offs) != 2)
-        return tool_error("%s: malformed header: entry '%s' needs dtype, shape and data_offsets [begin, end]",
+        return bpt_error(-1, "%s: malformed header: entry '%s' needs dtype, shape and data_offsets [begin, end]",
                           path, name);
     const char *dts = json_string_value(dt);
     int dtype = -1;
     for (int k = 0; k < 4; k++)
         if (!strcmp(dts, st_dtype_names[k])) dtype = k;
     if (dtype < 0)
-        return tool_error("%s: tensor %s has dtype %s (supported: F32, BF16, F16, F64)", path, name, dts);
+        return bpt_error(-1, "%s: tensor %s has dtype %s (supported: F32, BF16, F16, F64)", path, name, dts);
     if (json_array_size(shape) > MAX_DIMS)
-        return tool_error("%s: malformed header: tensor %s has rank %zu", path, name, json_array_size(shape));
+        return bpt_error(-1, "%s: malformed header: tensor %s has rank %zu", path, name, json_array_size(shape));
     t->dtype = (st_dtype)dtype;
     t->ndim = (int)json_array_size(shape);
     for (int d = 0; d < t->ndim; d++) {
         json_t *x = json_array_get(shape, (size_t)d);
         if (!json_is_integer(x) || json_integer_value(x) < 0)
-            return tool_error("%s: malformed header: tensor %s has a bad shape", path, name);
+            return bpt_error(-1, "%s: malformed header: tensor %s has a bad shape", path, name);
         t->shape[d] = json_integer_value(x);
     }
     json_t *b = json_array_get(offs, 0), *e = json_array_get(offs, 1);
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b))
-        return tool_error("%s: malformed header: tensor %s has bad data_offsets", path, name);
+        return bpt_error(-1, "%s: malformed header: tensor %s has bad data_offsets", path, name);
     uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e);
     uint64_t want = (uint64_t)shape_numel(t->ndim, t->shape) * (uint64_t)st_dtype_size[dtype];
     if (end - begin != want)
-        return tool_error("%s: malformed header: tensor %s has data_offsets [%llu, %llu] (%llu bytes), "
+        return bpt_error(-1, "%s: malformed header: tensor %s has data_offsets [%llu, %llu] (%llu bytes), "
                           "its shape and dtype need %llu bytes", path, name, (unsigned long long)begin,
                           (unsigned long long)end, (unsigned long long)(end - begin), (unsigned long long)want);
     if (end > data_bytes)
-        return tool_error("%s: truncated: tensor %s ends at data byte %llu, the file holds %llu bytes of data",
+        return bpt_error(-1, "%s: truncated: tensor %s ends at data byte %llu, the file holds %llu bytes of data",
                           path, name, (unsigned long long)end, (unsigned long long)data_bytes);
     t->offset = data_start + begin;
     t->nbytes = want;
@@ -960,7 +960,7 @@ static int st_parse_entry(const char *path, const char *name, json_t *v, uint64_
 /* Open one safetensors file, parse and validate its header, add its tensors. */
 static int st_add_file(st_set *s, const char *path) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return tool_error("%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return bpt_error(-1, "%s: cannot open: %s", path, strerror(errno));
     s->paths = realloc(s->paths, (size_t)(s->nfiles + 1) * sizeof *s->paths);
     s->fds = realloc(s->fds, (size_t)(s->nfiles + 1) * sizeof *s->fds);
     BPT_CHECK(s->paths && s->fds, "out of memory");
@@ -969,38 +969,38 @@ static int st_add_file(st_set *s, const char *path) {
     s->fds[fi] = fd;
 
     struct stat st;
-    if (fstat(fd, &st) != 0) return tool_error("%s: cannot stat: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) return bpt_error(-1, "%s: cannot stat: %s", path, strerror(errno));
     uint64_t size = (uint64_t)st.st_size;
     unsigned char lb[8];
     if (size < 8 || read_exact(fd, lb, 8, 0) != 0)
-        return tool_error("%s: truncated: shorter than the 8-byte header length", path);
+        return bpt_error(-1, "%s: truncated: shorter than the 8-byte header length", path);
     uint64_t hlen = 0;
     for (int b = 7; b >= 0; b--) hlen = (hlen << 8) | lb[b];
     if (hlen > MAX_HEADER)
-        return tool_error("%s: not a safetensors file (header length %llu is over 100 MiB)", path,
+        return bpt_error(-1, "%s: not a safetensors file (header length %llu is over 100 MiB)", path,
                           (unsigned long long)hlen);
     if (hlen > size - 8)
-        return tool_error("%s: truncated: the header needs %llu bytes, the file has %llu after the length",
+        return bpt_error(-1, "%s: truncated: the header needs %llu bytes, the file has %llu after the length",
                           path, (unsigned long long)hlen, (unsigned long long)(size - 8));
     char *text = bpt_xmalloc((size_t)hlen + 1);
     if (read_exact(fd, text, hlen, 8) != 0) {
         free(text);
-        return tool_error("%s: cannot read the header", path);
+        return bpt_error(-1, "%s: cannot read the header", path);
     }
     json_error_t jerr;
     json_t *h = json_loadb(text, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     free(text);
-    if (!h) return tool_error("%s: malformed header: %s (header byte %d)", path, jerr.text, jerr.position);
+    if (!h) return bpt_error(-1, "%s: malformed header: %s (header byte %d)", path, jerr.text, jerr.position);
     if (!json_is_object(h)) {
         json_decref(h);
-        return tool_error("%s: malformed header: not a JSON object", path);
+        return bpt_error(-1, "%s: malformed header: not a JSON object", path);
     }
     const char *name;
     json_t *v;
     int rc = 0;
     json_object_foreach(h, name, v) {
         if (!strcmp(name, "__metadata__")) continue;
-        if (st_find(s, name) >= 0) { rc = tool_error("%s: tensor %s appears in more than one file", path, name); break; }
+        if (st_find(s, name) >= 0) { rc = bpt_error(-1, "%s: tensor %s appears in more than one file", path, name); break; }
         if (s->nt == s->cap) {
             s->cap = s->cap ? 2 * s->cap : 64;
             s->t = realloc(s->t, (size_t)s->cap * sizeof *s->t);
@@ -1029,8 +1029,8 @@ static int st_open_dir(const char *dir, st_set *s) {
         json_error_t jerr;
         json_t *o = json_load_file(index, 0, &jerr);
         json_t *map = o ? json_object_get(o, "weight_map") : NULL;
-        if (!o) rc = tool_error("%s: bad JSON: %s (line %d)", index, jerr.text, jerr.line);
-        else if (!json_is_object(map)) rc = tool_error("%s: has no weight_map object", index);
+        if (!o) rc = bpt_error(-1, "%s: bad JSON: %s (line %d)", index, jerr.text, jerr.line);
+        else if (!json_is_object(map)) rc = bpt_error(-1, "%s: has no weight_map object", index);
         /* each file once, in the order of first mention */
         const char *name;
         json_t *v;
@@ -1039,7 +1039,7 @@ static int st_open_dir(const char *dir, st_set *s) {
         if (rc == 0) {
             json_object_foreach(map, name, v) {
                 const char *f = json_string_value(v);
-                if (!f || strchr(f, '/')) { rc = tool_error("%s: weight_map entry %s is not a file name", index, name); break; }
+                if (!f || strchr(f, '/')) { rc = bpt_error(-1, "%s: weight_map entry %s is not a file name", index, name); break; }
                 int known = 0;
                 for (int i = 0; i < nseen; i++) known |= !strcmp(seen[i], f);
                 if (known) continue;
@@ -1050,7 +1050,7 @@ static int st_open_dir(const char *dir, st_set *s) {
         }
         for (int i = 0; i < nseen && rc == 0; i++) {
             char *p = path_join(dir, seen[i]);
-            if (!file_exists(p)) rc = tool_error("%s: no such file (named in %s)", p, index);
+            if (!file_exists(p)) rc = bpt_error(-1, "%s: no such file (named in %s)", p, index);
             else rc = st_add_file(s, p);
             free(p);
         }
@@ -1061,7 +1061,7 @@ static int st_open_dir(const char *dir, st_set *s) {
                 const char *f = json_string_value(v);
                 const char *have = k >= 0 ? strrchr(s->paths[s->t[k].file], '/') + 1 : NULL;
                 if (!have || strcmp(have, f) != 0) {
-                    rc = tool_error("%s: tensor %s is not in %s as its weight_map says", index, name, f);
+                    rc = bpt_error(-1, "%s: tensor %s is not in %s as its weight_map says", index, name, f);
                     break;
                 }
             }
@@ -1069,7 +1069,7 @@ static int st_open_dir(const char *dir, st_set *s) {
         free(seen);
         json_decref(o);
     } else {
-        rc = tool_error("%s: no model.safetensors or model.safetensors.index.json (a Hugging Face "
+        rc = bpt_error(-1, "%s: no model.safetensors or model.safetensors.index.json (a Hugging Face "
                         "checkpoint saved with safe_serialization=True?)", dir);
     }
     free(single);
@@ -1084,13 +1084,13 @@ static int st_read_f32(const st_set *s, const st_tensor *t, float *out) {
     const char *path = s->paths[t->file];
     if (t->dtype == ST_F32) {
         if (read_exact(fd, out, t->nbytes, t->offset) != 0)
-            return tool_error("%s: truncated: cannot read tensor %s", path, t->name);
+            return bpt_error(-1, "%s: truncated: cannot read tensor %s", path, t->name);
         return 0;
     }
     void *raw = bpt_xmalloc(t->nbytes ? (size_t)t->nbytes : 1);
     if (read_exact(fd, raw, t->nbytes, t->offset) != 0) {
         free(raw);
-        return tool_error("%s: truncated: cannot read tensor %s", path, t->name);
+        return bpt_error(-1, "%s: truncated: cannot read tensor %s", path, t->name);
     }
     for (size_t i = 0; i < n; i++) {
         if (t->dtype == ST_F64) {
@@ -1115,7 +1115,7 @@ static int json_int_field(const char *path, json_t *o, const char *key, int requ
                           long long *out) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) {
-        if (required) return tool_error("%s: missing %s", path, key);
+        if (required) return bpt_error(-1, "%s: missing %s", path, key);
         *out = def;
         return 0;
     }
@@ -1124,13 +1124,13 @@ static int json_int_field(const char *path, json_t *o, const char *key, int requ
         *out = (long long)json_real_value(v);
         return 0;
     }
-    return tool_error("%s: %s must be an integer", path, key);
+    return bpt_error(-1, "%s: %s must be an integer", path, key);
 }
 
 static int json_num_field(const char *path, json_t *o, const char *key, double def, double *out) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) { *out = def; return 0; }
-    if (!json_is_number(v)) return tool_error("%s: %s must be a number", path, key);
+    if (!json_is_number(v)) return bpt_error(-1, "%s: %s must be a number", path, key);
     *out = json_number_value(v);
     return 0;
 }
@@ -1138,7 +1138,7 @@ static int json_num_field(const char *path, json_t *o, const char *key, double d
 static int json_bool_field(const char *path, json_t *o, const char *key, int def, int *out) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) { *out = def; return 0; }
-    if (!json_is_boolean(v)) return tool_error("%s: %s must be true or false", path, key);
+    if (!json_is_boolean(v)) return bpt_error(-1, "%s: %s must be true or false", path, key);
     *out = json_is_true(v);
     return 0;
 }
@@ -1150,7 +1150,7 @@ static int json_token_field(const char *path, json_t *o, const char *key, long l
     if (json_is_array(v)) v = json_array_get(v, 0);
     if (!v || json_is_null(v)) { *out = -1; return 0; }
     if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return tool_error("%s: %s must be a non-negative integer", path, key);
+        return bpt_error(-1, "%s: %s must be a non-negative integer", path, key);
     *out = json_integer_value(v);
     return 0;
 }
@@ -1163,18 +1163,18 @@ static int json_rope(const char *path, json_t *o, double *theta) {
         json_t *type = json_object_get(scaling, "rope_type");
         if (!type) type = json_object_get(scaling, "type");
         if (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0)
-            return tool_error("%s: rope_scaling is not supported (bpt implements plain RoPE; expected null)", path);
+            return bpt_error(-1, "%s: rope_scaling is not supported (bpt implements plain RoPE; expected null)", path);
     }
     if (json_num_field(path, o, "rope_theta", 10000.0, theta) != 0) return -1;
     json_t *params = json_object_get(o, "rope_parameters");
     if (params && !json_is_null(params)) {
-        if (!json_is_object(params)) return tool_error("%s: rope_parameters must be an object", path);
+        if (!json_is_object(params)) return bpt_error(-1, "%s: rope_parameters must be an object", path);
         json_t *type = json_object_get(params, "rope_type");
         if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
-            return tool_error("%s: rope_parameters.rope_type '%s' is not supported (bpt implements plain "
+            return bpt_error(-1, "%s: rope_parameters.rope_type '%s' is not supported (bpt implements plain "
                               "RoPE; expected default)", path, json_is_string(type) ? json_string_value(type) : "?");
         json_t *th = json_object_get(params, "rope_theta");
-        if (th && !json_is_number(th)) return tool_error("%s: rope_parameters.rope_theta must be a number", path);
+        if (th && !json_is_number(th)) return bpt_error(-1, "%s: rope_parameters.rope_theta must be a number", path);
         if (th) *theta = json_number_value(th);
     }
     return 0;
@@ -1198,24 +1198,24 @@ static void kv_double(key_value *kv, int *n, const char *key, double x) {
 /* The bpt config of a Hugging Face config.json. */
 static int hf_config_read(const char *path, bpt_config *cfg) {
     json_error_t jerr;
-    if (!file_exists(path)) return tool_error("%s: no such file", path);
+    if (!file_exists(path)) return bpt_error(-1, "%s: no such file", path);
     json_t *o = json_load_file(path, 0, &jerr);
-    if (!o) return tool_error("%s: bad JSON: %s (line %d)", path, jerr.text, jerr.line);
-    if (!json_is_object(o)) { json_decref(o); return tool_error("%s: not a JSON object", path); }
+    if (!o) return bpt_error(-1, "%s: bad JSON: %s (line %d)", path, jerr.text, jerr.line);
+    if (!json_is_object(o)) { json_decref(o); return bpt_error(-1, "%s: not a JSON object", path); }
     int rc = 0;
     json_t *mt = json_object_get(o, "model_type");
     json_t *act = json_object_get(o, "hidden_act");
     int abias = 0, mbias = 0;
     if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "llama") != 0))
-        rc = tool_error("%s: model_type '%s' is not supported (expected llama)", path,
+        rc = bpt_error(-1, "%s: model_type '%s' is not supported (expected llama)", path,
                         json_is_string(mt) ? json_string_value(mt) : "?");
     if (rc == 0 && act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
-        rc = tool_error("%s: hidden_act '%s' is not supported (bpt's feed-forward is SwiGLU: expected silu)", path,
+        rc = bpt_error(-1, "%s: hidden_act '%s' is not supported (bpt's feed-forward is SwiGLU: expected silu)", path,
                         json_is_string(act) ? json_string_value(act) : "?");
     if (rc == 0) rc = json_bool_field(path, o, "attention_bias", 0, &abias);
-    if (rc == 0 && abias) rc = tool_error("%s: attention_bias true is not supported (bpt's projections have no bias)", path);
+    if (rc == 0 && abias) rc = bpt_error(-1, "%s: attention_bias true is not supported (bpt's projections have no bias)", path);
     if (rc == 0) rc = json_bool_field(path, o, "mlp_bias", 0, &mbias);
-    if (rc == 0 && mbias) rc = tool_error("%s: mlp_bias true is not supported (bpt's projections have no bias)", path);
+    if (rc == 0 && mbias) rc = bpt_error(-1, "%s: mlp_bias true is not supported (bpt's projections have no bias)", path);
 
     long long V = 0, D = 0, F = 0, L = 0, H = 0, KVH = 0, maxpos = 0, bos = -1, eos = -1, hd = 0;
     double eps = 0, theta = 0, init = 0;
@@ -1235,7 +1235,7 @@ static int hf_config_read(const char *path, bpt_config *cfg) {
     if (rc == 0) rc = json_rope(path, o, &theta);
     if (rc == 0 && H > 0) rc = json_int_field(path, o, "head_dim", 0, D / H, &hd);
     if (rc == 0 && H > 0 && hd * H != D)
-        rc = tool_error("%s: head_dim %lld with %lld heads does not match hidden_size %lld (bpt needs "
+        rc = bpt_error(-1, "%s: head_dim %lld with %lld heads does not match hidden_size %lld (bpt needs "
                         "head_dim = hidden_size / num_attention_heads)", path, hd, H, D);
     json_decref(o);
     if (rc != 0) return -1;
@@ -1267,8 +1267,8 @@ static int hf_config_read(const char *path, bpt_config *cfg) {
     char err[1024];
     for (int i = 0; i < n; i++)
         if (bpt_config_set(cfg, kv[i].key, kv[i].value, err, sizeof err) != 0)
-            return tool_error("%s: %s", path, err);
-    if (bpt_config_finalize(cfg, err, sizeof err) != 0) return tool_error("%s: %s", path, err);
+            return bpt_error(-1, "%s: %s", path, err);
+    if (bpt_config_finalize(cfg, err, sizeof err) != 0) return bpt_error(-1, "%s: %s", path, err);
     return 0;
 }
 
@@ -1306,7 +1306,7 @@ static int check_import_tensors(const char *dir, const st_set *s, const tensor_s
                                 int tied) {
     for (int i = 0; i < nspecs; i++) {
         int k = st_find(s, specs[i].name);
-        if (k < 0) return tool_error("%s: missing tensor %s", dir, specs[i].name);
+        if (k < 0) return bpt_error(-1, "%s: missing tensor %s", dir, specs[i].name);
         const st_tensor *t = &s->t[k];
         int same = t->ndim == specs[i].ndim;
         for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == specs[i].shape[d];
@@ -1314,7 +1314,7 @@ static int check_import_tensors(const char *dir, const st_set *s, const tensor_s
             char have[128], want[128];
             fmt_shape(have, sizeof have, t->ndim, t->shape);
             fmt_shape(want, sizeof want, specs[i].ndim, specs[i].shape);
-            return tool_error("%s: tensor %s has shape %s, config.json expects %s", s->paths[t->file],
+            return bpt_error(-1, "%s: tensor %s has shape %s, config.json expects %s", s->paths[t->file],
                               specs[i].name, have, want);
         }
     }
@@ -1325,7 +1325,7 @@ static int check_import_tensors(const char *dir, const st_set *s, const tensor_s
         if (find_spec(specs, nspecs, name) >= 0) continue;
         if (len >= strlen(inv) && !strcmp(name + len - strlen(inv), inv)) continue;
         if (tied && !strcmp(name, "lm_head.weight")) continue;
-        return tool_error("%s: unexpected tensor %s (not part of a LlamaForCausalLM with this config.json)",
+        return bpt_error(-1, "%s: unexpected tensor %s (not part of a LlamaForCausalLM with this config.json)",
                           s->paths[s->t[k].file], name);
     }
     return 0;
@@ -1334,9 +1334,13 @@ static int check_import_tensors(const char *dir, const st_set *s, const tensor_s
 static int write_checkpoint(const char *out, const st_set *s, const tensor_spec *specs, int nspecs,
                             const char *yaml) {
     char *tmp = path_suffix(out, ".tmp");
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* at most: the tensors in fp32, 4 KiB of headers each, 1 MiB of metadata */
+    double need = (double)(1 << 20) + 2.0 * strlen(yaml);
+    for (int i = 0; i < nspecs; i++) need += 4.0 * (double)shape_numel(specs[i].ndim, specs[i].shape) + 4096;
+    char err[1024];
+    hid_t file = bpt_h5_create_written(tmp, need, 0, err, sizeof err);
     if (file < 0) {
-        tool_error("%s: cannot create the file (does the directory exist and is it writable?)", tmp);
+        bpt_error(-1, "%s", err);
         free(tmp);
         return -1;
     }
@@ -1374,8 +1378,11 @@ static int write_checkpoint(const char *out, const st_set *s, const tensor_spec 
     }
     free(x);
     if (g >= 0 && H5Gclose(g) < 0) rc = -1;
-    if (H5Fclose(file) < 0 && rc == 0) { rc = -1; failed = "the file"; }
-    if (rc != 0 && !read_failed) tool_error("%s: cannot write %s (disk full?)", tmp, failed ? failed : "the file");
+    char why[256];
+    if (bpt_h5_close_written(file, tmp, 0, rc == 0, why, sizeof why) != 0 && !read_failed) {
+        bpt_error(-1, "%s: cannot write %s: %s", tmp, rc && failed ? failed : "the file", why);
+        rc = -1;
+    }
     return finish_file(tmp, out, rc == 0);
 }
 
@@ -1423,7 +1430,7 @@ static int import_main(int argc, char **argv) {
     if (!out || !out[0]) return usage_error(USAGE_IMPORT, "ckpt import needs --output FILE");
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        tool_error("%s: no such directory", dir);
+        bpt_error(-1, "%s: no such directory", dir);
         return 1;
     }
 

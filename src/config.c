@@ -25,28 +25,18 @@
 #include <yaml.h>
 
 #include "bpt/config.h"
+#include "bpt/util.h"
 
 /* ---- errors -------------------------------------------------------------------- */
 
 /* Format a one-line message into err (control characters become spaces). Returns -1. */
-static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    if (!err || n == 0) return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p; p++)
-        if ((unsigned char)*p < 0x20) *p = ' ';
-    return -1;
-}
 
 /* Prefix an existing message in err with "where: ". */
 static int prefix_err(char *err, size_t n, const char *where) {
     if (!err || n == 0) return -1;
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", err);
-    return fail(err, n, "%s: %s", where, tmp);
+    return bpt_err(err, n, "%s: %s", where, tmp);
 }
 
 /* ---- the key table ----------------------------------------------------------------- */
@@ -354,11 +344,11 @@ static int unknown_key(const char *name, const char *const *extra, int nextra, c
     size_t len = strlen(name);
     for (int i = 0; i < NKEYS; i++)         /* a section name such as "llama" */
         if (len && strncmp(keys[i].name, name, len) == 0 && keys[i].name[len] == '.')
-            return fail(err, n, "unknown config key '%s' (it is a section: set its keys, e.g. '%s')",
+            return bpt_err(err, n, "unknown config key '%s' (it is a section: set its keys, e.g. '%s')",
                         name, keys[i].name);
     const char *best = closest(name, cand, nc);
-    if (best) return fail(err, n, "unknown config key '%s' (did you mean '%s'?)", name, best);
-    return fail(err, n, "unknown config key '%s' (see docs/config.md for the list)", name);
+    if (best) return bpt_err(err, n, "unknown config key '%s' (did you mean '%s'?)", name, best);
+    return bpt_err(err, n, "unknown config key '%s' (see docs/config.md for the list)", name);
 }
 
 /* ---- parsing values ------------------------------------------------------------------ */
@@ -515,9 +505,9 @@ static void expected(const keydef *k, char *buf, size_t n) {
 
 static int bad_value(const keydef *k, const char *v, const char *why, char *err, size_t n) {
     char exp[256];
-    if (why) return fail(err, n, "bad value for %s: '%.200s' (%s)", k->name, v, why);
+    if (why) return bpt_err(err, n, "bad value for %s: '%.200s' (%s)", k->name, v, why);
     expected(k, exp, sizeof exp);
-    return fail(err, n, "bad value for %s: '%.200s' (expected %s)", k->name, v, exp);
+    return bpt_err(err, n, "bad value for %s: '%.200s' (expected %s)", k->name, v, exp);
 }
 
 static int in_range(const keydef *k, double x) {
@@ -589,9 +579,9 @@ static int set_value(bpt_config *c, const keydef *k, const char *v, int store, c
 static int check_mesh_dim(const char *v, char *why, size_t n) {
     const char *ex = "expected three comma-separated integers like 1,-1,1 or dp:1,fsdp:-1,tp:1";
     char s[BPT_STR];
-    if (strlen(v) >= sizeof s) return fail(why, n, "too long; %s", ex);
+    if (strlen(v) >= sizeof s) return bpt_err(why, n, "too long; %s", ex);
     trim(v, s, sizeof s);
-    if (s[0] == '!') return fail(why, n, "a leading '!' (plain device order) is not supported; %s", ex);
+    if (s[0] == '!') return bpt_err(why, n, "a leading '!' (plain device order) is not supported; %s", ex);
     int nparts = 0, nminus = 0, named = 0, seen[3] = { 0, 0, 0 };
     char *save = NULL;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -606,19 +596,19 @@ static int check_mesh_dim(const char *v, char *why, size_t n) {
             trim(part, name, sizeof name);
             int axis = !strcmp(name, "dp") ? 0 : !strcmp(name, "fsdp") ? 1
                      : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : -1;
-            if (axis < 0) return fail(why, n, "unknown axis '%s' (axes are dp, fsdp, tp)", name);
-            if (seen[axis]++) return fail(why, n, "axis '%s' given twice", name);
+            if (axis < 0) return bpt_err(why, n, "unknown axis '%s' (axes are dp, fsdp, tp)", name);
+            if (seen[axis]++) return bpt_err(why, n, "axis '%s' given twice", name);
             named++;
             num = colon + 1;
         }
         int64_t x;
         if (parse_i64(num, &x) != 0 || (x < 1 && x != -1) || x > INT_MAX)
-            return fail(why, n, "each size must be a positive integer or -1; %s", ex);
+            return bpt_err(why, n, "each size must be a positive integer or -1; %s", ex);
         if (x == -1) nminus++;
     }
-    if (nparts != 3) return fail(why, n, "%d parts; %s", nparts, ex);
-    if (named && named != 3) return fail(why, n, "name every axis or none; %s", ex);
-    if (nminus > 1) return fail(why, n, "at most one size may be -1; %s", ex);
+    if (nparts != 3) return bpt_err(why, n, "%d parts; %s", nparts, ex);
+    if (named && named != 3) return bpt_err(why, n, "name every axis or none; %s", ex);
+    if (nminus > 1) return bpt_err(why, n, "at most one size may be -1; %s", ex);
     return 0;
 }
 
@@ -626,13 +616,13 @@ static int check_dtype(const char *v, char *why, size_t n) {
     static const char *unsupported[] = { "fp16", "float16", "fp64", "float64" };
     for (int i = 0; i < 4; i++)
         if (strcasecmp(v, unsupported[i]) == 0)
-            return fail(why, n, "%s is not supported; supported values: bf16 (bfloat16), fp32 (float32)", v);
+            return bpt_err(why, n, "%s is not supported; supported values: bf16 (bfloat16), fp32 (float32)", v);
     return 0;
 }
 
 static int check_optimizer(const char *v, char *why, size_t n) {
     if (strcasecmp(v, "palm") == 0)
-        return fail(why, n, "the palm optimizer is not supported; expected adamw");
+        return bpt_err(why, n, "the palm optimizer is not supported; expected adamw");
     return 0;
 }
 
@@ -641,10 +631,10 @@ static int check_preset(const char *v, char *why, size_t n) {
     bpt_llama_config l;
     if (!v[0]) return 0;
     if (strncmp(v, "json::", 6) == 0 || strncmp(v, "pickle::", 8) == 0)
-        return fail(why, n, "loading a model config from a json:: or pickle:: file is not supported; "
+        return bpt_err(why, n, "loading a model config from a json:: or pickle:: file is not supported; "
                     "expected a preset: %s", bpt_llama_preset_names());
     if (bpt_llama_preset(&l, v) != 0)
-        return fail(why, n, "unknown preset; valid presets: %s", bpt_llama_preset_names());
+        return bpt_err(why, n, "unknown preset; valid presets: %s", bpt_llama_preset_names());
     return 0;
 }
 
@@ -690,7 +680,7 @@ static int record_explicit(bpt_config *c, const keydef *k, char *err, size_t n) 
     fmt_value(c, k, val, sizeof val);
     size_t used = strlen(list), need = flen + strlen(val) + 2;
     if (used + need >= sizeof c->llama_explicit)
-        return fail(err, n, "too many explicit llama.* settings (internal limit)");
+        return bpt_err(err, n, "too many explicit llama.* settings (internal limit)");
     snprintf(list + used, sizeof c->llama_explicit - used, "%s=%s\n", fname, val);
     return 0;
 }
@@ -737,7 +727,7 @@ static int yfail_at(yctx *y, yaml_mark_t m, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fail(y->err, y->n, "%s:%zu:%zu: %s", y->fname, m.line + 1, m.column + 1, msg);
+    return bpt_err(y->err, y->n, "%s:%zu:%zu: %s", y->fname, m.line + 1, m.column + 1, msg);
 }
 
 /* Prefix the message already in y->err with the location. */
@@ -857,9 +847,9 @@ static int walk_map(yctx *y, yaml_node_t *m, const char *prefix) {
 static int yaml_syntax_error(yaml_parser_t *p, const char *fname, char *err, size_t n) {
     const char *problem = p->problem ? p->problem : "unknown problem";
     if (p->context)
-        return fail(err, n, "%s:%zu:%zu: YAML syntax error: %s %s", fname, p->problem_mark.line + 1,
+        return bpt_err(err, n, "%s:%zu:%zu: YAML syntax error: %s %s", fname, p->problem_mark.line + 1,
                     p->problem_mark.column + 1, problem, p->context);
-    return fail(err, n, "%s:%zu:%zu: YAML syntax error: %s", fname, p->problem_mark.line + 1,
+    return bpt_err(err, n, "%s:%zu:%zu: YAML syntax error: %s", fname, p->problem_mark.line + 1,
                 p->problem_mark.column + 1, problem);
 }
 
@@ -869,7 +859,7 @@ static int load_yaml(bpt_config *c, yaml_parser_t *p, const char *fname, char *e
     if (!yaml_parser_load(p, &doc)) return yaml_syntax_error(p, fname, err, n);
     int rc = 0;
     yctx *y = calloc(1, sizeof *y);
-    if (!y) { yaml_document_delete(&doc); return fail(err, n, "out of memory"); }
+    if (!y) { yaml_document_delete(&doc); return bpt_err(err, n, "out of memory"); }
     y->c = c; y->doc = &doc; y->fname = fname; y->err = err; y->n = n;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root) {
@@ -895,7 +885,7 @@ static int load_yaml(bpt_config *c, yaml_parser_t *p, const char *fname, char *e
 
 static int load_yaml_file(bpt_config *c, const char *path, char *err, size_t n) {
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, n, "cannot open config file '%s': %s", path, strerror(errno));
+    if (!f) return bpt_err(err, n, "cannot open config file '%s': %s", path, strerror(errno));
     yaml_parser_t p;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_file(&p, f);
@@ -933,8 +923,8 @@ static int update_field(bpt_config *c, const char *field, const char *value, cha
             if (is_llama(&keys[i])) cand[nc++] = keys[i].name + strlen(LLAMA);
         const char *best = closest(field, cand, nc);
         if (best)
-            return fail(err, n, "unknown llama field '%s' in update_llama_config (did you mean '%s'?)", field, best);
-        return fail(err, n, "unknown llama field '%s' in update_llama_config", field);
+            return bpt_err(err, n, "unknown llama field '%s' in update_llama_config (did you mean '%s'?)", field, best);
+        return bpt_err(err, n, "unknown llama field '%s' in update_llama_config", field);
     }
     if (set_value(c, k, value, 1, err, n) != 0) return prefix_err(err, n, "update_llama_config");
     return 0;
@@ -953,7 +943,7 @@ static int apply_update_dict(bpt_config *c, const char *s, char *err, size_t n) 
         name[len] = 0;
         while (isspace((unsigned char)*p)) p++;
         if (!len || *p != '=')
-            return fail(err, n, "bad value for update_llama_config: '%.200s' (expected dict(name=value, ...))", shown);
+            return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected dict(name=value, ...))", shown);
         p++;
         while (isspace((unsigned char)*p)) p++;
         len = 0;
@@ -961,7 +951,7 @@ static int apply_update_dict(bpt_config *c, const char *s, char *err, size_t n) 
             char q = *p++;
             while (*p && *p != q && len + 1 < sizeof value) value[len++] = *p++;
             if (*p != q)
-                return fail(err, n, "bad value for update_llama_config: '%.200s' (unterminated string)", shown);
+                return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (unterminated string)", shown);
             p++;
         } else {
             while (*p && *p != ',' && *p != ')' && len + 1 < sizeof value) value[len++] = *p++;
@@ -972,11 +962,11 @@ static int apply_update_dict(bpt_config *c, const char *s, char *err, size_t n) 
         while (isspace((unsigned char)*p)) p++;
         if (*p == ',') { p++; continue; }
         if (*p == ')') break;
-        return fail(err, n, "bad value for update_llama_config: '%.200s' (expected ',' or ')' in dict(...))", shown);
+        return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected ',' or ')' in dict(...))", shown);
     }
     p++;
     while (isspace((unsigned char)*p)) p++;
-    if (*p) return fail(err, n, "bad value for update_llama_config: '%.200s' (text after dict(...))", shown);
+    if (*p) return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (text after dict(...))", shown);
     return 0;
 }
 
@@ -988,21 +978,21 @@ static int apply_update_yaml(bpt_config *c, const char *s, char *err, size_t n) 
     yaml_parser_set_input_string(&p, (const unsigned char *)s, strlen(s));
     int rc = 0;
     if (!yaml_parser_load(&p, &doc)) {
-        rc = fail(err, n, "bad value for update_llama_config: '%.200s' (YAML error at column %zu: %s)", s,
+        rc = bpt_err(err, n, "bad value for update_llama_config: '%.200s' (YAML error at column %zu: %s)", s,
                   p.problem_mark.column + 1, p.problem ? p.problem : "?");
         yaml_parser_delete(&p);
         return rc;
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root || root->type != YAML_MAPPING_NODE) {
-        rc = fail(err, n, "bad value for update_llama_config: '%.200s' (expected a mapping like "
+        rc = bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected a mapping like "
                   "{max_sequence_length: 4096} or dict(max_sequence_length=4096))", s);
     } else {
         for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; rc == 0 && pr < root->data.mapping.pairs.top; pr++) {
             yaml_node_t *kn = yaml_document_get_node(&doc, pr->key);
             yaml_node_t *vn = yaml_document_get_node(&doc, pr->value);
             if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE)
-                rc = fail(err, n, "bad value for update_llama_config: '%.200s' (expected name: value pairs)", s);
+                rc = bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected name: value pairs)", s);
             else
                 rc = update_field(c, (const char *)kn->data.scalar.value, scalar_text(vn), err, n);
         }
@@ -1057,28 +1047,28 @@ static int check_model(const bpt_config *c, char *err, size_t n) {
     const bpt_llama_config *l = &c->llama;
     int H = l->num_attention_heads, KVH = bpt_kv_heads(l);
     if (l->hidden_size % H != 0)
-        return fail(err, n, "llama.hidden_size (%d) must be divisible by llama.num_attention_heads (%d)",
+        return bpt_err(err, n, "llama.hidden_size (%d) must be divisible by llama.num_attention_heads (%d)",
                     l->hidden_size, H);
     if (bpt_head_dim(l) % 2 != 0)
-        return fail(err, n, "head dim llama.hidden_size / llama.num_attention_heads = %d / %d = %d must be even "
+        return bpt_err(err, n, "head dim llama.hidden_size / llama.num_attention_heads = %d / %d = %d must be even "
                     "(RoPE rotates pairs)", l->hidden_size, H, bpt_head_dim(l));
     if (H % KVH != 0)
-        return fail(err, n, "llama.num_attention_heads (%d) must be divisible by llama.num_key_value_heads (%d)",
+        return bpt_err(err, n, "llama.num_attention_heads (%d) must be divisible by llama.num_key_value_heads (%d)",
                     H, KVH);
     if (l->bos_token_id >= l->vocab_size)
-        return fail(err, n, "llama.bos_token_id (%d) must be < llama.vocab_size (%d)", l->bos_token_id, l->vocab_size);
+        return bpt_err(err, n, "llama.bos_token_id (%d) must be < llama.vocab_size (%d)", l->bos_token_id, l->vocab_size);
     if (l->eos_token_id >= l->vocab_size)
-        return fail(err, n, "llama.eos_token_id (%d) must be < llama.vocab_size (%d)", l->eos_token_id, l->vocab_size);
+        return bpt_err(err, n, "llama.eos_token_id (%d) must be < llama.vocab_size (%d)", l->eos_token_id, l->vocab_size);
     static const char *drop[] = { "resid_pdrop", "embd_pdrop", "attn_pdrop", "fcm_min_ratio", "fcm_max_ratio" };
     const double vals[] = { l->resid_pdrop, l->embd_pdrop, l->attn_pdrop, l->fcm_min_ratio, l->fcm_max_ratio };
     for (int i = 0; i < 5; i++)
         if (vals[i] != 0)
-            return fail(err, n, "llama.%s = %g: %s is not supported (must be 0)", drop[i], vals[i],
+            return bpt_err(err, n, "llama.%s = %g: %s is not supported (must be 0)", drop[i], vals[i],
                         i < 3 ? "dropout" : "the forgetful causal mask");
     if (c->optimizer.adamw.bf16_momentum)
-        return fail(err, n, "optimizer.adamw_optimizer.bf16_momentum = true is not supported (must be false)");
+        return bpt_err(err, n, "optimizer.adamw_optimizer.bf16_momentum = true is not supported (must be false)");
     if (c->optimizer.adamw.multiply_by_parameter_scale)
-        return fail(err, n, "optimizer.adamw_optimizer.multiply_by_parameter_scale = true is not supported "
+        return bpt_err(err, n, "optimizer.adamw_optimizer.multiply_by_parameter_scale = true is not supported "
                     "(must be false)");
     return 0;
 }
@@ -1088,7 +1078,7 @@ static int check_chunk(int T, const char *tkey, int chunk, const char *ckey, con
                        char *err, size_t n) {
     int eff = chunk < T ? chunk : T;
     if (T % eff != 0)
-        return fail(err, n, "%s (%d) must be divisible by llama.%s (%d) when llama.%s is true",
+        return bpt_err(err, n, "%s (%d) must be divisible by llama.%s (%d) when llama.%s is true",
                     tkey, T, ckey, chunk, flag);
     return 0;
 }
@@ -1101,7 +1091,7 @@ static int check_dataset(const bpt_config *c, const bpt_dataset_config *d, const
     snprintf(tkey, sizeof tkey, "%s.%s_dataset.seq_length", name, s == &d->hdf5 ? "hdf5" : "text");
     int T = s->seq_length;
     if (T > l->max_sequence_length)
-        return fail(err, n, "%s (%d) exceeds llama.max_sequence_length (%d): the RoPE table would not cover "
+        return bpt_err(err, n, "%s (%d) exceeds llama.max_sequence_length (%d): the RoPE table would not cover "
                     "every position; raise llama.max_sequence_length", tkey, T, l->max_sequence_length);
     if (l->scan_attention) {
         if (check_chunk(T, tkey, l->scan_query_chunk_size, "scan_query_chunk_size", "scan_attention", err, n) ||
@@ -1113,7 +1103,7 @@ static int check_dataset(const bpt_config *c, const bpt_dataset_config *d, const
     if (l->scan_loss && check_chunk(T, tkey, l->scan_loss_chunk_size, "scan_loss_chunk_size", "scan_loss", err, n))
         return -1;
     if (!strcmp(d->type, "text") && l->vocab_size < 256)
-        return fail(err, n, "llama.vocab_size (%d) is smaller than the byte-level tokenizer's 256 tokens "
+        return bpt_err(err, n, "llama.vocab_size (%d) is smaller than the byte-level tokenizer's 256 tokens "
                     "(%s.type is text)", l->vocab_size, name);
     return 0;
 }
@@ -1122,15 +1112,16 @@ int bpt_config_finalize(bpt_config *c, char *err, size_t errlen) {
     if (check_keys(c, 0, err, errlen) != 0) return -1;
     /* a. the preset replaces the whole model config; without one, the llama.* values stand */
     if (c->load_llama_config[0] && bpt_llama_preset(&c->llama, c->load_llama_config) != 0)
-        return fail(err, errlen, "unknown preset '%s' for load_llama_config (valid: %s)",
+        return bpt_err(err, errlen, "unknown preset '%s' for load_llama_config (valid: %s)",
                     c->load_llama_config, bpt_llama_preset_names());
     /* b. explicit llama.* keys; c. update_llama_config */
     if (apply_explicit(c, err, errlen) != 0) return -1;
     if (apply_update(c, err, errlen) != 0) return -1;
     if (check_keys(c, 1, err, errlen) != 0) return -1;
     if (check_model(c, err, errlen) != 0) return -1;
-    if (check_dataset(c, &c->train_dataset, "train_dataset", err, errlen) != 0) return -1;
-    if (c->eval_steps > 0 && check_dataset(c, &c->eval_dataset, "eval_dataset", err, errlen) != 0) return -1;
+    if (!c->eval_only && check_dataset(c, &c->train_dataset, "train_dataset", err, errlen) != 0) return -1;
+    if ((c->eval_steps > 0 || c->eval_only) && check_dataset(c, &c->eval_dataset, "eval_dataset", err, errlen) != 0)
+        return -1;
     return 0;
 }
 
@@ -1142,25 +1133,36 @@ int bpt_config_from_yaml_string(bpt_config *c, const char *yaml, char *err, size
     return bpt_config_finalize(c, err, errlen);
 }
 
+static int from_args(bpt_config *c, int eval_only, int argc, char **argv, char *err, size_t errlen);
+
 int bpt_config_from_args(bpt_config *c, int argc, char **argv, char *err, size_t errlen) {
+    return from_args(c, 0, argc, argv, err, errlen);
+}
+
+int bpt_config_from_args_eval(bpt_config *c, int argc, char **argv, char *err, size_t errlen) {
+    return from_args(c, 1, argc, argv, err, errlen);
+}
+
+static int from_args(bpt_config *c, int eval_only, int argc, char **argv, char *err, size_t errlen) {
     static const char *const extra[] = { "config", "print_config" };
     const char **ov_key = calloc((size_t)argc + 1, sizeof *ov_key);
     const char **ov_val = calloc((size_t)argc + 1, sizeof *ov_val);
     char *names = calloc((size_t)argc + 1, 256);
     int nov = 0, rc = -1;
     bpt_config_defaults(c);
-    if (!ov_key || !ov_val || !names) { fail(err, errlen, "out of memory"); goto out; }
+    c->eval_only = eval_only;
+    if (!ov_key || !ov_val || !names) { bpt_err(err, errlen, "out of memory"); goto out; }
     /* pass 1: options; overrides are collected and applied after the YAML file */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || !a[2]) {
-            fail(err, errlen, "unexpected argument '%s' (options are --key=value or --key value)", a);
+            bpt_err(err, errlen, "unexpected argument '%s' (options are --key=value or --key value)", a);
             goto out;
         }
         const char *eq = strchr(a + 2, '=');
         char *name = names + (size_t)i * 256;
         size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (nlen >= 256) { fail(err, errlen, "option name too long: '%.60s...'", a); goto out; }
+        if (nlen >= 256) { bpt_err(err, errlen, "option name too long: '%.60s...'", a); goto out; }
         memcpy(name, a + 2, nlen);
         name[nlen] = 0;
         const char *value = eq ? eq + 1 : NULL;
@@ -1174,18 +1176,18 @@ int bpt_config_from_args(bpt_config *c, int argc, char **argv, char *err, size_t
             int has_next = i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0;
             if (has_next) value = argv[++i];
             else if (is_bool) value = "true";
-            else { fail(err, errlen, "missing value for --%s", name); goto out; }
+            else { bpt_err(err, errlen, "missing value for --%s", name); goto out; }
         }
         if (!strcmp(name, "config")) {
-            if (c->config_file[0]) { fail(err, errlen, "--config given twice"); goto out; }
+            if (c->config_file[0]) { bpt_err(err, errlen, "--config given twice"); goto out; }
             if (!value[0] || strlen(value) >= sizeof c->config_file) {
-                fail(err, errlen, "bad value for --config: '%.200s' (expected a file name)", value);
+                bpt_err(err, errlen, "bad value for --config: '%.200s' (expected a file name)", value);
                 goto out;
             }
             snprintf(c->config_file, sizeof c->config_file, "%s", value);
         } else if (!strcmp(name, "print_config")) {
             if (parse_bool(value, &c->print_config) != 0) {
-                fail(err, errlen, "bad value for --print_config: '%.200s' (expected true or false)", value);
+                bpt_err(err, errlen, "bad value for --print_config: '%.200s' (expected true or false)", value);
                 goto out;
             }
         } else {

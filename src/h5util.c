@@ -1,6 +1,7 @@
 /* h5util.c — scalar HDF5 attributes, opening files and datasets (see include/bpt/h5util.h). */
 #include "bpt/h5util.h"
 #include "bpt/util.h"
+#include "bpt/comm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <mpi.h>
 
 int bpt_h5_attr_str(hid_t obj, const char *name, const char *value) {
     hid_t type = H5Tcopy(H5T_C_S1);
@@ -229,4 +231,71 @@ hid_t bpt_h5_open_int_1d(hid_t f, const char *path, const char *name, const char
     if (dcpl >= 0) H5Pclose(dcpl);
     *n = (int64_t)dims[0];
     return d;
+}
+
+/* ------------------------------------------------------ closing a written file -- */
+
+static int lead_rank(int collective) {
+    int rank = 0;
+    if (collective) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank == 0;
+}
+
+hid_t bpt_h5_create_written(const char *path, double need, int collective, char *err, size_t errlen) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int lead = lead_rank(collective), check = !getenv("BPT_TEST_NO_SPACE_CHECK"), rc = 0;
+    int64_t have = lead && check ? bpt_fs_free_bytes(path) : -1;
+    if (have >= 0 && (double)have < need) {
+        char b1[32], b2[32];
+        rc = bpt_err(err, errlen, "%s: %s (needs up to %s, %s are free)", path, strerror(ENOSPC),
+                     bpt_fmt_bytes(need, b1, sizeof b1), bpt_fmt_bytes((double)have, b2, sizeof b2));
+    }
+    if (collective ? bpt_agree(rc, err, errlen) : rc) return -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (collective) H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+    errno = 0;
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        rc = bpt_err(err, errlen, "%s: cannot create the file: %s", path,
+                     errno ? strerror(errno) : "does the directory exist and is it writable?");
+    if (collective ? bpt_agree(rc, err, errlen) : rc) {
+        if (f >= 0) H5Fclose(f);
+        return -1;
+    }
+    if (lead && check && bpt_reserve_space(path, need) < 0)
+        rc = bpt_err(err, errlen, "%s: cannot reserve %.0f bytes for it: %s", path, need, strerror(errno));
+    if (collective ? bpt_agree(rc, err, errlen) : rc) {
+        bpt_h5_close_written(f, path, collective, 0, NULL, 0);
+        if (lead) unlink(path);
+        return -1;
+    }
+    return f;
+}
+
+int bpt_h5_close_written(hid_t file, const char *path, int collective, int ok, char *why, size_t n) {
+    char msg[256] = "";
+    int lead = lead_rank(collective), bad = !ok;
+    if (bad) snprintf(msg, sizeof msg, "%s", bpt_write_failure(path));
+    if (collective) bad = bpt_agree(bad, msg, sizeof msg) != 0;
+    if (!bad && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+        bad = 1;
+        snprintf(msg, sizeof msg, "%s", bpt_write_failure(path));
+    }
+    if (collective) bad = bpt_agree(bad, msg, sizeof msg) != 0;
+    if (bad) {
+        /* what is written is lost anyway: free its space for the close's metadata */
+        int cut = lead ? truncate(path, 0) : 0;   /* if it cannot be cut, the close may still manage */
+        (void)cut;
+        if (collective) bpt_agree(0, NULL, 0);   /* cut before any rank closes */
+    }
+    if (H5Fclose(file) < 0) {
+        if (!bad) snprintf(msg, sizeof msg, "%s", bpt_write_failure(path));
+        bad = 1;
+        bpt_mpi_finalize_unsafe();
+    }
+    if (!bad && lead) bpt_release_space(path);
+    if (collective) bad = bpt_agree(bad, msg, sizeof msg) != 0;
+    if (bad && why && n) snprintf(why, n, "%s", msg);
+    return bad ? -1 : 0;
 }

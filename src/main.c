@@ -105,10 +105,11 @@ static int print_command_help(const char *cmd, int argc, char **argv) {
 
 /* The config of this run: every rank parses it (the file may be node-local), and the
  * ranks agree on the outcome, so a rank that cannot read it stops them all. */
-static void load_config(bpt_config *c, int argc, char **argv) {
+static void load_config(bpt_config *c, int for_eval, int argc, char **argv) {
     char err[1024] = "";
     bpt_config_defaults(c);
-    bpt_agree_or_exit(bpt_config_from_args(c, argc, argv, err, sizeof err) != 0, err);
+    int bad = (for_eval ? bpt_config_from_args_eval : bpt_config_from_args)(c, argc, argv, err, sizeof err) != 0;
+    bpt_agree_or_exit(bad, err);
 }
 
 /* bpt plan [--world_size N] [config...]: the memory and communication of one training
@@ -177,16 +178,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "data")) {
         bpt_mpi_init(&argc, &argv);
         int rc = bpt_data_main(argc - 2, argv + 2);
-        MPI_Finalize();
-        return rc;
+        bpt_mpi_exit(rc);
     } else if (!strcmp(cmd, "ckpt")) {
         bpt_mpi_init(&argc, &argv);
         int rc = bpt_ckpt_main(argc - 2, argv + 2);
-        MPI_Finalize();
-        return rc;
+        bpt_mpi_exit(rc);
     } else {
-        fprintf(stderr, "bpt: unknown command '%s' (expected train, eval, plan, help or --version)\n", cmd);
-        return 2;
+        return bpt_error(2, "unknown command '%s' (expected train, eval, plan, help or --version)", cmd);
     }
     bpt_mpi_init(&argc, &argv);
     /* bpt plan takes --world_size N (not a config key): the ranks to plan for */
@@ -207,7 +205,7 @@ int main(int argc, char **argv) {
     int world_given = world_size > 0;
     if (!fn && world_size == 0) MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     bpt_config *c = bpt_xcalloc(1, sizeof *c);
-    load_config(c, nargs, args);
+    load_config(c, fn == bpt_eval_main, nargs, args);
     free(args);
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -217,11 +215,9 @@ int main(int argc, char **argv) {
             fputs(y, stdout);
             free(y);
         }
-        MPI_Finalize();
-        return 0;
+        bpt_mpi_exit(0);
     }
     int rc = fn ? fn(c) : (rank == 0 ? plan_main(c, world_size, world_given) : 0);
     free(c);
-    MPI_Finalize();
-    return rc;
+    bpt_mpi_exit(rc);
 }

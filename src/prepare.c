@@ -51,7 +51,7 @@ static int parse_args(int argc, char **argv, prep_args *a) {
         snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg), arg);
         int is_bool = !strcmp(key, "--add_bos_token") || !strcmp(key, "--add_eos_token");
         const char *v = eq ? eq + 1 : (!is_bool && i + 1 < argc) ? argv[++i] : is_bool ? "true" : NULL;
-        if (!v) { fprintf(stderr, "bpt: %s needs a value\n", key); return -1; }
+        if (!v) return bpt_error(-1, "%s needs a value", key);
         char *end = NULL;
         if (!strcmp(key, "--input")) snprintf(a->inputs, sizeof a->inputs, "%s", v);
         else if (!strcmp(key, "--tokenizer")) snprintf(a->tokenizer, sizeof a->tokenizer, "%s", v);
@@ -64,11 +64,9 @@ static int parse_args(int argc, char **argv, prep_args *a) {
         else if (!strcmp(key, "--add_eos_token")) a->d.add_eos_token = !strcasecmp(v, "true") || !strcmp(v, "1");
         else if (!strcmp(key, "--tokens")) a->ntokens = strtoll(v, &end, 10);
         else if (!strcmp(key, "--seed")) a->seed = strtoll(v, &end, 10);
-        else { fprintf(stderr, "bpt: unknown option '%s' for bpt data\n", key); return -1; }
-        if (end && (*end || a->ntokens < 2)) {
-            fprintf(stderr, "bpt: bad value for %s: '%s' (expected an integer >= 2)\n", key, v);
-            return -1;
-        }
+        else return bpt_error(-1, "unknown option '%s' for bpt data", key);
+        if (end && (*end || a->ntokens < 2))
+            return bpt_error(-1, "bad value for %s: '%s' (expected an integer >= 2)", key, v);
     }
     return 0;
 }
@@ -139,12 +137,16 @@ static int prepare(prep_args *a, int rank, int P) {
     char err[1024];
     int bad = 0;
     if (!a->inputs[0] || !a->output[0]) return usage("prepare needs --input and --output");
+    /* every rank reads the tokenizer and the inputs: what one cannot read stops them all */
     bpt_tokenizer *tk = bpt_tokenizer_open(a->tokenizer, err, sizeof err);
-    if (!tk) bpt_die("%s", err);
+    bpt_agree_or_exit(!tk, err);
     int V = bpt_tokenizer_vocab_size(tk);
     /* BOS/EOS: the tokenizer's, else the llama config's defaults (0 and 1) */
     bpt_text_processor *tp = bpt_text_processor_new(&a->d, tk, 0, 1, V, err, sizeof err);
-    if (!tp) bpt_die("%s (HINT: --add_bos_token/--add_eos_token need a tokenizer with BOS/EOS)", err);
+    if (!tp && strstr(err, "_token_id"))
+        snprintf(err + strlen(err), sizeof err - strlen(err), " (HINT: --add_bos_token/--add_eos_token need a "
+                 "tokenizer with BOS/EOS)");
+    bpt_agree_or_exit(!tp, err);
 
     /* the inputs: all must exist before any work */
     char list[4096], *names[64];
@@ -152,11 +154,19 @@ static int prepare(prep_args *a, int rank, int P) {
     snprintf(list, sizeof list, "%s", a->inputs);
     for (char *sv = NULL, *t = strtok_r(list, ",", &sv); t && ninputs < 64; t = strtok_r(NULL, ",", &sv)) names[ninputs++] = t;
     uint64_t total_bytes = 0;
-    for (int i = 0; i < ninputs; i++) {
+    for (int i = 0; i < ninputs && !bad; i++) {
         struct stat st;
-        if (stat(names[i], &st) != 0) bpt_die("--input: %s: %s", names[i], strerror(errno));
-        total_bytes += (uint64_t)st.st_size;
+        FILE *f = fopen(names[i], "rb");
+        if (!f || fstat(fileno(f), &st) != 0)
+            bad = bpt_err(err, sizeof err, "--input: %s: %s%s", names[i], strerror(errno),
+                          rank ? " (on a rank other than 0: is it on a file system every node shares?)" : "");
+        else if (S_ISDIR(st.st_mode))
+            bad = bpt_err(err, sizeof err, "--input: %s: is a directory, expected a JSONL or text file", names[i]);
+        else
+            total_bytes += (uint64_t)st.st_size;
+        if (f) fclose(f);
     }
+    bpt_agree_or_exit(bad != 0, err);
 
     bpt_tokens out = {0};
     uint64_t *docs = NULL, ndocs = 0, capdocs = 0, malformed = 0, blank = 0, done_bytes = 0;
@@ -172,7 +182,10 @@ static int prepare(prep_args *a, int rank, int P) {
     uint64_t base = 0;   /* offset of file i in the concatenation */
     for (int i = 0; i < ninputs; i++) {
         FILE *f = fopen(names[i], "rb");
-        if (!f) bpt_die("--input: %s: %s", names[i], strerror(errno));
+        if (!f) {   /* it was there a moment ago: said once every rank is past its reading */
+            bad = bpt_err(err, sizeof err, "--input: %s: %s", names[i], strerror(errno));
+            break;
+        }
         struct stat st;
         fstat(fileno(f), &st);
         uint64_t S = (uint64_t)st.st_size, lo, hi;
@@ -220,10 +233,13 @@ static int prepare(prep_args *a, int rank, int P) {
                         100 * frac, done_bytes * P / 1e6 / (last - t0 + 1e-9));
             }
         }
+        if (ferror(f)) bad = bpt_err(err, sizeof err, "--input: %s: cannot read: %s", names[i], strerror(errno));
         fclose(f);
+        if (bad) break;
     }
     free(line);
     if (tty) fputs("\r\033[K", stderr);
+    bpt_agree_or_exit(bad != 0, err);
 
     /* offsets of this rank's tokens and documents */
     uint64_t mine[3] = {out.n, ndocs, 0}, off[3] = {0, 0, 0}, tot[3];
@@ -269,15 +285,13 @@ static int prepare(prep_args *a, int rank, int P) {
     /* one file, every rank its slice, collectively; then rank 0 renames it into place */
     char tmp[BPT_STR + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", a->output);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0) bpt_die("--output: cannot create %s", tmp);
+    int narrow = V <= 65536;
+    /* at most: the tokens, the mask, the offsets, and 1 MiB of HDF5 metadata */
+    double need = (double)tot[0] * (narrow ? 2 : 4) + (tot[2] ? (double)tot[0] : 0) + 8.0 * (double)tot[1] + (1 << 20);
+    hid_t f = bpt_h5_create_written(tmp, need, 1, err, sizeof err);
+    if (f < 0) bpt_die("--output: %s", err);   /* agreed */
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    int narrow = V <= 65536;
     void *tokbuf = out.tok;
     uint16_t *t16 = NULL;
     if (narrow) {
@@ -305,11 +319,14 @@ static int prepare(prep_args *a, int rank, int P) {
     bpt_h5_attr_num(f, "num_documents", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[1]);
     bpt_h5_attr_num(f, "malformed_lines", H5T_STD_U64LE, H5T_NATIVE_UINT64, &mal);
     H5Pclose(dxpl);
-    if (H5Fclose(f) < 0) bad = 1;
-    int any = 0;
-    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (any) bpt_die("--output: cannot write %s (disk full?)", tmp);
-    if (rank == 0 && rename(tmp, a->output) != 0) bpt_die("cannot rename %s to %s: %s", tmp, a->output, strerror(errno));
+    char why[256];
+    if (bpt_h5_close_written(f, tmp, 1, !bad, why, sizeof why) != 0) {
+        if (rank == 0) unlink(tmp);
+        bpt_die("--output: cannot write %s: %s", tmp, why);   /* agreed */
+    }
+    bad = rank == 0 && rename(tmp, a->output) != 0;
+    if (bad) bpt_err(err, sizeof err, "--output: cannot rename %s to %s: %s", tmp, a->output, strerror(errno));
+    bpt_agree_or_exit(bad, err);
     double dt = bpt_now() - t0;
     if (rank == 0) {
         printf("wrote %s: %llu tokens (%s), %llu documents from %.1f MB in %.1f s (%.1f MB/s on %d rank%s)%s\n",
@@ -329,10 +346,10 @@ static int prepare(prep_args *a, int rank, int P) {
 static int inspect(const char *path) {
     char err[1024];
     hid_t f = bpt_h5_open_read(path, err, sizeof err);
-    if (f < 0) { fprintf(stderr, "bpt: %s\n", err); return 1; }
+    if (f < 0) return bpt_error(1, "%s", err);
     int64_t nt = 0;
     hid_t ds = bpt_h5_open_int_1d(f, path, "tokens", "integer token ids (uint16, uint32, int32 or int64)", &nt, err, sizeof err);
-    if (ds < 0) { fprintf(stderr, "bpt: %s\n", err); H5Fclose(f); return 1; }
+    if (ds < 0) { H5Fclose(f); return bpt_error(1, "%s", err); }
     hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
     hsize_t n = (hsize_t)nt;
     printf("file        %s\ntokens      %llu (%s%zu)\n", path, (unsigned long long)n,
@@ -382,10 +399,8 @@ int bpt_data_main(int argc, char **argv) {
     if (!a.output[0]) return usage("synth needs --output FILE");
     char err[1024];
     if (rank == 0) {
-        if (bpt_data_write_synthetic(a.output, (uint64_t)a.ntokens, (uint64_t)a.seed, err, sizeof err) != 0) {
-            fprintf(stderr, "bpt: %s\n", err);
-            return 1;
-        }
+        if (bpt_data_write_synthetic(a.output, (uint64_t)a.ntokens, (uint64_t)a.seed, err, sizeof err) != 0)
+            return bpt_error(1, "%s", err);
         printf("wrote %lld byte tokens to %s\n", a.ntokens, a.output);
     }
     return 0;

@@ -1,4 +1,5 @@
 /* util.c — errors, allocation, time, counter-based random numbers. */
+#define _GNU_SOURCE   /* fallocate */
 #include "bpt/util.h"
 #include "bpt/comm.h"
 
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -36,14 +38,33 @@ void bpt_die(const char *fmt, ...) {
     exit(1);   /* not reached: every rank has status 1 */
 }
 
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20) *s = ' ';
+}
+
 int bpt_err(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
+        one_line(err);
     }
     return -1;
+}
+
+int bpt_error(int status, const char *fmt, ...) {
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    one_line(msg);
+    fflush(stdout);
+    fprintf(stderr, "bpt: %s\n", msg);
+    fflush(stderr);
+    return status;
 }
 
 void *bpt_xmalloc(size_t n) {
@@ -132,6 +153,59 @@ int bpt_mkdirs(const char *path) {
     }
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
     return 0;
+}
+
+int64_t bpt_fs_free_bytes(const char *path) {
+    struct statvfs sv;
+    if (statvfs(path, &sv) != 0) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else if (slash == dir) dir[1] = 0;
+        else *slash = 0;
+        if (statvfs(dir, &sv) != 0) return -1;
+    }
+    return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+int bpt_reserve_space(const char *path, double bytes) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return -1;
+    int rc = 0;
+#ifdef FALLOC_FL_KEEP_SIZE
+    if (bytes > 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) != 0)
+        rc = errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL ? 1 : -1;
+#else
+    (void)bytes;
+    rc = 1;
+#endif
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+void bpt_release_space(const char *path) {
+#if defined(FALLOC_FL_KEEP_SIZE) && defined(FALLOC_FL_PUNCH_HOLE)
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return;
+    struct stat st;
+    /* the blocks past the end: cut at the size (xfs, tmpfs), punched out (ext4) */
+    if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size) == 0)
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, (off_t)1 << 40);
+    close(fd);
+#else
+    (void)path;
+#endif
+}
+
+const char *bpt_write_failure(const char *path) {
+    int e = errno;
+    int64_t free_bytes = bpt_fs_free_bytes(path);
+    if (e == EDQUOT) return strerror(e);
+    if (e == ENOSPC || (free_bytes >= 0 && free_bytes < (1 << 20))) return strerror(ENOSPC);
+    return e ? strerror(e) : "an I/O error";
 }
 
 int bpt_fsync_path(const char *path, int is_dir) {

@@ -54,9 +54,10 @@ int bpt_ckpt_read_meta(const char *path, bpt_ckpt_meta *meta, char *err, size_t 
 /* <dir>/latest names the newest complete checkpoint of dir (one line, a file name).
  * Written atomically (temporary file, fsync, rename) after the checkpoint itself. */
 int bpt_ckpt_set_latest(const char *dir, const char *name, char *err, size_t errlen);
-/* The path of the checkpoint <dir>/latest names: 0, or -1 when there is none (no
- * latest, or it names a file that does not exist). */
-int bpt_ckpt_latest(const char *dir, char *path, size_t len);
+/* The path of the checkpoint <dir>/latest names: 1 (found), 0 (dir has no latest: no
+ * checkpoint yet), or -1 with err naming the problem (latest unreadable or empty, or
+ * naming a checkpoint that does not exist: a run must not start afresh over it). */
+int bpt_ckpt_latest(const char *dir, char *path, size_t len, char *err, size_t errlen);
 /* Delete the regular checkpoints step_N.h5 of dir beyond the newest keep (0: keep
  * all), never protect. Milestones (milestone_N.h5) are never touched. */
 void bpt_ckpt_prune(const char *dir, int keep, const char *protect);

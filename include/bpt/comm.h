@@ -36,6 +36,13 @@ typedef struct bpt_request { MPI_Request r; void *ev; const char *what; bpt_axis
 int bpt_mpi_init(int *argc, char ***argv);
 int bpt_mpi_thread_level(void);     /* what MPI_Init_thread gave (-1 before bpt_mpi_init) */
 
+/* MPI_Finalize and exit(rc): the end of every path out of bpt once MPI is up. A rank
+ * on which a library was left in a state its finalizer would crash on (HDF5 after a
+ * failed close of a file being written, see bpt_mpi_finalize_unsafe) skips the
+ * finalizers and ends with _exit(rc); its message was printed before. */
+void bpt_mpi_exit(int rc) __attribute__((noreturn));
+void bpt_mpi_finalize_unsafe(void);
+
 /* The one agreement primitive. Collective over MPI_COMM_WORLD: every rank calls it at the
  * same point, with rc its own status (0: fine) and msg its one-line message (read only
  * when rc != 0). Returns the status of the lowest failing world rank, 0 when none failed,
@@ -46,7 +53,7 @@ int bpt_mpi_thread_level(void);     /* what MPI_Init_thread gave (-1 before bpt_
 int bpt_agree(int rc, char *msg, size_t n);
 
 /* bpt_agree, and when some rank failed: "bpt: <its message>" on stderr once (by world
- * rank 0), MPI finalized, and every rank exits with that status. */
+ * rank 0), MPI finalized (bpt_mpi_finalize), and every rank exits with that status. */
 void bpt_agree_or_exit(int rc, const char *msg);
 
 /* A dry communicator for a dp x fsdp x tp mesh, seen from rank 0 of every axis:

@@ -126,6 +126,7 @@ typedef struct bpt_config {
 
     /* not keys: bookkeeping */
     int print_config;                 /* --print_config was given */
+    int eval_only;                    /* bpt eval: train_dataset is not used, so not checked */
     char config_file[BPT_STR];        /* --config */
     char llama_explicit[8 * BPT_STR]; /* llama.* keys set explicitly, "k=v\n" lines */
 } bpt_config;
@@ -137,6 +138,8 @@ void bpt_config_defaults(bpt_config *c);
  * --key value. Loads the YAML, applies overrides, assembles and validates the model
  * config. Returns 0, or -1 with a one-line message in err (no newline). */
 int bpt_config_from_args(bpt_config *c, int argc, char **argv, char *err, size_t errlen);
+/* The same for bpt eval: what only training uses (train_dataset) is not validated. */
+int bpt_config_from_args_eval(bpt_config *c, int argc, char **argv, char *err, size_t errlen);
 
 /* Same, from a YAML text (tests). */
 int bpt_config_from_yaml_string(bpt_config *c, const char *yaml, char *err, size_t errlen);

@@ -35,4 +35,26 @@ hid_t bpt_h5_open_read(const char *path, char *err, size_t errlen);
 hid_t bpt_h5_open_int_1d(hid_t f, const char *path, const char *name, const char *want,
                          int64_t *n, char *err, size_t errlen);
 
+/* Create (truncate) path for writing a file of at most need bytes, so that a full disk
+ * is found before anything is written: the free space is checked first, then need bytes
+ * are reserved for the file (bpt_reserve_space), so no write half-way through can meet
+ * a full disk. The file id, or -1 with err: "<path>: No space left on device (needs up
+ * to X, Y are free)", "<path>: cannot create the file: ...". collective: through MPI-IO
+ * on MPI_COMM_WORLD; every rank calls it, rank 0 checks and reserves, all return the
+ * same. Close it with bpt_h5_close_written. BPT_TEST_NO_SPACE_CHECK=1 (tests) skips the
+ * check and the reservation, to exercise a disk that fills up during the writes. */
+hid_t bpt_h5_create_written(const char *path, double need, int collective, char *err, size_t errlen);
+
+/* Close a file opened for writing at path so that no failure can crash the process
+ * later, and say whether it is complete. ok: every write into it succeeded. The file is
+ * flushed first; when a write or the flush failed, it is cut to zero bytes before
+ * H5Fclose, so that the close's own metadata writes find room on a full disk and HDF5
+ * lets go of the file (a failed H5Fclose leaves HDF5 holding a half-closed file that its
+ * exit hooks crash on; should the close fail even so, bpt_mpi_finalize_unsafe keeps
+ * them from running). 0 when the file is complete, else -1 with why (n bytes) saying
+ * what stopped it (bpt_write_failure: "No space left on device", ...). collective: the
+ * file was opened through MPI-IO on MPI_COMM_WORLD and every rank calls this, each with
+ * its own ok; all return the same, with the lowest failing rank's why. */
+int bpt_h5_close_written(hid_t file, const char *path, int collective, int ok, char *why, size_t n);
+
 #endif

@@ -18,8 +18,14 @@ void bpt_panic(const char *file, int line, const char *fmt, ...)
  * calls whether it failed or not. */
 void bpt_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
-/* snprintf into err if err != NULL; returns -1 (for "return bpt_err(...)"). */
+/* The error path. A failure is formatted into the caller's err buffer with bpt_err and
+ * travels up as -1; at the top it is printed once as one line, "bpt: <message>", by
+ * bpt_error (a serial command: bpt ckpt, bpt data inspect) or bpt_agree_or_exit /
+ * bpt_die (comm.h: every rank of a job). Control characters in a message (a newline
+ * from a file's contents) become spaces, so an error is always one line. */
 int bpt_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Print "bpt: <message>" on stderr as one line; returns status (for "return bpt_error(1, ...)"). */
+int bpt_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void *bpt_xmalloc(size_t n);          /* never NULL */
 void *bpt_xrealloc(void *p, size_t n);
@@ -44,5 +50,22 @@ int bpt_fsync_path(const char *path, int is_dir);
 
 /* Create directory and parents (like mkdir -p). 0 or -1. */
 int bpt_mkdirs(const char *path);
+
+/* Bytes an unprivileged writer may still use on the file system holding path (or its
+ * directory, when path does not exist yet); -1 when that cannot be told. */
+int64_t bpt_fs_free_bytes(const char *path);
+
+/* Reserve bytes of disk blocks for the file at path beyond what it holds, without
+ * changing its size (Linux fallocate, FALLOC_FL_KEEP_SIZE): writes into it up to that
+ * size then cannot meet a full disk half-way. 0; 1 when the file system cannot reserve
+ * (nothing is written instead: no zero-filling); -1 with errno (ENOSPC). Release what
+ * was not used with bpt_release_space once the file is complete. */
+int bpt_reserve_space(const char *path, double bytes);
+void bpt_release_space(const char *path);
+
+/* Why a write to path failed, for the end of an error line: "No space left on device"
+ * when errno says so or the file system is (all but) full, else errno's text, else
+ * "an I/O error". Call it right after the failure, before anything frees space. */
+const char *bpt_write_failure(const char *path);
 
 #endif
