@@ -149,24 +149,16 @@ size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
 
 /* --------------------------------------------------------------- helpers -- */
 
-/* The peak MFU is taken against, and where it comes from: a device backend's bf16
- * tensor-core peak, else (host memory) the backend's sgemm measured on this rank on
- * 1024^3 products. */
-static double backend_peak_flops(const bpt_kernels *k, const char **source) {
-    if (k->peak_flops) {
-        double dev = k->peak_flops();
-        *source = dev > 0 ? "the device's bf16 dense peak"
-                          : "unknown for this GPU: MFU is not reported; set peak_flops (FLOP/s per rank)";
-        return dev > 0 ? dev : 0.0;
-    }
-    *source = "measured: sgemm 1024^3 at start";
+/* The backend's sgemm rate on 1024^3 products: the best of several runs within about
+ * half a second, so that a busy moment does not set the peak too low. */
+static double measure_sgemm_flops(const bpt_kernels *k) {
     int n = 1024;
     float *a = bpt_xcalloc((size_t)n * n, sizeof(float)), *b = bpt_xcalloc((size_t)n * n, sizeof(float));
     float *cc = bpt_xcalloc((size_t)n * n, sizeof(float));
     for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
     k->gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, cc, n);   /* warm up */
-    double best = 0;
-    for (int r = 0; r < 3; r++) {
+    double best = 0, t_end = bpt_now() + 0.5;
+    for (int r = 0; r < 10 && (r < 3 || bpt_now() < t_end); r++) {
         double t0 = bpt_now();
         k->gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, cc, n);
         double f = 2.0 * n * n * (double)n / (bpt_now() - t0);
@@ -174,6 +166,38 @@ static double backend_peak_flops(const bpt_kernels *k, const char **source) {
     }
     free(a); free(b); free(cc);
     return best;
+}
+
+/* The peak MFU is taken against, and where it comes from: a device backend's bf16
+ * tensor-core peak, else (host memory) the backend's sgemm measured on this rank. */
+static double backend_peak_flops(const bpt_kernels *k, const char **source) {
+    if (k->peak_flops) {
+        double dev = k->peak_flops();
+        *source = dev > 0 ? "the device's bf16 dense peak"
+                          : "unknown for this GPU: MFU is not reported; set peak_flops (FLOP/s per rank)";
+        return dev > 0 ? dev : 0.0;
+    }
+    *source = "measured: best sgemm 1024^3 at start";
+    return measure_sgemm_flops(k);
+}
+
+/* An MFU above 1 means the peak is wrong (measured while the machine was busy, or a
+ * peak_flops set too low): a measured one is measured again, once; if the step still
+ * beats it, MFU is reported as unknown from then on (0 returned) with one note. */
+static double check_peak(const bpt_kernels *k, double peak, double achieved, int *measured, int root) {
+    if (peak <= 0 || achieved <= peak) return peak;
+    int was_measured = *measured;
+    if (*measured) {
+        *measured = 0;   /* once */
+        double again = measure_sgemm_flops(k);
+        if (again > peak) peak = again;
+        if (achieved <= peak) return peak;
+    }
+    if (root)
+        fprintf(stderr, "bpt: note: a step ran at %.1f GFLOP/s per rank, above the peak of %.1f G (%s); MFU is not "
+                "reported from here on (set peak_flops to this machine's peak FLOP/s per rank)\n", achieved / 1e9,
+                peak / 1e9, was_measured ? "measured on a busy machine" : "peak_flops is too low");
+    return 0;
 }
 
 /* A step that may fail on some ranks only: every rank learns whether any failed, the
@@ -208,6 +232,18 @@ static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
     return k;
 }
 
+/* The arena: arena_bytes, else exactly the planned peak; a step cannot fit in less. */
+static size_t arena_capacity(const bpt_config *c, size_t peak) {
+    if (c->arena_bytes <= 0) return peak;
+    if ((size_t)c->arena_bytes < peak) {
+        char b1[32], b2[32];
+        bpt_die("bad value for arena_bytes: '%s' (below the planned peak of %s per rank for this config and "
+                "mesh; 0 sizes the arena to it; bpt plan shows where it goes)", bpt_fmt_bytes((double)c->arena_bytes,
+                b1, sizeof b1), bpt_fmt_bytes((double)peak, b2, sizeof b2));
+    }
+    return (size_t)c->arena_bytes;
+}
+
 static void fmt_duration(double s, char *buf, size_t n) {
     if (s < 0 || !isfinite(s)) s = 0;
     int h = (int)(s / 3600), mi = (int)(fmod(s, 3600) / 60), se = (int)fmod(s, 60);
@@ -227,7 +263,8 @@ static void mesh_or_die(bpt_mesh *mesh, const bpt_config *c) {
 typedef struct eval_result { double loss, accuracy, tokens; } eval_result;
 
 /* Mean over nsteps global batches of the loader (this rank reads its rows): token
- * weighted loss and accuracy, reduced over the batch axis. */
+ * weighted loss and accuracy, reduced over the batch axis. Collective; -1 with err on
+ * every rank when a read failed on any. */
 static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows, int64_t nsteps,
                     eval_result *r, char *err, size_t errlen) {
     bpt_batch b;
@@ -235,7 +272,11 @@ static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows
     int row0 = comm->rank[BPT_AXIS_BATCH] * m->B;
     double sum[3] = {0, 0, 0};
     for (int64_t s = 0; s < nsteps; s++) {
-        if (bpt_loader_next(ld, &b, batch_rows, row0, err, errlen) != 0) { bpt_batch_free(&b); return -1; }
+        /* a read error is one rank's: every rank stops before the forward's collectives */
+        if (bpt_agree(bpt_loader_next(ld, &b, batch_rows, row0, err, errlen) != 0, err, errlen)) {
+            bpt_batch_free(&b);
+            return -1;
+        }
         for (size_t i = 0; i < (size_t)m->B * m->T; i++) sum[2] += b.mask[i];
         bpt_model_forward(m, b.inputs, b.targets, b.mask, sum);
     }
@@ -248,37 +289,73 @@ static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows
 }
 
 /* Save <output_dir>/ckpt/NAME (collective), then point latest at it and prune the
- * regular checkpoints beyond checkpointer.keep (rank 0). */
-static void save(const bpt_config *c, bpt_model *m, const char *name, int64_t step, uint64_t tokens,
-                 int with_optimizer) {
-    char path[2 * BPT_STR + 64], err[ERRLEN], dir[BPT_STR + 16];
+ * regular checkpoints beyond checkpointer.keep (rank 0). 0, or -1 with err on every
+ * rank; a failed save leaves the previous checkpoint and latest as they were. The
+ * path saved is left in saved. */
+static int save(const bpt_config *c, bpt_model *m, const char *name, int64_t step, uint64_t tokens,
+                int with_optimizer, char *saved, size_t savedlen, char *err, size_t errlen) {
+    char path[2 * BPT_STR + 64], dir[BPT_STR + 16];
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     snprintf(dir, sizeof dir, "%s/ckpt", c->output_dir);
     int bad = rank == 0 && bpt_mkdirs(dir) != 0;
-    if (bad) bpt_err(err, sizeof err, "logger.output_dir: cannot create directory '%s': %s", dir, strerror(errno));
-    bpt_agree_or_exit(bad, err);
+    if (bad) bpt_err(err, errlen, "logger.output_dir: cannot create directory '%s': %s", dir, strerror(errno));
+    if (bpt_agree(bad, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     bpt_ckpt_meta meta = {step, tokens, c->seed, !strcmp(c->ckpt_float_dtype, "bf16"), 0};
     char *yaml = bpt_config_to_yaml(c);
-    if (bpt_ckpt_save(path, m, &meta, yaml, with_optimizer, err, sizeof err) != 0)
-        bpt_die("%s", err);
+    bad = bpt_ckpt_save(path, m, &meta, yaml, with_optimizer, err, errlen) != 0;
     free(yaml);
+    if (bad) return -1;   /* every rank knows (bpt_ckpt_save agrees) */
     if (rank == 0) {
-        bad = bpt_ckpt_set_latest(dir, name, err, sizeof err) != 0;
+        bad = bpt_ckpt_set_latest(dir, name, err, errlen) != 0;
         if (!bad) bpt_ckpt_prune(dir, c->ckpt_keep, name);
     }
-    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (bad) bpt_die("%s", err);
+    if (bpt_agree(bad, err, errlen)) return -1;
+    snprintf(saved, savedlen, "%s", path);
+    return 0;
 }
 
-/* autoresume: the checkpoint <output_dir>/ckpt/latest names, decided by rank 0. */
+static void save_or_die(const bpt_config *c, bpt_model *m, const char *name, int64_t step, uint64_t tokens,
+                        int with_optimizer, char *saved, size_t savedlen) {
+    char err[ERRLEN];
+    if (save(c, m, name, step, tokens, with_optimizer, saved, savedlen, err, sizeof err) != 0)
+        bpt_die("%s", err);   /* agreed: every rank is here */
+}
+
+/* Load the checkpoint spec names (params::FILE, trainstate::FILE or DIR, ...) into m;
+ * for_eval: the parameters only. Collective; a failure ends every rank with one line.
+ * The file in path (len bytes), its step (for_eval: the step it was saved at) in meta;
+ * returns the kind loaded. */
+static bpt_load_kind load_or_die(const char *spec, int for_eval, bpt_model *m, bpt_ckpt_meta *meta, char *path,
+                                 size_t len) {
+    char err[ERRLEN];
+    bpt_load_kind kind = BPT_LOAD_PARAMS;
+    /* the spec may name a directory, whose latest each rank reads: agreed */
+    bpt_agree_or_exit(bpt_ckpt_parse_spec(spec, &kind, path, len, err, sizeof err) != 0, err);
+    if (for_eval && kind == BPT_LOAD_TRAINSTATE) kind = BPT_LOAD_TRAINSTATE_PARAMS;
+    if (bpt_ckpt_load(path, kind, m, meta, err, sizeof err) != 0) bpt_die("%s", err);   /* agreed inside */
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (for_eval && rank == 0) {   /* the step it was saved at, for rank 0's log line */
+        bpt_ckpt_meta saved = {0, 0, 0, 0, 1};
+        if (bpt_ckpt_read_meta(path, &saved, err, sizeof err) == 0) meta->step = saved.step;
+    }
+    return kind;
+}
+
+/* autoresume: the checkpoint <output_dir>/ckpt/latest names, decided by rank 0.
+ * 1 (path set), 0 (no checkpoint yet); a latest that cannot be followed ends the run
+ * (starting afresh would train over the checkpoints it was meant to resume). */
 static int find_resume(const bpt_config *c, char *path, size_t len) {
-    char dir[BPT_STR + 16];
+    char dir[BPT_STR + 16], err[ERRLEN] = "";
     int rank = 0, found = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     snprintf(dir, sizeof dir, "%s/ckpt", c->output_dir);
-    if (rank == 0) found = bpt_ckpt_latest(dir, path, len) == 0;
+    if (rank == 0) found = bpt_ckpt_latest(dir, path, len, err, sizeof err);
+    char msg[ERRLEN + 64];
+    snprintf(msg, sizeof msg, "autoresume: %s", err);
+    bpt_agree_or_exit(found < 0, msg);
     MPI_Bcast(&found, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (found) MPI_Bcast(path, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
     return found;
@@ -341,7 +418,7 @@ int bpt_train_main(bpt_config *c) {
     if (c->eval_dataset.shuffle_seed == 0) c->eval_dataset.shuffle_seed = c->seed;
     bpt_loader *ld = bpt_loader_open(&c->train_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id,
                                      lc->eos_token_id, err, sizeof err);
-    char derr[ERRLEN + 32];
+    char derr[ERRLEN + 96];
     snprintf(derr, sizeof derr, "train_dataset: %s", err);
     bpt_agree_or_exit(!ld, derr);
     bpt_loader *eld = NULL;
@@ -358,7 +435,7 @@ int bpt_train_main(bpt_config *c) {
     /* one arena, exactly as large as the planned peak */
     bpt_plan plan;
     if (bpt_plan_step(c, mesh.world_size, &plan, err, sizeof err) != 0) bpt_die("%s", err);
-    size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : plan.peak_bytes;
+    size_t cap = arena_capacity(c, plan.peak_bytes);
     bpt_arena arena;
     char b1[32], b2[32];
     int abad = bpt_arena_init(&arena, k, cap) != 0;
@@ -379,13 +456,10 @@ int bpt_train_main(bpt_config *c) {
     } else if (c->load_checkpoint[0]) {
         snprintf(spec, sizeof spec, "%s", c->load_checkpoint);
     }
+    char loaded[BPT_STR + 64] = "";
     if (spec[0]) {
-        bpt_load_kind kind;
-        char path[BPT_STR + 64];
         bpt_ckpt_meta meta = {0, 0, 0, 0, 0};
-        if (bpt_ckpt_parse_spec(spec, &kind, path, sizeof path, err, sizeof err) != 0 ||
-            bpt_ckpt_load(path, kind, m, &meta, err, sizeof err) != 0)
-            bpt_die("%s", err);
+        bpt_load_kind kind = load_or_die(spec, 0, m, &meta, loaded, sizeof loaded);
         if (kind == BPT_LOAD_TRAINSTATE) {
             start = meta.step;
             bpt_loader_set_tokens_consumed(ld, meta.tokens_consumed);
@@ -395,13 +469,15 @@ int bpt_train_main(bpt_config *c) {
     }
     if (c->load_dataset_state[0] && start == 0) {
         bpt_ckpt_meta meta = {0, 0, 0, 0, 1};
-        if (bpt_ckpt_read_meta(c->load_dataset_state, &meta, err, sizeof err) != 0)
-            bpt_die("load_dataset_state: %s", err);
+        int bad = bpt_ckpt_read_meta(c->load_dataset_state, &meta, err, sizeof err) != 0;
+        snprintf(derr, sizeof derr, "load_dataset_state: %s", err);
+        bpt_agree_or_exit(bad, derr);
         bpt_loader_set_tokens_consumed(ld, meta.tokens_consumed);
     }
 
     double peak_flops = c->peak_flops;
     const char *peak_source = "config peak_flops";
+    int peak_measured = peak_flops <= 0 && !k->peak_flops;
     if (peak_flops <= 0) peak_flops = backend_peak_flops(k, &peak_source);
     double fpt = bpt_llama_flops_per_token(lc, T);
 
@@ -414,10 +490,22 @@ int bpt_train_main(bpt_config *c) {
         if (bpt_mkdirs(c->output_dir) != 0)
             mbad = bpt_err(err, sizeof err, "logger.output_dir: cannot create directory '%s': %s", c->output_dir,
                            strerror(errno));
-        else if (!(mf = fopen(mpath, start > 0 ? "a" : "w")))
+        else if (!(mf = fopen(mpath, "a")))   /* appended, never truncated: a resume adds to it */
             mbad = bpt_err(err, sizeof err, "logger.output_dir: cannot write '%s': %s", mpath, strerror(errno));
     }
     bpt_agree_or_exit(mbad != 0, err);
+    if (start >= c->total_steps) {
+        if (root)
+            printf("nothing to train: %s is at step %lld and total_steps is %lld (raise total_steps to train "
+                   "further)\n", loaded, (long long)start, (long long)c->total_steps);
+        if (root) fclose(mf);
+        bpt_loader_close(ld);
+        if (eld) bpt_loader_close(eld);
+        bpt_model_free(m);
+        bpt_arena_destroy(&arena);
+        bpt_mesh_free(&mesh);
+        return 0;
+    }
     if (root) {
         const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
         printf("bpt %s | backend %s (%s) | %d thread%s per rank\n", PACKAGE_VERSION, k->name,
@@ -436,11 +524,15 @@ int bpt_train_main(bpt_config *c) {
         printf("memory per rank: arena %s (planned peak %s) | peak FLOP/s per rank %.1f G (%s)\n",
                bpt_fmt_bytes((double)cap, b1, sizeof b1), bpt_fmt_bytes((double)plan.peak_bytes, b2, sizeof b2),
                peak_flops / 1e9, peak_source);
-        if (start > 0) printf("resumed from %s at step %lld\n", spec, (long long)start);
+        if (start > 0) printf("resumed from %s at step %lld\n", loaded, (long long)start);
+        else if (loaded[0]) printf("weights from %s\n", loaded);
         fflush(stdout);
     }
 
-    if (c->save_model_freq > 0 && start == 0) save(c, m, "step_0.h5", 0, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state);
+    char saved[2 * BPT_STR + 64] = "";   /* the newest checkpoint this run wrote */
+    if (c->save_model_freq > 0 && start == 0)
+        save_or_die(c, m, "step_0.h5", 0, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state, saved,
+                    sizeof saved);
 
     bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
     for (int a = 0; a < accum; a++) bpt_batch_alloc(&bs[a], B, T);
@@ -453,8 +545,11 @@ int bpt_train_main(bpt_config *c) {
         double t0 = bpt_now();
         uint64_t bytes0[BPT_NAXES];
         memcpy(bytes0, comm->bytes, sizeof bytes0);
-        for (int a = 0; a < accum; a++)
-            if (bpt_loader_next(ld, &bs[a], Bg, row0, err, sizeof err) != 0) bpt_die("train_dataset: %s", err);
+        int dbad = 0;
+        for (int a = 0; a < accum && !dbad; a++)
+            dbad = bpt_loader_next(ld, &bs[a], Bg, row0, err, sizeof err) != 0;
+        snprintf(derr, sizeof derr, "train_dataset: %s (rank %d, step %lld)", err, mesh.world_rank, (long long)step);
+        bpt_agree_or_exit(dbad, derr);   /* a read error is one rank's: all stop, none waits */
         double t_data = bpt_now() - t0;
         step_result r;
         train_step(m, comm, bs, accum, &c->optimizer.adamw, step, &r);
@@ -463,6 +558,7 @@ int bpt_train_main(bpt_config *c) {
         for (int a = 0; a < BPT_NAXES; a++) sent[a] = comm->bytes[a] - bytes0[a];
         /* tokens/s of the whole job; MFU against the peak of all ranks together */
         double tps = (double)accum * Bg * T / dt;
+        peak_flops = check_peak(k, peak_flops, tps * fpt / mesh.world_size, &peak_measured, root);
         double mfu = peak_flops > 0 ? tps * fpt / (peak_flops * mesh.world_size) : NAN;   /* NAN: peak unknown */
         char mfu_json[32], mfu_txt[32];
         snprintf(mfu_json, sizeof mfu_json, isfinite(mfu) ? "%.6g" : "null", mfu);
@@ -474,7 +570,8 @@ int bpt_train_main(bpt_config *c) {
         int is_log = step % c->log_freq == 0 || step == c->total_steps - 1;
         if (is_log) {
             eval_result ev = {0, 0, 0};
-            if (eld && evaluate(m, comm, eld, Bg, c->eval_steps, &ev, err, sizeof err) != 0) bpt_die("eval_dataset: %s", err);
+            if (eld && evaluate(m, comm, eld, Bg, c->eval_steps, &ev, err, sizeof err) != 0)
+                bpt_die("eval_dataset: %s", err);   /* agreed inside evaluate */
             uint64_t peak = bpt_allreduce_max_u64(comm, BPT_AXIS_WORLD, arena.peak);
             if (root) {
                 fprintf(mf, "{\"step\": %lld, \"loss\": %.8g, \"accuracy\": %.8g, \"learning_rate\": %.8g, "
@@ -498,8 +595,24 @@ int bpt_train_main(bpt_config *c) {
                 printf("\n");
                 fflush(stdout);
             }
-            /* a metrics write error (a full disk) ends the run on every rank, non-zero */
-            bpt_agree_or_exit(mbad != 0, err);
+            /* a metrics write error (a full disk) ends the run on every rank, non-zero,
+             * after a checkpoint of this step if one can still be written */
+            if (bpt_agree(mbad != 0, err, sizeof err)) {
+                char name[64], cerr[ERRLEN], msg[2 * ERRLEN + 2 * BPT_STR + 128];
+                snprintf(name, sizeof name, "step_%lld.h5", (long long)step + 1);
+                snprintf(msg, sizeof msg, "%s", err);
+                if (c->save_model_freq > 0 || c->save_milestone_freq > 0) {
+                    size_t k = strlen(msg);
+                    if (save(c, m, name, step + 1, bpt_loader_tokens_consumed(ld), 1, saved, sizeof saved, cerr,
+                             sizeof cerr) == 0)
+                        snprintf(msg + k, sizeof msg - k, " (checkpoint of step %lld saved: %s)", (long long)step + 1,
+                                 saved);
+                    else
+                        snprintf(msg + k, sizeof msg - k, " (no checkpoint of step %lld either: %s)",
+                                 (long long)step + 1, cerr);
+                }
+                bpt_die("%s", msg);
+            }
         }
         if (tty) {
             double frac = (double)(step + 1) / c->total_steps, eta = (bpt_now() - t_start) / done * (c->total_steps - step - 1);
@@ -514,27 +627,26 @@ int bpt_train_main(bpt_config *c) {
         if (c->save_milestone_freq > 0 && (step + 1) % c->save_milestone_freq == 0) {
             char name[64];
             snprintf(name, sizeof name, "milestone_%lld.h5", (long long)step + 1);
-            save(c, m, name, step + 1, tok, c->ckpt_save_optimizer_state);
+            save_or_die(c, m, name, step + 1, tok, c->ckpt_save_optimizer_state, saved, sizeof saved);
         } else if (c->save_model_freq > 0 && (step + 1) % c->save_model_freq == 0) {
             char name[64];
             snprintf(name, sizeof name, "step_%lld.h5", (long long)step + 1);
-            save(c, m, name, step + 1, tok, c->ckpt_save_optimizer_state);
+            save_or_die(c, m, name, step + 1, tok, c->ckpt_save_optimizer_state, saved, sizeof saved);
         }
         /* preemption: one all-reduce of the flag per step, so every rank stops at the
          * same step; the checkpoint always carries the optimizer state (for resume) */
         if (bpt_allreduce_max_int(comm, BPT_AXIS_WORLD, (int)g_preempt) && step + 1 < c->total_steps) {
             char name[64];
             snprintf(name, sizeof name, "step_%lld.h5", (long long)step + 1);
-            save(c, m, name, step + 1, tok, 1);
+            save_or_die(c, m, name, step + 1, tok, 1, saved, sizeof saved);
             if (root) {
                 if (tty) fputs("\r\033[K", stderr);
-                fprintf(stderr, "bpt: preempted at step %lld: checkpoint saved (%s/ckpt/%s), exiting with %d\n",
-                        (long long)step + 1, c->output_dir, name, BPT_EXIT_PREEMPTED);
+                fprintf(stderr, "bpt: preempted at step %lld: checkpoint saved (%s), exiting with %d\n",
+                        (long long)step + 1, saved, BPT_EXIT_PREEMPTED);
                 fclose(mf);
             }
             bpt_mesh_free(&mesh);
-            MPI_Finalize();
-            exit(BPT_EXIT_PREEMPTED);
+            bpt_mpi_exit(BPT_EXIT_PREEMPTED);
         }
     }
     if (tty) fputs("\r\033[K", stderr);
@@ -542,7 +654,8 @@ int bpt_train_main(bpt_config *c) {
         !(c->save_milestone_freq > 0 && c->total_steps % c->save_milestone_freq == 0)) {
         char name[64];
         snprintf(name, sizeof name, "step_%lld.h5", (long long)c->total_steps);
-        save(c, m, name, c->total_steps, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state);
+        save_or_die(c, m, name, c->total_steps, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state, saved,
+                    sizeof saved);
     }
     if (root) {
         char e[32];
@@ -550,8 +663,7 @@ int bpt_train_main(bpt_config *c) {
         printf("done: %lld steps in %s, final loss %.4f, peak arena memory %s per rank\n", (long long)done, e,
                last_loss, bpt_fmt_bytes((double)arena.peak, b1, sizeof b1));
         printf("metrics: %s\n", mpath);
-        if (c->save_model_freq > 0 || c->save_milestone_freq > 0)
-            printf("checkpoints: %s/ckpt/ (latest: %s/ckpt/latest)\n", c->output_dir, c->output_dir);
+        if (saved[0]) printf("checkpoint: %s\n", saved);
         fclose(mf);
     }
     for (int a = 0; a < accum; a++) bpt_batch_free(&bs[a]);
@@ -583,20 +695,28 @@ int bpt_eval_main(bpt_config *c) {
     int B = src->batch_size / (mesh.dp * mesh.fsdp);
     if (c->eval_dataset.shuffle_seed == 0) c->eval_dataset.shuffle_seed = c->seed;
     bpt_loader *ld = bpt_loader_open(&c->eval_dataset, c->tokenizer_vocab_file, lc->vocab_size, lc->bos_token_id, lc->eos_token_id, err, sizeof err);
-    if (!ld) bpt_die("eval_dataset: %s", err);
+    char derr[ERRLEN + 32];
+    snprintf(derr, sizeof derr, "eval_dataset: %s", err);
+    bpt_agree_or_exit(!ld, derr);
     bpt_arena arena;
     int dims[3] = {mesh.dp, mesh.fsdp, mesh.tp};
     bpt_plan plan;
     plan_run(c, dims, B, src->seq_length, &plan);
-    size_t cap = c->arena_bytes > 0 ? (size_t)c->arena_bytes : plan.peak_bytes;
-    if (bpt_arena_init(&arena, k, cap) != 0) bpt_die("cannot allocate the arena on backend %s", k->name);
+    size_t cap = arena_capacity(c, plan.peak_bytes);
+    int abad = bpt_arena_init(&arena, k, cap) != 0;
+    char b1[32];
+    if (abad) snprintf(err, sizeof err, "cannot allocate the arena of %s on backend %s on rank %d (HINT: a smaller "
+                       "eval_dataset batch_size or arena_bytes)", bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name,
+                       mesh.world_rank);
+    bpt_agree_or_exit(abad, err);
     bpt_model *m = bpt_model_create(lc, k, &arena, B, src->seq_length, 0, &mesh.comm);
     bpt_model_set_dtype(m, c->dtype);
-    bpt_load_kind kind;
-    char path[BPT_STR];
-    if (bpt_ckpt_parse_spec(c->load_checkpoint, &kind, path, sizeof path, err, sizeof err) != 0 ||
-        bpt_ckpt_load(path, kind == BPT_LOAD_TRAINSTATE ? BPT_LOAD_TRAINSTATE_PARAMS : kind, m, NULL, err, sizeof err) != 0)
-        bpt_die("%s", err);
+    char path[BPT_STR + 64];
+    bpt_ckpt_meta meta = {0, 0, 0, 0, 1};
+    load_or_die(c->load_checkpoint, 1, m, &meta, path, sizeof path);
+    if (mesh.world_rank == 0)
+        fprintf(stderr, "bpt eval: %s (saved at step %lld), %lld batches of eval_dataset\n", path,
+                (long long)meta.step, (long long)c->eval_steps);
     eval_result r;
     if (evaluate(m, &mesh.comm, ld, src->batch_size, c->eval_steps, &r, err, sizeof err) != 0) bpt_die("eval_dataset: %s", err);
     if (mesh.world_rank == 0)
