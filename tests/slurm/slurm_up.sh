@@ -20,6 +20,10 @@
 #                     requeued job waits before it starts again (default 10; Slurm's is 120)
 #   SLURM_TEST_TIMEOUT seconds to wait for the node to become idle (default 60)
 #
+# Nothing here needs the host name to resolve (a fresh Debian or a chroot/container may
+# have no /etc/hosts line for it): every daemon and client reaches the node and the
+# controller at 127.0.0.1.
+#
 # Exit status: 0 up (the last line of stdout is the export line), 77 Slurm cannot start
 # here (not root: the caller skips), 1 anything else (missing packages included).
 # Idempotent: when the cluster of this directory already answers, it only prints the line.
@@ -30,6 +34,7 @@ CRED_EXPIRE=${SLURM_TEST_CRED_EXPIRE:-10}
 TIMEOUT=${SLURM_TEST_TIMEOUT:-60}
 CONF=$DIR/slurm.conf
 HOST=$(hostname -s)
+ADDR=127.0.0.1
 
 say()  { echo "slurm_up: $*" >&2; }
 die()  { say "error: $*"; [ -d "$DIR/log" ] && tail -n 5 "$DIR"/log/*.log >&2 2>/dev/null; exit 1; }
@@ -117,7 +122,8 @@ cat > "$CONF" <<EOF
 # One-node test cluster written by tests/slurm/slurm_up.sh ($(date -u +%FT%TZ)).
 ClusterName=bpttest
 MailProg=/bin/true
-SlurmctldHost=$HOST
+# name(address): clients and slurmd reach the controller without resolving the name
+SlurmctldHost=$HOST($ADDR)
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
 SlurmUser=root
@@ -156,7 +162,7 @@ KillWait=10
 InactiveLimit=0
 SlurmdTimeout=120
 SlurmctldTimeout=60
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+NodeName=$HOST NodeAddr=$ADDR NodeHostname=$HOST CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
 EOF
 
