@@ -22,7 +22,8 @@
 #
 # Nothing here needs the host name to resolve (a fresh Debian or a chroot/container may
 # have no /etc/hosts line for it): every daemon and client reaches the node and the
-# controller at 127.0.0.1.
+# controller at 127.0.0.1. Nor does it need cgroups: proctrack/linuxproc, task/none, and
+# a cgroup.conf that keeps slurmd away from /sys/fs/cgroup (absent in a chroot).
 #
 # Exit status: 0 up (the last line of stdout is the export line), 77 Slurm cannot start
 # here (not root: the caller skips), 1 anything else (missing packages included).
@@ -68,7 +69,7 @@ if [ -f "$DIR/slurmctld.pid" ] || [ -f "$DIR/slurmd.pid" ]; then
     say "stopping a half-started cluster in $DIR"
     SLURM_TEST_KEEP_DIR=1 SLURM_TEST_DIR=$DIR "$(dirname "$0")/slurm_down.sh" >&2 || true
 fi
-mkdir -p "$DIR"/{state,spool,log,tmp} || die "cannot create $DIR"
+mkdir -p "$DIR"/{state,spool,log,tmp,cgroup} || die "cannot create $DIR"
 chmod 755 "$DIR"
 
 # --- munge ------------------------------------------------------------------------
@@ -164,6 +165,19 @@ SlurmdTimeout=120
 SlurmctldTimeout=60
 NodeName=$HOST NodeAddr=$ADDR NodeHostname=$HOST CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
+EOF
+
+# --- cgroup.conf --------------------------------------------------------------------
+# slurmd of Slurm 22.05 loads a cgroup plugin even with proctrack/linuxproc and task/none,
+# and "autodetect" fails ("No filesystem mounted on /sys/fs/cgroup", "slurmd
+# initialization failed") where nothing is mounted there (a chroot, some containers).
+# cgroup/v1 with a private, empty mount point initializes without touching the host's
+# cgroups; nothing configured here ever creates a cgroup. (Slurm reads cgroup.conf from
+# the directory of slurm.conf.)
+cat > "$DIR/cgroup.conf" <<EOF
+# written by tests/slurm/slurm_up.sh: no cgroups (proctrack/linuxproc, task/none)
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=$DIR/cgroup
 EOF
 
 # --- daemons -------------------------------------------------------------------------
