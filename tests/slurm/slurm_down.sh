@@ -37,11 +37,16 @@ stop_pid slurmd "$DIR/slurmd.pid"
 stop_pid slurmctld "$DIR/slurmctld.pid"
 # munged serves every Slurm on this host: stop ours only when no other slurmctld/slurmd runs
 # (zombies do not count: a container's init may never reap the daemons' exited processes)
+# (and only one under our root directory: a Slurm in a chroot or container sharing this
+# /proc uses its own munged, and ours does not serve it; an unreadable root counts as ours)
+same_root() { [ "/proc/$1/root" -ef / ] || [ ! -e "/proc/$1/root/" ]; }
 other_slurm() {
-    local st
+    local st pid
     for st in /proc/[0-9]*/stat; do
         # "pid (comm) state ...": a live slurmctld or slurmd (no procps needed)
-        grep -qE '^[0-9]+ \((slurmctld|slurmd)\) [^Z]' "$st" 2>/dev/null && return 0
+        grep -qE '^[0-9]+ \((slurmctld|slurmd)\) [^Z]' "$st" 2>/dev/null || continue
+        pid=${st#/proc/}; pid=${pid%/stat}
+        same_root "$pid" && return 0
     done
     return 1
 }

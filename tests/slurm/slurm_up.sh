@@ -18,7 +18,14 @@
 #                     pair from 6817)
 #   SLURM_TEST_CRED_EXPIRE  step credential lifetime in seconds, which is also how long a
 #                     requeued job waits before it starts again (default 10; Slurm's is 120)
-#   SLURM_TEST_TIMEOUT seconds to wait for the node to become idle (default 60)
+#   SLURM_TEST_TIMEOUT seconds to wait for slurmctld to answer and then for the node to
+#                     become idle (default 60 each); on a timeout it fails with one line and
+#                     the last lines of slurmctld.log and slurmd.log
+#
+# Nothing here needs the host name to resolve (a fresh Debian or a chroot/container may
+# have no /etc/hosts line for it): every daemon and client reaches the node and the
+# controller at 127.0.0.1. Nor does it need cgroups: proctrack/linuxproc, task/none, and
+# a cgroup.conf that keeps slurmd away from /sys/fs/cgroup (absent in a chroot).
 #
 # Exit status: 0 up (the last line of stdout is the export line), 77 Slurm cannot start
 # here (not root: the caller skips), 1 anything else (missing packages included).
@@ -29,10 +36,22 @@ CPUS=${SLURM_TEST_CPUS:-8}
 CRED_EXPIRE=${SLURM_TEST_CRED_EXPIRE:-10}
 TIMEOUT=${SLURM_TEST_TIMEOUT:-60}
 CONF=$DIR/slurm.conf
-HOST=$(hostname -s)
+HOST=$(hostname -s 2>/dev/null) || HOST=
+[ -n "$HOST" ] || HOST=$(uname -n | cut -d. -f1)
+ADDR=127.0.0.1
 
 say()  { echo "slurm_up: $*" >&2; }
-die()  { say "error: $*"; [ -d "$DIR/log" ] && tail -n 5 "$DIR"/log/*.log >&2 2>/dev/null; exit 1; }
+# one line, then the last lines of the daemons' logs (what they said about it)
+die()  {
+    say "error: $*"
+    local f
+    for f in "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log"; do
+        [ -s "$f" ] || continue
+        echo "--- last lines of $f ---" >&2
+        tail -n 15 "$f" >&2
+    done
+    exit 1
+}
 skip() { say "SKIP: $*"; exit 77; }
 
 [ "$(id -u)" -eq 0 ] || skip "not root (slurmd and munged need root to start here)"
@@ -63,7 +82,7 @@ if [ -f "$DIR/slurmctld.pid" ] || [ -f "$DIR/slurmd.pid" ]; then
     say "stopping a half-started cluster in $DIR"
     SLURM_TEST_KEEP_DIR=1 SLURM_TEST_DIR=$DIR "$(dirname "$0")/slurm_down.sh" >&2 || true
 fi
-mkdir -p "$DIR"/{state,spool,log,tmp} || die "cannot create $DIR"
+mkdir -p "$DIR"/{state,spool/slurmd-"$HOST",log,tmp,cgroup} || die "cannot create $DIR"
 chmod 755 "$DIR"
 
 # --- munge ------------------------------------------------------------------------
@@ -117,7 +136,8 @@ cat > "$CONF" <<EOF
 # One-node test cluster written by tests/slurm/slurm_up.sh ($(date -u +%FT%TZ)).
 ClusterName=bpttest
 MailProg=/bin/true
-SlurmctldHost=$HOST
+# name(address): clients and slurmd reach the controller without resolving the name
+SlurmctldHost=$HOST($ADDR)
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
 SlurmUser=root
@@ -156,17 +176,43 @@ KillWait=10
 InactiveLimit=0
 SlurmdTimeout=120
 SlurmctldTimeout=60
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+NodeName=$HOST NodeAddr=$ADDR NodeHostname=$HOST CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
+EOF
+
+# --- cgroup.conf --------------------------------------------------------------------
+# slurmd of Slurm 22.05 loads a cgroup plugin even with proctrack/linuxproc and task/none,
+# and "autodetect" fails ("No filesystem mounted on /sys/fs/cgroup", "slurmd
+# initialization failed") where nothing is mounted there (a chroot, some containers).
+# cgroup/v1 with a private, empty mount point initializes without touching the host's
+# cgroups; nothing configured here ever creates a cgroup. (Slurm reads cgroup.conf from
+# the directory of slurm.conf.)
+cat > "$DIR/cgroup.conf" <<EOF
+# written by tests/slurm/slurm_up.sh: no cgroups (proctrack/linuxproc, task/none)
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=$DIR/cgroup
 EOF
 
 # --- daemons -------------------------------------------------------------------------
 export SLURM_CONF=$CONF
+# running, not a zombie (as in slurm_down.sh: a container's init may never reap them)
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+pid_of() { [ -s "$1" ] && tr -dc 0-9 < "$1"; }
+# its last error line stays in $DIR/log/ping.err for the message below
+ctld_up() { timeout 5 scontrol ping 2>"$DIR/log/ping.err" | grep -q 'is UP'; }
+
 # -c: start from a clean job state (a new test cluster); daemonized, pid files in $DIR
-timeout 30 slurmctld -c -f "$CONF" >&2 || die "slurmctld did not start"
-for _ in $(seq 100); do timeout 5 scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
-timeout 5 scontrol ping 2>/dev/null | grep -q UP || die "slurmctld does not answer (see $DIR/log/slurmctld.log)"
-timeout 30 slurmd -f "$CONF" >&2 || die "slurmd did not start (see $DIR/log/slurmd.log)"
+timeout 30 slurmctld -c -f "$CONF" >&2 || die "slurmctld did not start (exit $?)"
+t0=$SECONDS
+until ctld_up; do
+    ping_err=$(grep -v '^ *$' "$DIR/log/ping.err" 2>/dev/null | tail -n 1)
+    pid=$(pid_of "$DIR/slurmctld.pid")
+    [ -z "$pid" ] || alive "$pid" || die "slurmctld exited"
+    [ $((SECONDS - t0)) -lt "$TIMEOUT" ] ||
+        die "slurmctld at $ADDR:$PORT does not answer 'scontrol ping' after ${TIMEOUT}s${ping_err:+ ($ping_err)}"
+    sleep 0.5
+done
+timeout 30 slurmd -f "$CONF" -N "$HOST" >&2 || die "slurmd did not start (exit $?)"
 
 # --- wait for the node ---------------------------------------------------------------
 t0=$SECONDS
@@ -176,7 +222,12 @@ while :; do
         idle*) break ;;
         down*|drain*|fail*) timeout 10 scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 ;;
     esac
-    [ $((SECONDS - t0)) -lt "$TIMEOUT" ] || die "node $HOST is '${st:-not listed}' after ${TIMEOUT}s, not idle (see $DIR/log/)"
+    # a slurmd that failed to initialize has exited by now (it writes its pid file first)
+    pid=$(pid_of "$DIR/slurmd.pid")
+    [ $((SECONDS - t0)) -lt 3 ] || { [ -n "$pid" ] && alive "$pid"; } ||
+        die "slurmd exited; node $HOST is '${st:-not listed}'"
+    alive "$(pid_of "$DIR/slurmctld.pid")" || die "slurmctld exited; node $HOST is '${st:-not listed}'"
+    [ $((SECONDS - t0)) -lt "$TIMEOUT" ] || die "node $HOST is '${st:-not listed}' after ${TIMEOUT}s, not idle"
     sleep 1
 done
 say "up: node $HOST idle, $CPUS CPUs, partition debug, MpiDefault=$MPI_DEFAULT, ports $PORT/$((PORT + 1)), dir $DIR"

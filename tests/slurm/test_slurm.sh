@@ -48,12 +48,13 @@ note() { echo "     $*"; }
 [ -x "$BPT" ] || { echo "FAIL no bpt binary at $BPT (build first)"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: missing test dependency: python3 (to read metrics.jsonl)"; exit 1; }
 
+LOGS_SHOWN=
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bpt-slurm-test.XXXXXX") || exit 1
 chmod 755 "$WORK"
 export SLURM_TEST_DIR=$WORK/cluster
 cleanup() {
     local keep=${BPT_SLURM_KEEP:-0}
-    [ "$FAILS" -gt 0 ] && [ -f "$SLURM_TEST_DIR/log/slurmctld.log" ] && {
+    [ "$FAILS" -gt 0 ] && [ -z "$LOGS_SHOWN" ] && [ -f "$SLURM_TEST_DIR/log/slurmctld.log" ] && {
         echo "--- last lines of the cluster logs ($SLURM_TEST_DIR/log) ---"
         tail -n 15 "$SLURM_TEST_DIR"/log/*.log
     }
@@ -71,7 +72,16 @@ if [ "$rc" -eq 77 ]; then
     trap - EXIT; rm -rf "$WORK"; exit 77
 fi
 if [ "$rc" -ne 0 ]; then
-    fail "slurm_up.sh (exit $rc): $(tail -n 3 "$WORK/up.err" | tr '\n' ' ')"
+    # its one error line, then what it printed after it (the daemons' last log lines)
+    line=$(grep -m1 -n '^slurm_up: error: ' "$WORK/up.err" | cut -d: -f1)
+    if [ -n "$line" ]; then
+        fail "slurm_up.sh (exit $rc): $(sed -n "${line}s/^slurm_up: error: //p" "$WORK/up.err")"
+        sed -n "$((line + 1)),\$p" "$WORK/up.err" | sed 's/^/     | /'
+        LOGS_SHOWN=1
+    else
+        why=; [ "$rc" -eq 124 ] && why=", killed after 900 s"
+        fail "slurm_up.sh (exit $rc$why): $(tail -n 1 "$WORK/up.err")"
+    fi
     exit 1
 fi
 export SLURM_CONF=$SLURM_TEST_DIR/slurm.conf
