@@ -40,6 +40,7 @@ static void buf_reserve(buf_t *b, size_t extra) {
     while (cap < b->n + extra + 1) cap *= 2;
     b->p = bpt_xrealloc(b->p, cap);
     b->cap = cap;
+    b->p[b->n] = 0;   /* NUL-terminated from the first allocation on: an empty result is "" */
 }
 
 static void buf_add(buf_t *b, const void *s, size_t n) {

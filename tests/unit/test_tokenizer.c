@@ -313,6 +313,15 @@ static void test_sentencepiece(void) {
     CHECK(dec_is(t, d1, 6, "ab ab  \xE2\x81\x87 "), "sp: decode drops control pieces and the dummy prefix");
     int32_t d2[] = {10};
     CHECK(dec_is(t, d2, 1, NULL), "sp: decode rejects an id past the vocab");
+    /* found by tests/fuzz/fuzz_tokenizer_spm: nothing to decode is "", NUL-terminated
+     * (under --enable-sanitizers fresh memory is 0xbe, never a lucky 0) */
+    int32_t d5[] = {1, 2};
+    size_t l5 = 99, l0 = 99;
+    char *s5 = bpt_tokenizer_decode(t, d5, 2, &l5), *s0 = bpt_tokenizer_decode(t, NULL, 0, &l0);
+    CHECK(s5 && l5 == 0 && s5[0] == 0 && s0 && l0 == 0 && s0[0] == 0,
+          "sp: decode of only control pieces, and of no ids, is \"\" NUL-terminated");
+    free(s5);
+    free(s0);
     bpt_tokenizer_free(t);
 
     /* byte fallback */
