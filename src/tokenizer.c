@@ -2022,6 +2022,14 @@ static int ends_with(const char *s, const char *suf) {
     return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
+/* The messages quote the file's own strings (pieces, tokens, types): keep them one
+ * line, control characters as spaces (as config.c does). NULL for "return NULL". */
+static bpt_tokenizer *one_line(char *err, size_t errlen) {
+    for (size_t i = 0; err && i < errlen && err[i]; i++)
+        if ((unsigned char)err[i] < 0x20 || err[i] == 0x7f) err[i] = ' ';
+    return NULL;
+}
+
 bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
     bpt_tokenizer *t = bpt_xcalloc(1, sizeof *t);
     if (!path || !*path || strcmp(path, "bytes") == 0) {
@@ -2030,7 +2038,7 @@ bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
     }
     size_t len = 0;
     char *data = read_file(path, &len, err, errlen);
-    if (!data) { free(t); return NULL; }
+    if (!data) { free(t); return one_line(err, errlen); }
     int json;
     if (ends_with(path, ".json")) json = 1;
     else if (ends_with(path, ".model")) json = 0;
@@ -2043,12 +2051,12 @@ bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
         t->kind = TOK_BPE;
         t->hf = hf_load(path, data, len, err, errlen);
         free(data);
-        if (!t->hf) { free(t); return NULL; }
+        if (!t->hf) { free(t); return one_line(err, errlen); }
     } else {
         t->kind = TOK_SP;
         t->sp = sp_load(path, data, len, err, errlen);
         free(data);
-        if (!t->sp) { free(t); return NULL; }
+        if (!t->sp) { free(t); return one_line(err, errlen); }
     }
     return t;
 }

@@ -217,6 +217,16 @@ static void test_errors(void) {
     t = bpt_tokenizer_open(tmp("nounk.model"), err, sizeof err);
     CHECK(!t && strstr(err, "unk"), "model without <unk> rejected (%s)", err);
     bpt_tokenizer_free(t);
+    /* a piece name with a newline in an error (found by tests/fuzz/fuzz_tokenizer_spm):
+     * still one line */
+    w.n = 0;
+    pbw_piece(&w, "<unk>", 0, 2);
+    pbw_piece(&w, "<0x0\n>", 0, 6);
+    pbw_specs(&w, 2, 1, 1, 0);
+    write_file(tmp("nlpiece.model"), w.b, w.n);
+    t = bpt_tokenizer_open(tmp("nlpiece.model"), err, sizeof err);
+    CHECK(!t && strstr(err, "nlpiece.model") && strstr(err, "<0x0 >") && !strchr(err, '\n'),
+          "a piece name holding a newline: the error is one line (%s)", err);
 
     /* a LLaMA-2 tokenizer.json as transformers writes it (4.x: normalizer Prepend +
      * Replace; 5.x: Metaspace pre-tokenizer; both with a Sequence decoder): the hint
