@@ -1188,7 +1188,9 @@ static void hf_free(hf_bpe *h) {
 static pcre2_code *hf_compile(const char *pat, size_t len, int literal, char *msg, size_t msglen) {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opt = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL (a Split "String" pattern) refuses PCRE2_UCP, which only matters
+     * to \w, \d and the like anyway */
+    uint32_t opt = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
     if (!re) {
         PCRE2_UCHAR e[256];

@@ -418,6 +418,23 @@ static void test_hf(void) {
     int32_t d2[] = {8};
     CHECK(dec_is(t, d2, 1, NULL), "bpe: decode rejects an id past the vocab");
 
+    /* Split with a "String" pattern is a literal (PCRE2_LITERAL, which refuses PCRE2_UCP:
+     * such files did not load before); "Regex" is a regex. Ids from the tokenizers package. */
+    for (int k = 0; k < 2; k++) {
+        char js[1024];
+        snprintf(js, sizeof js, "{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+                 "{\"type\": \"Split\", \"pattern\": {\"%s\": \"a.b\"}, \"behavior\": \"Removed\", \"invert\": false},"
+                 " {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]},"
+                 " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \".\": 2, \"x\": 3, \"xa\": 4},"
+                 " \"merges\": [\"x a\"]}}", k ? "Regex" : "String");
+        write_file(tmp("split.json"), js, strlen(js));
+        bpt_tokenizer *ts = bpt_tokenizer_open(tmp("split.json"), err, sizeof err);
+        const char *want = k ? "3 2" : "4 3 1 2";
+        CHECK(ts && strcmp(s = enc_s(ts, "a.bxaxb."), want) == 0, "bpe: Split %s pattern \"a.b\" Removed: \"a.bxaxb.\" -> %s (%s)",
+              k ? "Regex" : "String", want, ts ? s : err);
+        bpt_tokenizer_free(ts);
+    }
+
     /* concurrent encoding gives the same ids */
     pthread_t th[4];
     thr_arg a[4];
