@@ -444,12 +444,22 @@ struct bpt_text_processor {
     char why[160];               /* why the last line was malformed */
 };
 
+/* Control characters (a field name may hold a \n) as spaces: messages stay one line. */
+static void one_line(char *s) {
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = ' ';
+}
+
 bpt_text_processor *bpt_text_processor_new(const bpt_dataset_config *d, const bpt_tokenizer *tk,
                                            int bos_id, int eos_id, int vocab_size,
                                            char *err, size_t errlen) {
     bpt_text_processor *tp = bpt_xcalloc(1, sizeof *tp);
     tp->tk = tk;
-    if (parse_fields(d->fields, tp->store, tp->items, &tp->nitems, err, errlen)) { free(tp); return NULL; }
+    if (parse_fields(d->fields, tp->store, tp->items, &tp->nitems, err, errlen)) {
+        free(tp);
+        if (err && errlen) one_line(err);
+        return NULL;
+    }
     if (tp->nitems == 0) {                     /* default: the "text" field */
         tp->items[0] = (field_item){ "text", 4, 1, FIELD_TEXT };
         tp->nitems = 1;
@@ -509,7 +519,14 @@ static int missing_field(bpt_text_processor *tp, const jmember *m, const char *n
     return -1;
 }
 
+static int text_processor_line(bpt_text_processor *tp, const char *line, size_t len, bpt_tokens *out);
 int bpt_text_processor_line(bpt_text_processor *tp, const char *line, size_t len, bpt_tokens *out) {
+    int rc = text_processor_line(tp, line, len, out);
+    if (rc) one_line(tp->why);
+    return rc;
+}
+
+static int text_processor_line(bpt_text_processor *tp, const char *line, size_t len, bpt_tokens *out) {
     const char *end = line + len, *stop = line;
     tp->why[0] = '\0';
     if (jparse_object(&tp->obj, line, end, &stop)) {

@@ -40,6 +40,7 @@ static void buf_reserve(buf_t *b, size_t extra) {
     while (cap < b->n + extra + 1) cap *= 2;
     b->p = bpt_xrealloc(b->p, cap);
     b->cap = cap;
+    b->p[b->n] = 0;   /* NUL-terminated from the first allocation on: an empty result is "" */
 }
 
 static void buf_add(buf_t *b, const void *s, size_t n) {
@@ -1187,7 +1188,9 @@ static void hf_free(hf_bpe *h) {
 static pcre2_code *hf_compile(const char *pat, size_t len, int literal, char *msg, size_t msglen) {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opt = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL (a Split "String" pattern) refuses PCRE2_UCP, which only matters
+     * to \w, \d and the like anyway */
+    uint32_t opt = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
     if (!re) {
         PCRE2_UCHAR e[256];
@@ -2021,6 +2024,14 @@ static int ends_with(const char *s, const char *suf) {
     return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
+/* The messages quote the file's own strings (pieces, tokens, types): keep them one
+ * line, control characters as spaces (as config.c does). NULL for "return NULL". */
+static bpt_tokenizer *one_line(char *err, size_t errlen) {
+    for (size_t i = 0; err && i < errlen && err[i]; i++)
+        if ((unsigned char)err[i] < 0x20 || err[i] == 0x7f) err[i] = ' ';
+    return NULL;
+}
+
 bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
     bpt_tokenizer *t = bpt_xcalloc(1, sizeof *t);
     if (!path || !*path || strcmp(path, "bytes") == 0) {
@@ -2029,7 +2040,7 @@ bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
     }
     size_t len = 0;
     char *data = read_file(path, &len, err, errlen);
-    if (!data) { free(t); return NULL; }
+    if (!data) { free(t); return one_line(err, errlen); }
     int json;
     if (ends_with(path, ".json")) json = 1;
     else if (ends_with(path, ".model")) json = 0;
@@ -2042,12 +2053,12 @@ bpt_tokenizer *bpt_tokenizer_open(const char *path, char *err, size_t errlen) {
         t->kind = TOK_BPE;
         t->hf = hf_load(path, data, len, err, errlen);
         free(data);
-        if (!t->hf) { free(t); return NULL; }
+        if (!t->hf) { free(t); return one_line(err, errlen); }
     } else {
         t->kind = TOK_SP;
         t->sp = sp_load(path, data, len, err, errlen);
         free(data);
-        if (!t->sp) { free(t); return NULL; }
+        if (!t->sp) { free(t); return one_line(err, errlen); }
     }
     return t;
 }

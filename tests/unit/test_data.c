@@ -541,6 +541,18 @@ static void test_text(void) {
         bpt_tokens_free(&out);
     }
     bpt_text_processor_free(tp);
+    /* a field name with a newline (fields_from_example; found by tests/fuzz/fuzz_jsonl):
+     * the reason stays one line */
+    d = text_cfg(pb, "", 0, 0);
+    snprintf(d.fields_from_example, sizeof d.fields_from_example, "fields");
+    tp = bpt_text_processor_new(&d, btk, 1, 2, 256, err, sizeof err);
+    const char *nl_line = "{\"fields\": \"x,te\\nxt\", \"x\": \"a\"}";
+    bpt_tokens nl_out = {0};
+    int nl_rc = tp ? bpt_text_processor_line(tp, nl_line, strlen(nl_line), &nl_out) : 0;
+    CHECK(nl_rc == -1 && nl_out.n == 0 && strcmp(bpt_text_processor_why(tp), "no string field \"te xt\"") == 0,
+          "a field name holding a newline: one line \"%s\"", tp ? bpt_text_processor_why(tp) : err);
+    bpt_tokens_free(&nl_out);
+    bpt_text_processor_free(tp);
     bpt_tokenizer_free(btk);
     d = text_cfg(pj, "a", 1, 0);
     l = bpt_loader_open(&d, "", 256, 300, 2, err, sizeof err);

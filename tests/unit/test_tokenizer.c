@@ -217,6 +217,16 @@ static void test_errors(void) {
     t = bpt_tokenizer_open(tmp("nounk.model"), err, sizeof err);
     CHECK(!t && strstr(err, "unk"), "model without <unk> rejected (%s)", err);
     bpt_tokenizer_free(t);
+    /* a piece name with a newline in an error (found by tests/fuzz/fuzz_tokenizer_spm):
+     * still one line */
+    w.n = 0;
+    pbw_piece(&w, "<unk>", 0, 2);
+    pbw_piece(&w, "<0x0\n>", 0, 6);
+    pbw_specs(&w, 2, 1, 1, 0);
+    write_file(tmp("nlpiece.model"), w.b, w.n);
+    t = bpt_tokenizer_open(tmp("nlpiece.model"), err, sizeof err);
+    CHECK(!t && strstr(err, "nlpiece.model") && strstr(err, "<0x0 >") && !strchr(err, '\n'),
+          "a piece name holding a newline: the error is one line (%s)", err);
 
     /* a LLaMA-2 tokenizer.json as transformers writes it (4.x: normalizer Prepend +
      * Replace; 5.x: Metaspace pre-tokenizer; both with a Sequence decoder): the hint
@@ -313,6 +323,15 @@ static void test_sentencepiece(void) {
     CHECK(dec_is(t, d1, 6, "ab ab  \xE2\x81\x87 "), "sp: decode drops control pieces and the dummy prefix");
     int32_t d2[] = {10};
     CHECK(dec_is(t, d2, 1, NULL), "sp: decode rejects an id past the vocab");
+    /* found by tests/fuzz/fuzz_tokenizer_spm: nothing to decode is "", NUL-terminated
+     * (under --enable-sanitizers fresh memory is 0xbe, never a lucky 0) */
+    int32_t d5[] = {1, 2};
+    size_t l5 = 99, l0 = 99;
+    char *s5 = bpt_tokenizer_decode(t, d5, 2, &l5), *s0 = bpt_tokenizer_decode(t, NULL, 0, &l0);
+    CHECK(s5 && l5 == 0 && s5[0] == 0 && s0 && l0 == 0 && s0[0] == 0,
+          "sp: decode of only control pieces, and of no ids, is \"\" NUL-terminated");
+    free(s5);
+    free(s0);
     bpt_tokenizer_free(t);
 
     /* byte fallback */
@@ -398,6 +417,23 @@ static void test_hf(void) {
     CHECK(dec_is(t, d1, 5, "ab ab \n"), "bpe: ByteLevel decode, special tokens skipped");
     int32_t d2[] = {8};
     CHECK(dec_is(t, d2, 1, NULL), "bpe: decode rejects an id past the vocab");
+
+    /* Split with a "String" pattern is a literal (PCRE2_LITERAL, which refuses PCRE2_UCP:
+     * such files did not load before); "Regex" is a regex. Ids from the tokenizers package. */
+    for (int k = 0; k < 2; k++) {
+        char js[1024];
+        snprintf(js, sizeof js, "{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+                 "{\"type\": \"Split\", \"pattern\": {\"%s\": \"a.b\"}, \"behavior\": \"Removed\", \"invert\": false},"
+                 " {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]},"
+                 " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \".\": 2, \"x\": 3, \"xa\": 4},"
+                 " \"merges\": [\"x a\"]}}", k ? "Regex" : "String");
+        write_file(tmp("split.json"), js, strlen(js));
+        bpt_tokenizer *ts = bpt_tokenizer_open(tmp("split.json"), err, sizeof err);
+        const char *want = k ? "3 2" : "4 3 1 2";
+        CHECK(ts && strcmp(s = enc_s(ts, "a.bxaxb."), want) == 0, "bpe: Split %s pattern \"a.b\" Removed: \"a.bxaxb.\" -> %s (%s)",
+              k ? "Regex" : "String", want, ts ? s : err);
+        bpt_tokenizer_free(ts);
+    }
 
     /* concurrent encoding gives the same ids */
     pthread_t th[4];

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# test_fuzz.sh — the libFuzzer harnesses of tests/fuzz (docs/testing.md): builds them
+# (make fuzz-build), runs each over its seed corpus tests/fuzz/corpus/NAME plus
+# BPT_FUZZ_TIME seconds of fuzzing (default 4), and fails on any crash, sanitizer
+# report, timeout or failed property. `make fuzz` runs this with FUZZ_TIME (60 s) and
+# keeps what the fuzzer finds in tests/fuzz/work/NAME (BPT_FUZZ_CORPUS).
+. "$(dirname "$0")/../e2e/lib.sh"
+FUZZ_TIME=${BPT_FUZZ_TIME:-4}
+CORPUS=${BPT_FUZZ_CORPUS:-$WORK/corpus}
+NAMES="config_yaml config_args tokenizer_json tokenizer_spm safetensors jsonl"
+
+if [ -n "${BPT_FUZZ_MISSING:-}" ]; then
+    echo "FAIL: missing test dependency: libFuzzer: $BPT_FUZZ_MISSING"
+    exit 1
+fi
+if ! ${MAKE:-make} -s -C "$BUILD" fuzz-build >"$WORK/build.log" 2>&1; then
+    echo "FAIL: cannot build the fuzz harnesses (make fuzz-build): $(grep -m1 -E 'error|make fuzz' "$WORK/build.log" || tail -n 1 "$WORK/build.log")"
+    tail -n 20 "$WORK/build.log"
+    exit 1
+fi
+
+for name in $NAMES; do
+    bin=$BUILD/tests/fuzz/fuzz_$name seeds=$TOP/tests/fuzz/corpus/$name
+    [ -x "$bin" ] || { fail "fuzz_$name: $bin was not built"; continue; }
+    [ -d "$seeds" ] || { fail "fuzz_$name: no seed corpus $seeds"; continue; }
+    mkdir -p "$CORPUS/$name"
+    dict=()
+    [ -f "$TOP/tests/fuzz/$name.dict" ] && dict=("-dict=$TOP/tests/fuzz/$name.dict")
+    log=$WORK/$name.log rc=0
+    # stdout closed (ckpt import prints its YAML there); stderr has libFuzzer's report
+    timeout $((FUZZ_TIME + 120)) "$bin" -max_total_time="$FUZZ_TIME" -timeout=20 -rss_limit_mb=4096 \
+        -close_fd_mask=1 -print_final_stats=1 -artifact_prefix="$BUILD/tests/fuzz/crash-$name-" "${dict[@]}" \
+        "$CORPUS/$name" "$seeds" >"$log" 2>&1 || rc=$?
+    nseeds=$(find "$seeds" -type f | wc -l)
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    if [ "$rc" -ne 0 ] || ! grep -q 'INITED' "$log"; then
+        fail "fuzz_$name: exit $rc; crash input: $(ls -t "$BUILD/tests/fuzz/crash-$name-"* 2>/dev/null | head -n 1)"
+        grep -E -A 30 'ERROR: (Address|libFuzzer|UndefinedBehavior|LeakSanitizer)|runtime error|fuzz: property' "$log" | head -n 60
+        continue
+    fi
+    ok "fuzz_$name: $nseeds seeds, ${runs:-?} runs in ${FUZZ_TIME}s, $(grep -o 'cov: [0-9]*' "$log" | tail -n 1), no crash"
+done
+finish
