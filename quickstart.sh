@@ -104,6 +104,45 @@ demo() {
     say "evaluate:    src/bpt eval --config jobs/configs/demo.yaml --load_checkpoint params::$out/ckpt"
 }
 
+# The unit tests again in an ASan + UBSan build (configure --enable-sanitizers, docs/testing.md)
+# in build-asan/. build() configures the source tree itself, after which automake refuses
+# VPATH builds of it, so build-asan/src is a copy of the sources (git's tracked and
+# untracked files, as they are now; without git, the tree minus build outputs).
+ASAN_TESTS="tests/unit/test_kernels tests/unit/test_config tests/unit/test_model tests/unit/test_data tests/unit/test_tokenizer"
+run_asan_tests() {
+    local src=$TOP/build-asan/src
+    say "the unit tests under ASan and UBSan (build-asan/)"
+    mkdir -p "$src"
+    if git -C "$TOP" rev-parse --git-dir >/dev/null 2>&1; then
+        (cd "$TOP" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -p -u -t "$src")
+    else
+        tar -C "$TOP" --exclude=./build-asan --exclude=./.venv --exclude=./run --exclude='*.o' --exclude='*.a' \
+            -cf - . | tar -C "$src" -xf -
+    fi
+    (cd "$src" && rm -f test-suite.log $(for t in $ASAN_TESTS; do echo "$t.log $t.trs"; done))
+    (
+        cd "$src"
+        if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+            autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+        fi
+        if [ ! -f Makefile ] || [ configure -nt config.status ] || ! grep -q -- '--enable-sanitizers' config.status; then
+            ./configure -q --enable-sanitizers
+        fi
+        make -s -j"$JOBS" && make -s -j1 check TESTS="$ASAN_TESTS" >/dev/null 2>&1
+    ) || true
+    local log=$src/test-suite.log
+    for t in $ASAN_TESTS; do
+        printf '%-6s %s\n' "$(sed -n 's/^:test-result: //p' "$src/$t.trs" 2>/dev/null | head -n 1)" "build-asan/$t"
+        grep -q ':test-result: PASS' "$src/$t.trs" 2>/dev/null ||
+            { echo "---- build-asan/$t.log (last 40 lines) ----"; tail -n 40 "$src/$t.log" 2>/dev/null; }
+    done
+    local p=0 f=1 e=0
+    if [ -f "$log" ]; then
+        p=$(sed -n 's/^# PASS: *//p' "$log"); f=$(sed -n 's/^# FAIL: *//p' "$log"); e=$(sed -n 's/^# ERROR: *//p' "$log")
+    fi
+    ASAN_PASS=${p:-0} ASAN_FAIL=$(( ${f:-0} + ${e:-0} ))
+}
+
 run_tests() {
     build "$TEST_PACKAGES"
     install_python_test_packages
@@ -122,6 +161,8 @@ run_tests() {
     pass=$(sed -n 's/^# PASS: *//p' "$log"); fail=$(sed -n 's/^# FAIL: *//p' "$log")
     skip=$(sed -n 's/^# SKIP: *//p' "$log"); errs=$(sed -n 's/^# ERROR: *//p' "$log")
     fail=$(( ${fail:-0} + ${errs:-0} ))
+    run_asan_tests
+    pass=$(( ${pass:-0} + ${ASAN_PASS:-0} )); fail=$(( fail + ASAN_FAIL ))
     echo "${pass:-0} passed, ${fail} failed, ${skip:-0} skipped"
     [ "$fail" -eq 0 ] && [ "$rc" -eq 0 ]
 }
