@@ -30,30 +30,21 @@
 
 /* ---------------------------------------------------------------- layout -- */
 
-enum { T_NORM1, T_Q, T_K, T_V, T_O, T_NORM2, T_GATE, T_UP, T_DOWN, T_PER_LAYER };
-static const char *layer_tensor_names[T_PER_LAYER] = {
-    "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-    "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
-    "mlp.down_proj",
-};
-static const bpt_split layer_tensor_split[T_PER_LAYER] = {
-    BPT_SPLIT_REP, BPT_SPLIT_COL, BPT_SPLIT_COL, BPT_SPLIT_COL, BPT_SPLIT_ROW,
-    BPT_SPLIT_REP, BPT_SPLIT_COL, BPT_SPLIT_COL, BPT_SPLIT_ROW,
-};
+/* the layer tensor indices of llama.h, shorter */
+enum { T_NORM1 = BPT_T_NORM1, T_Q, T_K, T_V, T_O, T_NORM2, T_GATE, T_UP, T_DOWN, T_PER_LAYER };
 
-/* Append tensor `name` of logical shape (d0, d1) (d1 = 0: 1-D); *group_full counts the
- * elements of the gathered group it belongs to (a layer, or the tensor alone). */
-static void add_tensor(bpt_model *m, const char *name, int layer, int64_t d0, int64_t d1,
-                       bpt_split split, size_t *group_full) {
+/* Append tensor x of the layout with its shard geometry; *group_full counts the elements
+ * of the gathered group it belongs to (a layer, or the tensor alone). */
+static void add_tensor(bpt_model *m, const bpt_llama_tensor *x, size_t *group_full) {
     bpt_tensor *t = &m->tensors[m->ntensors++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->layer = layer;
-    t->ndim = d1 ? 2 : 1;
-    t->shape[0] = d0;
-    t->shape[1] = d1 ? d1 : 1;
-    t->split = split;
-    t->local[0] = split == BPT_SPLIT_COL ? d0 / m->tp : d0;
-    t->local[1] = split == BPT_SPLIT_ROW ? t->shape[1] / m->tp : t->shape[1];
+    snprintf(t->name, sizeof t->name, "%s", x->name);
+    t->layer = x->layer;
+    t->ndim = x->ndim;
+    t->shape[0] = x->shape[0];
+    t->shape[1] = x->shape[1];
+    t->split = x->split;
+    t->local[0] = t->split == BPT_SPLIT_COL ? t->shape[0] / m->tp : t->shape[0];
+    t->local[1] = t->split == BPT_SPLIT_ROW ? t->shape[1] / m->tp : t->shape[1];
     t->rows = (t->local[0] + m->fsdp - 1) / m->fsdp;
     t->numel = (size_t)t->rows * (size_t)t->local[1];
     t->offset = m->nparams;
@@ -71,32 +62,21 @@ static inline int idx_lm_head(const bpt_model *m) {
 }
 static inline float *P(const bpt_model *m, bpt_buf b, int i) { return m->buf[b] + m->tensors[i].offset; }
 
+/* The tensors of llama.h; a layer's tensors form one gathered group, every other
+ * tensor a group of its own. */
 static void layout(bpt_model *m) {
-    const bpt_llama_config *c = &m->cfg;
-    int D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    int Dh = bpt_head_dim(c), qd = c->num_attention_heads * Dh, kvd = bpt_kv_heads(c) * Dh;
-    int n = 3 + c->num_hidden_layers * T_PER_LAYER;
+    bpt_llama_tensor *x;
+    int n = bpt_llama_tensors(&m->cfg, &x);
     m->tensors = bpt_xcalloc((size_t)n, sizeof(bpt_tensor));
     m->ntensors = 0;
     m->nparams = 0;
     size_t g = 0;
-    add_tensor(m, "model.embed_tokens.weight", -1, V, D, BPT_SPLIT_COL, &g);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        int64_t shapes[T_PER_LAYER][2] = {
-            {D, 0}, {qd, D}, {kvd, D}, {kvd, D}, {D, qd}, {D, 0}, {F, D}, {F, D}, {D, F},
-        };
-        g = 0;
-        for (int j = 0; j < T_PER_LAYER; j++) {
-            char name[96];
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, layer_tensor_names[j]);
-            add_tensor(m, name, l, shapes[j][0], shapes[j][1], layer_tensor_split[j], &g);
-        }
-        m->layer_full = g;
+    for (int i = 0; i < n; i++) {
+        if (x[i].layer < 0 || x[i].layer != (i > 0 ? x[i - 1].layer : -1)) g = 0;   /* a new group */
+        add_tensor(m, &x[i], &g);
+        if (x[i].layer >= 0) m->layer_full = g;
     }
-    g = 0;
-    add_tensor(m, "model.norm.weight", -1, D, 0, BPT_SPLIT_REP, &g);
-    g = 0;
-    if (!c->tie_word_embeddings) add_tensor(m, "lm_head.weight", -1, V, D, BPT_SPLIT_COL, &g);
+    free(x);
 }
 
 size_t bpt_tensor_logical_numel(const bpt_tensor *t) { return (size_t)t->shape[0] * (size_t)t->shape[1]; }

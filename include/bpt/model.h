@@ -1,20 +1,8 @@
 /* model.h — the LLaMA model: parameters, blockwise forward and backward.
  *
  * Parameters live in one flat fp32 buffer (backend memory), a table of named tensors
- * pointing into it. Names and shapes are Hugging Face LlamaForCausalLM's:
- *   model.embed_tokens.weight                      [V, D]
- *   model.layers.{l}.input_layernorm.weight        [D]
- *   model.layers.{l}.self_attn.q_proj.weight       [H*Dh, D]
- *   model.layers.{l}.self_attn.k_proj.weight       [KVH*Dh, D]
- *   model.layers.{l}.self_attn.v_proj.weight       [KVH*Dh, D]
- *   model.layers.{l}.self_attn.o_proj.weight       [D, H*Dh]
- *   model.layers.{l}.post_attention_layernorm.weight [D]
- *   model.layers.{l}.mlp.gate_proj.weight          [F, D]
- *   model.layers.{l}.mlp.up_proj.weight            [F, D]
- *   model.layers.{l}.mlp.down_proj.weight          [D, F]
- *   model.norm.weight                              [D]
- *   lm_head.weight                                 [V, D]   (absent when tied)
- * A layer's tensors are contiguous in the buffer, in the order above. Gradients and
+ * pointing into it: the tensors of the LLaMA layout (llama.h: Hugging Face names and
+ * shapes), in its order. A layer's tensors are contiguous in the buffer. Gradients and
  * the AdamW moments mirror the parameter buffer element for element.
  *
  * Sharding over the mesh (docs/mesh.md). Tensor parallelism splits each tensor along
@@ -39,10 +27,9 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "config.h"
+#include "llama.h"
 #include "arena.h"
 #include "comm.h"
-
-typedef enum { BPT_SPLIT_REP = 0, BPT_SPLIT_COL, BPT_SPLIT_ROW } bpt_split;
 
 typedef struct bpt_tensor {
     char name[96];
