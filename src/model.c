@@ -22,6 +22,7 @@
  * weight the kernels see is the bf16 rounding of its fp32 master, gathered as bf16.
  */
 #include "bpt/model.h"
+#include "bpt/shard.h"
 #include "bpt/util.h"
 
 #include <math.h>
@@ -33,8 +34,8 @@
 /* the layer tensor indices of llama.h, shorter */
 enum { T_NORM1 = BPT_T_NORM1, T_Q, T_K, T_V, T_O, T_NORM2, T_GATE, T_UP, T_DOWN, T_PER_LAYER };
 
-/* Append tensor x of the layout with its shard geometry; *group_full counts the elements
- * of the gathered group it belongs to (a layer, or the tensor alone). */
+/* Append tensor x of the layout, placed on the mesh (shard.h); *group_full counts the
+ * elements of the gathered group it belongs to (a layer, or the tensor alone). */
 static void add_tensor(bpt_model *m, const bpt_llama_tensor *x, size_t *group_full) {
     bpt_tensor *t = &m->tensors[m->ntensors++];
     snprintf(t->name, sizeof t->name, "%s", x->name);
@@ -43,10 +44,7 @@ static void add_tensor(bpt_model *m, const bpt_llama_tensor *x, size_t *group_fu
     t->shape[0] = x->shape[0];
     t->shape[1] = x->shape[1];
     t->split = x->split;
-    t->local[0] = t->split == BPT_SPLIT_COL ? t->shape[0] / m->tp : t->shape[0];
-    t->local[1] = t->split == BPT_SPLIT_ROW ? t->shape[1] / m->tp : t->shape[1];
-    t->rows = (t->local[0] + m->fsdp - 1) / m->fsdp;
-    t->numel = (size_t)t->rows * (size_t)t->local[1];
+    bpt_shard_place(t, m->tp, m->fsdp);
     t->offset = m->nparams;
     t->full_offset = *group_full;
     *group_full += (size_t)m->fsdp * t->numel;
@@ -55,7 +53,7 @@ static void add_tensor(bpt_model *m, const bpt_llama_tensor *x, size_t *group_fu
 }
 
 /* Index of tensor j of layer l; embedding is 0, final norm and lm_head follow the layers. */
-static inline int tidx(int l, int j) { return 1 + l * T_PER_LAYER + j; }
+static inline int tidx(int l, int j) { return bpt_llama_layer_tensor(l, j); }
 static inline int idx_norm_f(const bpt_model *m) { return 1 + m->cfg.num_hidden_layers * T_PER_LAYER; }
 static inline int idx_lm_head(const bpt_model *m) {
     return m->cfg.tie_word_embeddings ? 0 : idx_norm_f(m) + 1;
@@ -156,17 +154,6 @@ void bpt_model_free(bpt_model *m) {
     free(m);
 }
 
-/* Logical element index of element e of this rank's shard of t, or -1 for padding. */
-static int64_t shard_to_logical(const bpt_model *m, const bpt_tensor *t, size_t e) {
-    int64_t cols = t->local[1], r = (int64_t)(e / (size_t)cols), c = (int64_t)(e % (size_t)cols);
-    int64_t lrow = (int64_t)m->fsdp_rank * t->rows + r;   /* row of the tp-local piece */
-    if (lrow >= t->local[0]) return -1;
-    int64_t row = lrow, col = c;
-    if (t->split == BPT_SPLIT_COL) row += (int64_t)m->tp_rank * t->local[0];
-    if (t->split == BPT_SPLIT_ROW) col += (int64_t)m->tp_rank * t->local[1];
-    return row * t->shape[1] + col;
-}
-
 void bpt_model_init_weights(bpt_model *m, uint64_t seed) {
     float std = (float)m->cfg.initializer_range;
     for (int i = 0; i < m->ntensors; i++) {
@@ -174,7 +161,7 @@ void bpt_model_init_weights(bpt_model *m, uint64_t seed) {
         float *h = bpt_xmalloc(t->numel * sizeof(float));
         #pragma omp parallel for schedule(static)
         for (size_t e = 0; e < t->numel; e++) {
-            int64_t g = shard_to_logical(m, t, e);
+            int64_t g = bpt_shard_to_logical(m, t, e);
             h[e] = g < 0 ? 0.0f : t->ndim == 1 ? 1.0f : std * bpt_randn(seed, t->name, (uint64_t)g);
         }
         m->k->copy_h2d(P(m, BPT_BUF_PARAM, i), h, t->numel * sizeof(float));
@@ -192,81 +179,10 @@ int bpt_model_find(const bpt_model *m, const char *name) {
     return -1;
 }
 
-void bpt_model_get(const bpt_model *m, bpt_buf which, int i, float *host) {
-    const bpt_tensor *t = &m->tensors[i];
-    size_t lnum = (size_t)t->local[0] * t->local[1];
-    float *shard = bpt_xmalloc(t->numel * sizeof(float));
-    float *local = bpt_xmalloc((size_t)m->fsdp * t->numel * sizeof(float));
-    m->k->copy_d2h(shard, P(m, which, i), t->numel * sizeof(float));
-    /* shards -> the tp-local piece (padding rows at the end are dropped) */
-    bpt_allgather_f32(m->comm, BPT_AXIS_FSDP, local, shard, t->numel);
-    if (t->split == BPT_SPLIT_REP || m->tp == 1) {
-        memcpy(host, local, lnum * sizeof(float));
-    } else {
-        float *all = bpt_xmalloc((size_t)m->tp * lnum * sizeof(float));
-        bpt_allgather_f32(m->comm, BPT_AXIS_TP, all, local, lnum);
-        if (t->split == BPT_SPLIT_COL) {
-            memcpy(host, all, (size_t)m->tp * lnum * sizeof(float));
-        } else {   /* ROW: piece p holds columns [p*c, (p+1)*c) of every row */
-            int64_t c = t->local[1];
-            for (int p = 0; p < m->tp; p++)
-                for (int64_t r = 0; r < t->local[0]; r++)
-                    memcpy(host + r * t->shape[1] + p * c, all + p * lnum + r * c, (size_t)c * sizeof(float));
-        }
-        free(all);
-    }
-    free(shard);
-    free(local);
-}
-
-void bpt_model_set(bpt_model *m, bpt_buf which, int i, const float *host) {
-    const bpt_tensor *t = &m->tensors[i];
-    float *h = bpt_xmalloc(t->numel * sizeof(float));
-    for (size_t e = 0; e < t->numel; e++) {
-        int64_t g = shard_to_logical(m, t, e);
-        h[e] = g < 0 ? 0.0f : host[g];
-    }
-    m->k->copy_h2d(P(m, which, i), h, t->numel * sizeof(float));
-    free(h);
-}
-
 float *bpt_model_shard(const bpt_model *m, bpt_buf which, int i) { return P(m, which, i); }
-
-void bpt_model_shard_slab(const bpt_model *m, int i, int64_t start[2], int64_t count[2]) {
-    const bpt_tensor *t = &m->tensors[i];
-    int64_t r0 = (int64_t)m->fsdp_rank * t->rows, n = t->local[0] - r0;
-    count[0] = n < 0 ? 0 : n < t->rows ? n : t->rows;
-    count[1] = t->local[1];
-    start[0] = (t->split == BPT_SPLIT_COL ? (int64_t)m->tp_rank * t->local[0] : 0) + (count[0] ? r0 : 0);
-    start[1] = t->split == BPT_SPLIT_ROW ? (int64_t)m->tp_rank * t->local[1] : 0;
-}
-
-int bpt_model_shard_owner(const bpt_model *m, int i) {
-    return m->dp_rank == 0 && (m->tensors[i].split != BPT_SPLIT_REP || m->tp_rank == 0);
-}
 
 void bpt_model_zero_grad(bpt_model *m) {
     m->k->zero(m->buf[BPT_BUF_GRAD], m->nparams * sizeof(float));
-}
-
-void bpt_model_reduce_grads(bpt_model *m) {
-    bpt_allreduce_f32(m->comm, BPT_AXIS_DP, m->buf[BPT_BUF_GRAD], m->nparams);
-}
-
-double bpt_model_sumsq(const bpt_model *m, bpt_buf which) {
-    /* per tensor, in a fixed order; a replicated tensor counts on tp rank 0 only */
-    double s[2] = {0.0, 0.0};
-    for (int i = 0; i < m->ntensors; i++) {
-        const bpt_tensor *t = &m->tensors[i];
-        if (t->split == BPT_SPLIT_REP && m->tp_rank != 0) continue;
-        double v = 0.0;
-        m->k->sumsq(m->d_stats + 2, P(m, which, i), t->numel);
-        m->k->copy_d2h(&v, m->d_stats + 2, sizeof v);
-        s[0] += v;
-    }
-    bpt_allreduce_f64(m->comm, BPT_AXIS_FSDP, s, 1);
-    bpt_allreduce_f64(m->comm, BPT_AXIS_TP, s, 1);
-    return s[0];
 }
 
 /* ------------------------------------------------------------- keep sets -- */
@@ -358,186 +274,6 @@ static void alloc_acts(bpt_model *m, const dims *d, acts *a, int want) {
 
 /* ------------------------------------------------- weights over the mesh -- */
 
-/* A layer's tp-local weights (or their gradients) by role. */
-typedef struct lw { float *norm1, *wq, *wk, *wv, *wo, *norm2, *wg, *wu, *wd; } lw;
-
-/* The layer's tensors laid out from base by full_offset: a gathered buffer, or (fsdp
- * == 1, where a shard is the whole tp-local tensor) the flat buffer itself. */
-static lw layer_view(const bpt_model *m, float *base, int l) {
-    const bpt_tensor *t = &m->tensors[tidx(l, 0)];
-    lw w = {base + t[T_NORM1].full_offset, base + t[T_Q].full_offset, base + t[T_K].full_offset,
-            base + t[T_V].full_offset, base + t[T_O].full_offset, base + t[T_NORM2].full_offset,
-            base + t[T_GATE].full_offset, base + t[T_UP].full_offset, base + t[T_DOWN].full_offset};
-    return w;
-}
-
-/* Where a step gathers its layers' weights. fp32: two gathered layers (the one in use
- * and the next one in flight) when fsdp > 1, nothing when fsdp == 1 (a shard is then the
- * whole tp-local layer). bf16: two gathered bf16 layers (one when fsdp == 1: nothing is
- * in flight) and the fp32 layer in use, widened from them. */
-typedef struct wbufs {
-    float *w32[2];
-    uint16_t *w16[2];
-    float *cur;
-    bpt_request req[2][T_PER_LAYER];
-} wbufs;
-
-static void wbufs_alloc(bpt_model *m, wbufs *b) {
-    bpt_arena *ar = m->arena;
-    size_t n = m->layer_full;
-    memset(b, 0, sizeof *b);
-    if (m->bf16_weights) {
-        b->w16[0] = bpt_arena_alloc(ar, n * sizeof(uint16_t), "gathered layer weights (bf16)");
-        b->w16[1] = m->fsdp > 1 ? bpt_arena_alloc(ar, n * sizeof(uint16_t), "gathered layer weights (bf16, next)")
-                                : b->w16[0];
-        b->cur = bpt_arena_alloc(ar, n * sizeof(float), "layer weights in use (from bf16)");
-    } else if (m->fsdp > 1) {
-        b->w32[0] = bpt_arena_alloc(ar, n * sizeof(float), "gathered layer weights");
-        b->w32[1] = bpt_arena_alloc(ar, n * sizeof(float), "gathered layer weights (next)");
-    }
-}
-
-/* The bf16 gather of one tensor into full (fsdp * numel): this rank rounds its shard
- * into its own place, and the in-place all-gather fills the others' around it (req
- * NULL: blocking). */
-static void gather_bf16(bpt_model *m, uint16_t *full, const float *shard, size_t numel, bpt_request *req) {
-    m->k->to_bf16(full + (size_t)m->fsdp_rank * numel, shard, numel);
-    if (req) bpt_iallgather_bf16(m->comm, BPT_AXIS_FSDP, full, numel, req);
-    else bpt_allgather_bf16(m->comm, BPT_AXIS_FSDP, full, numel);
-}
-
-/* Start the all-gather of layer l's weights (non-blocking, one per tensor). */
-static void gather_start(bpt_model *m, wbufs *b, int l) {
-    int s = l % 2;
-    for (int j = 0; j < T_PER_LAYER; j++) {
-        const bpt_tensor *t = &m->tensors[tidx(l, j)];
-        const float *shard = P(m, BPT_BUF_PARAM, tidx(l, j));
-        bpt_request *r = &b->req[s][j];
-        r->r = MPI_REQUEST_NULL;
-        r->ev = NULL;
-        if (m->bf16_weights) {
-            gather_bf16(m, b->w16[s] + t->full_offset, shard, t->numel, r);
-        } else if (m->fsdp > 1) {
-            bpt_iallgather_f32(m->comm, BPT_AXIS_FSDP, b->w32[s] + t->full_offset, shard, t->numel, r);
-        }
-    }
-}
-
-/* Layer l's weights, ready for the kernels. */
-static lw gather_wait(bpt_model *m, wbufs *b, int l) {
-    int s = l % 2;
-    for (int j = 0; j < T_PER_LAYER; j++) bpt_wait(m->comm, &b->req[s][j]);
-    if (m->bf16_weights) {
-        m->k->from_bf16(b->cur, b->w16[s], m->layer_full);
-        return layer_view(m, b->cur, l);
-    }
-    if (m->fsdp == 1) return layer_view(m, P(m, BPT_BUF_PARAM, tidx(l, 0)), l);
-    return layer_view(m, b->w32[s], l);
-}
-
-/* Where layer l's backward accumulates its gradients: the shards themselves when
- * fsdp == 1; else one of two full-layer buffers, whose reduce-scatter (non-blocking)
- * then overlaps the backward of the next layer down. The reduced shard is added to the
- * gradient buffer when the slot comes round again, or at the end of the backward. */
-typedef struct gbufs {
-    float *full[2];      /* a layer's full gradients */
-    float *shard[2];     /* their reduce-scattered shard, until added to the grad buffer */
-    int layer[2];        /* the layer whose reduce-scatter is in flight in the slot, or -1 */
-    bpt_request req[2][T_PER_LAYER];
-} gbufs;
-
-static void gbufs_alloc(bpt_model *m, gbufs *b, int train) {
-    memset(b, 0, sizeof *b);
-    b->layer[0] = b->layer[1] = -1;
-    if (!train || m->fsdp == 1) return;
-    for (int s = 0; s < 2; s++) {
-        b->full[s] = bpt_arena_alloc(m->arena, m->layer_full * sizeof(float), "layer gradients");
-        b->shard[s] = bpt_arena_alloc(m->arena, m->layer_full / m->fsdp * sizeof(float), "layer gradient shards");
-    }
-}
-
-/* Complete the reduce-scatter in slot s and add its shard to the gradient buffer (a
- * layer's shards are contiguous there, in the order of the slot). */
-static void grads_finish(bpt_model *m, gbufs *b, int s) {
-    int l = b->layer[s];
-    if (l < 0) return;
-    for (int j = 0; j < T_PER_LAYER; j++) bpt_wait(m->comm, &b->req[s][j]);
-    m->k->axpy(P(m, BPT_BUF_GRAD, tidx(l, 0)), 1.0f, b->shard[s], m->layer_full / m->fsdp);
-    b->layer[s] = -1;
-}
-
-static lw grads_begin(bpt_model *m, gbufs *b, int l) {
-    if (m->fsdp == 1) return layer_view(m, P(m, BPT_BUF_GRAD, tidx(l, 0)), l);
-    int s = l % 2;
-    grads_finish(m, b, s);
-    m->k->zero(b->full[s], m->layer_full * sizeof(float));
-    return layer_view(m, b->full[s], l);
-}
-
-/* Start the reduce-scatter of layer l's full gradients over fsdp. */
-static void grads_commit(bpt_model *m, gbufs *b, int l) {
-    if (m->fsdp == 1) return;
-    int s = l % 2;
-    size_t off0 = m->tensors[tidx(l, 0)].offset;
-    for (int j = 0; j < T_PER_LAYER; j++) {
-        const bpt_tensor *t = &m->tensors[tidx(l, j)];
-        bpt_ireduce_scatter_f32(m->comm, BPT_AXIS_FSDP, b->shard[s] + (t->offset - off0), b->full[s] + t->full_offset,
-                                t->numel, &b->req[s][j]);
-    }
-    b->layer[s] = l;
-}
-
-/* Reduce-scatter tensor i's full gradient over fsdp and add it to the shard. */
-static void grad_commit_tensor(bpt_model *m, int i, const float *full) {
-    const bpt_tensor *t = &m->tensors[i];
-    size_t mark = bpt_arena_mark(m->arena);
-    float *tmp = bpt_arena_alloc(m->arena, t->numel * sizeof(float), "gradient shard");
-    bpt_reduce_scatter_f32(m->comm, BPT_AXIS_FSDP, tmp, full, t->numel);
-    m->k->axpy(P(m, BPT_BUF_GRAD, i), 1.0f, tmp, t->numel);
-    bpt_arena_release(m->arena, mark);
-}
-
-/* A tensor outside the layers (embedding, final norm, lm_head), gathered for use (in
- * bf16: rounded, gathered as bf16 and widened, like a layer). */
-static float *fetch(bpt_model *m, int i, const char *what) {
-    const bpt_tensor *t = &m->tensors[i];
-    size_t n = (size_t)m->fsdp * t->numel;
-    if (!m->bf16_weights && m->fsdp == 1) return P(m, BPT_BUF_PARAM, i);
-    float *buf = bpt_arena_alloc(m->arena, n * sizeof(float), what);
-    if (!m->bf16_weights) {
-        bpt_allgather_f32(m->comm, BPT_AXIS_FSDP, buf, P(m, BPT_BUF_PARAM, i), t->numel);
-        return buf;
-    }
-    size_t mark = bpt_arena_mark(m->arena);
-    uint16_t *h = bpt_arena_alloc(m->arena, n * sizeof(uint16_t), "gathered weights (bf16)");
-    gather_bf16(m, h, P(m, BPT_BUF_PARAM, i), t->numel, NULL);
-    m->k->from_bf16(buf, h, n);
-    bpt_arena_release(m->arena, mark);
-    return buf;
-}
-
-static float *grad_begin(bpt_model *m, int i, const char *what) {
-    const bpt_tensor *t = &m->tensors[i];
-    if (m->fsdp == 1) return P(m, BPT_BUF_GRAD, i);
-    float *g = bpt_arena_alloc(m->arena, (size_t)m->fsdp * t->numel * sizeof(float), what);
-    m->k->zero(g, (size_t)m->fsdp * t->numel * sizeof(float));
-    return g;
-}
-
-static void grad_commit(bpt_model *m, int i, const float *full) {
-    if (m->fsdp > 1) grad_commit_tensor(m, i, full);
-}
-
-/* x (N,D) holds this tp rank's partial sum: complete it (row-parallel products). */
-static void tp_sum(bpt_model *m, float *x, size_t n) { bpt_allreduce_f32(m->comm, BPT_AXIS_TP, x, n); }
-
-/* out = x on tp rank 0, zeros elsewhere: a residual that a tp_sum will complete (out
- * may be x itself). */
-static void tp_residual(bpt_model *m, float *out, const float *x, size_t n) {
-    if (m->tp_rank != 0) m->k->zero(out, n * sizeof(float));
-    else if (out != x) m->k->copy_d2d(out, x, n * sizeof(float));
-}
-
 /* out (rows, n_out) = inp (rows, n_in) W^T, W (n_out, n_in): a Hugging Face linear. */
 static void linear(const bpt_kernels *k, float *out, const float *inp, const float *W,
                    int rows, int n_in, int n_out, float beta) {
@@ -546,10 +282,11 @@ static void linear(const bpt_kernels *k, float *out, const float *inp, const flo
 
 /* The attention half of the forward, from what `a` already holds:
  * computes whichever of xn1/rstd1, q/k/v, o/lse, x1 are requested in `need`. */
-static void attn_forward(bpt_model *m, const dims *d, const lw *w, const float *x, acts *a, int need) {
+static void attn_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, const float *x, acts *a, int need) {
     const bpt_kernels *k = m->k;
     float eps = (float)m->cfg.rms_norm_eps;
     if (need & (K_XN1 | K_RSTD1)) k->rmsnorm_fwd(a->xn1, a->rstd1, x, w->norm1, d->N, d->D, eps);
+    if (need & (K_Q | K_K | K_V)) bpt_tp_copy_fwd(m, a->xn1, (size_t)d->N * d->D);   // q/k/v are column parallel
     if (need & K_Q) {   // q = rope(xn1 Wq^T)  (N,D) -> (N,qd)
         linear(k, a->q, a->xn1, w->wq, d->N, d->D, d->qd, 0.0f);
         k->rope_fwd(a->q, m->rope_cos, m->rope_sin, d->B, d->T, d->H, d->Dh);
@@ -566,16 +303,16 @@ static void attn_forward(bpt_model *m, const dims *d, const lw *w, const float *
             k->attn_fwd(a->o, a->lse, a->q, a->k, a->v, d->B, d->T, d->H, d->KVH, d->Dh, d->Bq, d->Bk);
     }
     if (need & K_X1) {  // x1 = x + o Wo^T  (row parallel: summed over tp)
-        tp_residual(m, a->x1, x, (size_t)d->N * d->D);
+        bpt_tp_reduce_begin(m, a->x1, x, (size_t)d->N * d->D);
         linear(k, a->x1, a->o, w->wo, d->N, d->qd, d->D, 1.0f);
-        tp_sum(m, a->x1, (size_t)d->N * d->D);
+        bpt_tp_reduce_fwd(m, a->x1, (size_t)d->N * d->D);
     }
 }
 
 /* The feed-forward half: x_out = x1 + down(silu(gate(xn2)) * up(xn2)), chunk by chunk
  * (x_out may be x1's own buffer). Full g/u/h arrays are written when a holds them;
  * otherwise chunk scratch is used. */
-static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float *x_out) {
+static void mlp_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, acts *a, float *x_out) {
     const bpt_kernels *k = m->k;
     size_t mark = bpt_arena_mark(m->arena);
     int R = d->mlp_rows, F = d->F, D = d->D;
@@ -583,7 +320,8 @@ static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float
     float *gs = a->g ? NULL : bpt_arena_alloc(m->arena, cb, "mlp gate chunk");
     float *us = a->u ? NULL : bpt_arena_alloc(m->arena, cb, "mlp up chunk");
     float *hs = a->h ? NULL : bpt_arena_alloc(m->arena, cb, "mlp hidden chunk");
-    tp_residual(m, x_out, a->x1, (size_t)d->N * D);
+    bpt_tp_copy_fwd(m, a->xn2, (size_t)d->N * D);   // gate/up are column parallel
+    bpt_tp_reduce_begin(m, x_out, a->x1, (size_t)d->N * D);
     for (int r0 = 0; r0 < d->N; r0 += R) {
         size_t off = (size_t)r0 * F;
         const float *xn = a->xn2 + (size_t)r0 * D;
@@ -593,7 +331,7 @@ static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float
         k->swiglu_fwd(h, g, u, (size_t)R * F);           // h = silu(g) * u
         linear(k, x_out + (size_t)r0 * D, h, w->wd, R, F, D, 1.0f);  // x_out += h Wd^T
     }
-    tp_sum(m, x_out, (size_t)d->N * D);   // down is row parallel
+    bpt_tp_reduce_fwd(m, x_out, (size_t)d->N * D);   // down is row parallel
     bpt_arena_release(m->arena, mark);
 }
 
@@ -601,9 +339,9 @@ static void mlp_forward(bpt_model *m, const dims *d, const lw *w, acts *a, float
  * the mark); the rest is scratch released before returning. x_out is not written until
  * the feed-forward, so xn1 and then x1 live in it unless they are kept, and the
  * attention's scratch is released before the feed-forward's is taken (docs/design.md). */
-static void layer_forward(bpt_model *m, const dims *d, const lw *wp, const float *x, float *x_out,
+static void layer_forward(bpt_model *m, const dims *d, const bpt_layer_w *wp, const float *x, float *x_out,
                           acts *a, int keep) {
-    lw w = *wp;
+    bpt_layer_w w = *wp;
     memset(a, 0, sizeof *a);
     alloc_acts(m, d, a, keep);
     size_t mark = bpt_arena_mark(m->arena);
@@ -634,11 +372,11 @@ static int held(const acts *a) {
  * With qd == D (one tp rank) xn1 is dropped once q, k and v are computed and is
  * recomputed into o's buffer after the attention's backward. All of this keeps the
  * backward's peak small (docs/design.md) and changes no result. */
-static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *gwp, float *x,
+static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, const bpt_layer_w *gwp, float *x,
                            const uint16_t *x16, const acts *kept, float *dx_out, float *dx_in) {
     const bpt_kernels *k = m->k;
     bpt_arena *ar = m->arena;
-    lw w = *wp, gw = *gwp;
+    bpt_layer_w w = *wp, gw = *gwp;
     int N = d->N, D = d->D, F = d->F, qd = d->qd, kvd = d->kvd, R = d->mlp_rows;
     size_t fb = sizeof(float), nd = (size_t)N * D, mark = bpt_arena_mark(ar);
     float eps = (float)m->cfg.rms_norm_eps;
@@ -674,6 +412,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
 
     /* ---- feed-forward, chunk by chunk ---- */
     float *dx1 = dx_out;   /* becomes dloss/dx1 below, in place */
+    bpt_tp_reduce_bwd(m, dx_out, nd);   // down is row parallel: dy is whole on every rank
     size_t cb = (size_t)R * F * fb;
     float *gs = t.g ? NULL : bpt_arena_alloc(ar, cb, "mlp gate chunk");
     float *us = t.u ? NULL : bpt_arena_alloc(ar, cb, "mlp up chunk");
@@ -699,13 +438,14 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
         k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxn + (size_t)r0 * D, D);
         k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxn + (size_t)r0 * D, D);
     }
-    tp_sum(m, dxn, nd);   // gate/up are column parallel
+    bpt_tp_copy_bwd(m, dxn, nd);   // gate/up are column parallel
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
     k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, N, D, 1);
     bpt_arena_release(ar, mark_mlp);   /* x1, xn2 and the chunks (unless kept) */
 
     /* ---- attention ---- */
     // x1 = x + o Wo^T  =>  dWo += dx1^T o ; do = dx1 Wo
+    bpt_tp_reduce_bwd(m, dx1, nd);   // o is row parallel: dx1 is whole on every rank
     k->gemm(1, 0, D, qd, N, 1.0f, dx1, D, t.o, qd, 1.0f, gw.wo, qd);
     float *dO = dxn;       /* dxn2 is consumed; qd == D */
     float *dq = x_scratch ? x : bpt_arena_alloc(ar, (size_t)N * qd * fb, "dq");
@@ -737,7 +477,7 @@ static void layer_backward(bpt_model *m, const dims *d, const lw *wp, const lw *
     k->gemm(0, 0, N, D, qd, 1.0f, dq, qd, w.wq, D, 0.0f, dxn, D);
     k->gemm(0, 0, N, D, kvd, 1.0f, dk, kvd, w.wk, D, 1.0f, dxn, D);
     k->gemm(0, 0, N, D, kvd, 1.0f, dv, kvd, w.wv, D, 1.0f, dxn, D);
-    tp_sum(m, dxn, nd);   // q/k/v are column parallel
+    bpt_tp_copy_bwd(m, dxn, nd);   // q/k/v are column parallel
     // xn1 = rmsnorm(x); x1 = x + ...  =>  dx = dx1 + rmsnorm_bwd(dxn1)
     k->rmsnorm_bwd(dx1, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
     k->copy_d2d(dx_in, dx1, nd * fb);
@@ -763,11 +503,9 @@ static void loss_chunk(bpt_model *m, const dims *d, float *logits, const int32_t
     float *sumexp = bpt_arena_alloc(m->arena, rb, "xent sum exp");
     int32_t *amaxi = bpt_arena_alloc(m->arena, (size_t)rows * sizeof(int32_t), "xent argmax");
     k->xent_partial(logits, tgt, rows, d->V, d->v0, rmax, tlogit, amaxv, amaxi);
-    bpt_allreduce_max_f32(m->comm, BPT_AXIS_TP, rmax, (size_t)rows);
-    bpt_allreduce_f32(m->comm, BPT_AXIS_TP, tlogit, (size_t)rows);
-    bpt_allreduce_maxloc(m->comm, BPT_AXIS_TP, amaxv, amaxi, (size_t)rows);
+    bpt_tp_xent_stats(m, rmax, tlogit, amaxv, amaxi, (size_t)rows);
     k->xent_sumexp(logits, rmax, rows, d->V, sumexp);
-    bpt_allreduce_f32(m->comm, BPT_AXIS_TP, sumexp, (size_t)rows);
+    bpt_tp_xent_sumexp(m, sumexp, (size_t)rows);
     k->xent_finish(logits, m->d_stats, tgt, mask, rmax, sumexp, tlogit, amaxi, rows, d->V, d->v0, scale);
     bpt_arena_release(m->arena, mark);
 }
@@ -788,10 +526,10 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
 
     /* the gathered layer weights, and the layers' full gradients in flight (none when
      * fsdp == 1: the backward accumulates into the shards) */
-    wbufs wb;
-    wbufs_alloc(m, &wb);
-    gbufs gb;
-    gbufs_alloc(m, &gb, train);
+    bpt_layer_weights wb;
+    bpt_weights_alloc(m, &wb);
+    bpt_layer_grads gb;
+    bpt_grads_alloc(m, &gb, train);
     size_t mark_acts = bpt_arena_mark(ar);
 
     /* forward: the residual stream x_0..x_L is kept for training, ping-pongs for eval */
@@ -805,18 +543,18 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     int r16 = train && L > 0 && strcmp(c->residual_dtype, "bf16") == 0;
     uint16_t **ks = r16 ? bpt_xcalloc((size_t)L, sizeof(uint16_t *)) : NULL;
     float *xp[2] = {xs[0], r16 ? bpt_arena_alloc(ar, xb, "layer output") : NULL};
-    if (L > 0) gather_start(m, &wb, 0);
+    if (L > 0) bpt_weights_start(m, &wb, 0);
     {
         size_t mk = bpt_arena_mark(ar);
-        const float *wte = fetch(m, 0, "gathered embedding");
+        const float *wte = bpt_tensor_fetch(m, 0, "gathered embedding");
         k->embed_fwd(xs[0], tok, wte, N, D, d.v0, d.V);   // x0 = wte[tokens] (vocab parallel)
-        tp_sum(m, xs[0], (size_t)N * D);
+        bpt_tp_reduce_fwd(m, xs[0], (size_t)N * D);
         bpt_arena_release(ar, mk);
     }
-    lw wlast = {0};
+    bpt_layer_w wlast = {0};
     for (int l = 0; l < L; l++) {
-        lw w = gather_wait(m, &wb, l);
-        if (l + 1 < L) gather_start(m, &wb, l + 1);
+        bpt_layer_w w = bpt_weights_ready(m, &wb, l);
+        if (l + 1 < L) bpt_weights_start(m, &wb, l + 1);
         wlast = w;
         if (r16) {
             ks[l] = bpt_arena_alloc(ar, (size_t)N * D * sizeof(uint16_t), "kept layer input (bf16)");
@@ -829,7 +567,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     }
     if (train) m->kept_bytes = bpt_arena_mark(ar) - mark_acts;
     /* the backward starts with layer L-1, whose weights are still at hand: prefetch L-2 */
-    if (train && L > 1) gather_start(m, &wb, L - 2);
+    if (train && L > 1) bpt_weights_start(m, &wb, L - 2);
 
     /* blockwise loss: logits and their gradient one chunk of rows at a time. The
      * backward's two dx buffers: dxa is new (the final norm's backward writes it while
@@ -842,16 +580,17 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     size_t mark1 = bpt_arena_mark(ar);
     int rows = c->scan_loss ? d.B * (c->scan_loss_chunk_size < d.T ? c->scan_loss_chunk_size : d.T) : N;
     int ilm = idx_lm_head(m), inf = idx_norm_f(m);
-    const float *normf = fetch(m, inf, "gathered final norm");
-    const float *wlm = fetch(m, ilm, "gathered lm_head");
-    float *gnormf = train ? grad_begin(m, inf, "final norm gradient") : NULL;
-    float *gwlm = train ? grad_begin(m, ilm, "lm_head gradient") : NULL;
+    const float *normf = bpt_tensor_fetch(m, inf, "gathered final norm");
+    const float *wlm = bpt_tensor_fetch(m, ilm, "gathered lm_head");
+    float *gnormf = train ? bpt_tensor_grad_begin(m, inf, "final norm gradient") : NULL;
+    float *gwlm = train ? bpt_tensor_grad_begin(m, ilm, "lm_head gradient") : NULL;
     float *xf = bpt_arena_alloc(ar, xb, "xf");
     float *rstdf = bpt_arena_alloc(ar, (size_t)N * fb, "rstdf");
     float *dxf = train ? bpt_arena_alloc(ar, xb, "dxf") : NULL;
     float *logits = bpt_arena_alloc(ar, (size_t)rows * d.V * fb, "logits chunk");
     k->rmsnorm_fwd(xf, rstdf, xs[L], normf, N, D, eps);           // xf = rmsnorm(x_L)
     k->zero(m->d_stats, 2 * sizeof(double));
+    bpt_tp_copy_fwd(m, xf, (size_t)N * D);   // lm_head is column (vocab) parallel
     for (int r0 = 0; r0 < N; r0 += rows) {
         const float *xc = xf + (size_t)r0 * D;
         linear(k, logits, xc, wlm, rows, D, d.V, 0.0f);            // logits = xf Wlm^T
@@ -866,34 +605,33 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     out[0] += st[0];
     out[1] += st[1];
     if (train) {
-        tp_sum(m, dxf, (size_t)N * D);   // lm_head is column (vocab) parallel
+        bpt_tp_copy_bwd(m, dxf, (size_t)N * D);   // lm_head is column (vocab) parallel
         // xf = rmsnorm(x_L)
         k->rmsnorm_bwd(dxa, gnormf, dxf, xs[L], normf, rstdf, N, D, 0);
-        grad_commit(m, ilm, gwlm);
-        grad_commit(m, inf, gnormf);
+        bpt_tensor_grad_commit(m, ilm, gwlm);
+        bpt_tensor_grad_commit(m, inf, gnormf);
     }
     bpt_arena_release(ar, mark1);
 
     /* backward: layers in reverse (gathering the next one early), then the embedding */
     if (train) {
         for (int l = L - 1; l >= 0; l--) {
-            lw w = l == L - 1 ? wlast : gather_wait(m, &wb, l);
-            if (l > 0 && l < L - 1) gather_start(m, &wb, l - 1);
-            lw gw = grads_begin(m, &gb, l);
+            bpt_layer_w w = l == L - 1 ? wlast : bpt_weights_ready(m, &wb, l);
+            if (l > 0 && l < L - 1) bpt_weights_start(m, &wb, l - 1);
+            bpt_layer_w gw = bpt_grads_begin(m, &gb, l);
             float *xl = xs[l];
             if (r16) {   /* x_L is done with (the final norm's backward ran): reuse its buffer */
                 k->from_bf16(xw, ks[l], (size_t)N * D);
                 xl = xw;
             }
             layer_backward(m, &d, &w, &gw, xl, r16 ? ks[l] : NULL, &A[l], dxa, dxb);
-            grads_commit(m, &gb, l);
+            bpt_grads_commit(m, &gb, l);
             float *tmp = dxa; dxa = dxb; dxb = tmp;
         }
-        float *gwte = grad_begin(m, 0, "embedding gradient");
+        float *gwte = bpt_tensor_grad_begin(m, 0, "embedding gradient");
         k->embed_bwd(gwte, dxa, tok, N, D, d.v0, d.V);   // x0 = wte[tokens]
-        grad_commit(m, 0, gwte);
-        grads_finish(m, &gb, 0);
-        grads_finish(m, &gb, 1);
+        bpt_tensor_grad_commit(m, 0, gwte);
+        bpt_grads_finish(m, &gb);
     }
     free(xs);
     free(ks);

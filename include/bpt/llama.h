@@ -28,6 +28,9 @@ typedef enum { BPT_SPLIT_REP = 0, BPT_SPLIT_COL, BPT_SPLIT_ROW } bpt_split;
 enum { BPT_T_NORM1, BPT_T_Q, BPT_T_K, BPT_T_V, BPT_T_O, BPT_T_NORM2, BPT_T_GATE, BPT_T_UP, BPT_T_DOWN,
        BPT_T_PER_LAYER };
 
+/* The index of tensor j (BPT_T_*) of layer l in the layout (the embedding is 0). */
+static inline int bpt_llama_layer_tensor(int l, int j) { return 1 + l * BPT_T_PER_LAYER + j; }
+
 typedef struct bpt_llama_tensor {
     char name[96];         /* Hugging Face name */
     int layer;             /* its decoder layer, -1 for embedding, final norm, lm_head */
