@@ -6,6 +6,7 @@
  */
 #include "bpt/comm.h"
 #include "bpt/util.h"
+#include "bpt/testhooks.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -126,15 +127,11 @@ static int skip(bpt_comm *c, bpt_axis a, double bytes) {
 
 /* MPI counts are int: an all-reduce of more elements (a tp all-reduce of N x D at long
  * context: 1M tokens x D 4096 is 2^32) goes in pieces of at most 2^28 elements, which
- * changes no sum (an all-reduce is elementwise). BPT_TEST_MPI_CHUNK sets the piece
- * (tests/mpi/test_mesh.sh). */
+ * changes no sum (an all-reduce is elementwise); a test hook (testhooks.h) makes the
+ * pieces small. */
 static size_t piece(size_t left) {   /* the next piece of `left` elements */
-    static size_t chunk;
-    if (!chunk) {
-        const char *e = getenv("BPT_TEST_MPI_CHUNK");
-        long v = e ? atol(e) : 0;
-        chunk = v > 0 && v < (1L << 28) ? (size_t)v : (size_t)1 << 28;
-    }
+    size_t test = bpt_test_hooks_get()->mpi_chunk;
+    size_t chunk = test > 0 && test < ((size_t)1 << 28) ? test : (size_t)1 << 28;
     return left < chunk ? left : chunk;
 }
 

@@ -3,6 +3,7 @@
  * vocabulary-parallel loss statistics. The only file of the model's step that calls
  * collectives. */
 #include "bpt/shard.h"
+#include "kernels/kernels.h"
 #include "bpt/util.h"
 
 #include <stdlib.h>

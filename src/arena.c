@@ -1,5 +1,6 @@
 /* arena.c — one stack allocator per rank with a high-water mark. */
 #include "bpt/arena.h"
+#include "kernels/kernels.h"
 #include "bpt/util.h"
 
 #define ARENA_ALIGN 256

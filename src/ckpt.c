@@ -29,9 +29,11 @@
 #include <mpi.h>
 
 #include "bpt/ckpt.h"
+#include "kernels/kernels.h"
 #include "bpt/comm.h"
 #include "bpt/util.h"
 #include "bpt/h5util.h"
+#include "bpt/testhooks.h"
 
 #ifdef PACKAGE_VERSION
 #define BPT_VERSION_STRING PACKAGE_VERSION
@@ -235,13 +237,10 @@ static void dir_of(const char *path, char *dir, size_t len) {
     else *slash = '\0';
 }
 
-/* Test hook: BPT_TEST_SAVE_PAUSE="STEP:SECONDS" sleeps inside the save of that step,
- * after the parameters are written, so a test can kill the job mid-save. */
+/* The save-pause test hook (testhooks.h): a test kills the job inside this save. */
 static void test_pause(int64_t step) {
-    const char *e = getenv("BPT_TEST_SAVE_PAUSE");
-    long long s;
-    int secs;
-    if (e && sscanf(e, "%lld:%d", &s, &secs) == 2 && s == step) sleep((unsigned)secs);
+    const bpt_test_hooks *h = bpt_test_hooks_get();
+    if (h->save_pause_step == step) sleep((unsigned)h->save_pause_s);
 }
 
 int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *meta,

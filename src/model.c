@@ -22,6 +22,7 @@
  * weight the kernels see is the bf16 rounding of its fp32 master, gathered as bf16.
  */
 #include "bpt/model.h"
+#include "kernels/kernels.h"
 #include "bpt/shard.h"
 #include "bpt/util.h"
 

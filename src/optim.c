@@ -1,5 +1,6 @@
 /* optim.c — learning-rate schedule, global-norm clipping and AdamW. */
 #include "bpt/optim.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 

@@ -1,5 +1,7 @@
 /* train.c — the training loop, evaluation and the plan of a step. */
 #include "bpt/bpt.h"
+#include "kernels/kernels.h"
+#include "bpt/testhooks.h"
 
 #include <errno.h>
 #include <math.h>
@@ -378,11 +380,10 @@ static void install_preemption_handlers(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* Test hook: BPT_TEST_STALL_RANK=R and BPT_TEST_STALL_STEP=S make world rank R stop
- * before step S, as a hung rank would (the watchdog test). */
+/* The stall test hook (testhooks.h): this rank hangs before the step, for the watchdog. */
 static void test_stall(int rank, int64_t step) {
-    const char *r = getenv("BPT_TEST_STALL_RANK"), *s = getenv("BPT_TEST_STALL_STEP");
-    if (!r || !s || atoi(r) != rank || atoll(s) != step) return;
+    const bpt_test_hooks *h = bpt_test_hooks_get();
+    if (h->stall_rank != rank || h->stall_step != step) return;
     for (;;) pause();
 }
 

@@ -10,7 +10,10 @@
 #define BPT_ARENA_H
 
 #include <stddef.h>
-#include "../../kernels/kernels.h"
+
+/* The backend whose memory the arena holds (kernels/kernels.h, private to the
+ * implementation: users of the arena need not see the kernel table). */
+typedef struct bpt_kernels bpt_kernels;
 
 /* One allocation: what it holds (the string passed to bpt_arena_alloc), where, how big. */
 typedef struct bpt_arena_entry { const char *what; size_t offset, bytes; } bpt_arena_entry;

@@ -41,8 +41,8 @@ hid_t bpt_h5_open_int_1d(hid_t f, const char *path, const char *name, const char
  * a full disk. The file id, or -1 with err: "<path>: No space left on device (needs up
  * to X, Y are free)", "<path>: cannot create the file: ...". collective: through MPI-IO
  * on MPI_COMM_WORLD; every rank calls it, rank 0 checks and reserves, all return the
- * same. Close it with bpt_h5_close_written. BPT_TEST_NO_SPACE_CHECK=1 (tests) skips the
- * check and the reservation, to exercise a disk that fills up during the writes. */
+ * same. Close it with bpt_h5_close_written. A test hook (testhooks.h) skips the check
+ * and the reservation, to exercise a disk that fills up during the writes. */
 hid_t bpt_h5_create_written(const char *path, double need, int collective, char *err, size_t errlen);
 
 /* Close a file opened for writing at path so that no failure can crash the process

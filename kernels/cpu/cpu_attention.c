@@ -34,9 +34,9 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 #include "bpt/util.h"   /* bpt_xmalloc: kernel scratch; failure is an internal error */
 
-void bpt_cpu_blas_single_thread(void);  /* cpu_ops.c */
 
 #define RQ 128   /* query rows per work unit (forward, backward pass 1, vanilla) */
 #define RK 128   /* key rows per work unit (backward pass 2) */

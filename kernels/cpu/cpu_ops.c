@@ -17,22 +17,9 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 #include "bpt/util.h"   /* bpt_xmalloc: kernel scratch; failure is an internal error */
 
-/* defined in cpu_attention.c */
-void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
-                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
-void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
-                      const float *q, const float *k, const float *v,
-                      const float *o, const float *lse,
-                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
-void bpt_cpu_attn_vanilla_fwd(float *o, float *probs, const float *q, const float *k,
-                              const float *v, int B, int T, int H, int KVH, int Dh);
-void bpt_cpu_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout,
-                              const float *q, const float *k, const float *v,
-                              const float *probs, int B, int T, int H, int KVH, int Dh);
-double bpt_cpu_vexp(float *y, const float *x, size_t n, float a, float b);  // y = exp(a x + b), sum y
-void bpt_cpu_blas_single_thread(void);
 
 /* ------------------------------------------------------------------------- */
 /* BLAS threading */

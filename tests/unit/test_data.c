@@ -16,6 +16,7 @@
 #include <hdf5.h>
 
 #include "bpt/ckpt.h"
+#include "kernels/kernels.h"
 #include "bpt/data.h"
 #include "bpt/model.h"
 #include "bpt/util.h"
