@@ -907,7 +907,7 @@ static int load_yaml_string(bpt_config *c, const char *text, const char *name, c
 /* ---- assembling the model config ------------------------------------------------------------ */
 
 static const keydef *find_llama_field(const char *field) {
-    char full[256];
+    char full[sizeof LLAMA + 256];   /* field names are at most 255 bytes (llama_explicit lines) */
     snprintf(full, sizeof full, LLAMA "%s", field);
     const keydef *k = find_key(full);
     return k && is_llama(k) ? k : NULL;
