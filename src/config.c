@@ -249,6 +249,8 @@ static const keydef keys[] = {
     /* logger.* */
     { "logger.output_dir", K_STR, F(output_dir), "/tmp/bpt",
       .help = "run directory: logs, checkpoints" },
+    { "logger.tensorboard", K_BOOL, F(tensorboard), "true",
+      .help = "write TensorBoard event files to logger.output_dir/tensorboard (rank 0; the scalars of metrics.jsonl)" },
     { "logger.experiment_id", K_STR, IGN, .def = "", .help = "ignored" },
     { "logger.append_uuid", K_BOOL, IGN, .def = "true", .help = "ignored" },
     { "logger.online", K_BOOL, IGN, .def = "false", .help = "ignored" },

@@ -2,6 +2,7 @@
 #include "bpt/bpt.h"
 #include "kernels/kernels.h"
 #include "bpt/testhooks.h"
+#include "bpt/tboard.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ERRLEN 1024
@@ -244,6 +246,12 @@ static size_t arena_capacity(const bpt_config *c, size_t peak) {
                 b1, sizeof b1), bpt_fmt_bytes((double)peak, b2, sizeof b2));
     }
     return (size_t)c->arena_bytes;
+}
+
+static double wall_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void fmt_duration(double s, char *buf, size_t n) {
@@ -485,6 +493,7 @@ int bpt_train_main(bpt_config *c) {
     char mpath[BPT_STR + 32];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->output_dir);
     FILE *mf = NULL;
+    bpt_tboard *tb = NULL;   /* rank 0, logger.tensorboard */
     /* rank 0 alone makes the directory and opens the metrics; every rank learns how it went */
     int mbad = 0;
     if (root) {
@@ -493,6 +502,11 @@ int bpt_train_main(bpt_config *c) {
                            strerror(errno));
         else if (!(mf = fopen(mpath, "a")))   /* appended, never truncated: a resume adds to it */
             mbad = bpt_err(err, sizeof err, "logger.output_dir: cannot write '%s': %s", mpath, strerror(errno));
+        else if (c->tensorboard && start < c->total_steps) {
+            char tdir[BPT_STR + 16];
+            snprintf(tdir, sizeof tdir, "%s/tensorboard", c->output_dir);
+            if (!(tb = bpt_tboard_open(tdir, err, sizeof err))) mbad = -1;
+        }
     }
     bpt_agree_or_exit(mbad != 0, err);
     if (start >= c->total_steps) {
@@ -525,6 +539,11 @@ int bpt_train_main(bpt_config *c) {
         printf("memory per rank: arena %s (planned peak %s) | peak FLOP/s per rank %.1f G (%s)\n",
                bpt_fmt_bytes((double)cap, b1, sizeof b1), bpt_fmt_bytes((double)plan.peak_bytes, b2, sizeof b2),
                peak_flops / 1e9, peak_source);
+        if (tb) {
+            char *yaml = bpt_config_to_yaml(c);
+            bpt_tboard_text(tb, start, wall_clock(), "config", yaml);
+            free(yaml);
+        }
         if (start > 0) printf("resumed from %s at step %lld\n", loaded, (long long)start);
         else if (loaded[0]) printf("weights from %s\n", loaded);
         fflush(stdout);
@@ -589,6 +608,27 @@ int bpt_train_main(bpt_config *c) {
                 fprintf(mf, "}\n");
                 if (fflush(mf) != 0 || ferror(mf))
                     mbad = bpt_err(err, sizeof err, "%s: cannot write the metrics: %s", mpath, strerror(errno));
+                if (tb && !mbad) {   /* the same scalars, tags as the metrics keys (docs/running.md) */
+                    bpt_tboard_begin(tb, step, wall_clock());
+                    bpt_tboard_scalar(tb, "loss", r.loss);
+                    bpt_tboard_scalar(tb, "accuracy", r.accuracy);
+                    bpt_tboard_scalar(tb, "learning_rate", r.opt.lr);
+                    bpt_tboard_scalar(tb, "gradient_norm", r.opt.grad_norm);
+                    bpt_tboard_scalar(tb, "param_norm", r.opt.param_norm);
+                    bpt_tboard_scalar(tb, "tokens_per_second", tps);
+                    if (isfinite(mfu)) bpt_tboard_scalar(tb, "mfu", mfu);
+                    bpt_tboard_scalar(tb, "peak_memory_bytes", (double)peak);
+                    static const char *const axes[] = {"comm_bytes/dp", "comm_bytes/fsdp", "comm_bytes/tp",
+                                                       "comm_bytes/batch", "comm_bytes/world"};
+                    const bpt_axis ax[] = {BPT_AXIS_DP, BPT_AXIS_FSDP, BPT_AXIS_TP, BPT_AXIS_BATCH, BPT_AXIS_WORLD};
+                    for (int a = 0; a < 5; a++) bpt_tboard_scalar(tb, axes[a], (double)sent[ax[a]]);
+                    if (eld) {
+                        bpt_tboard_scalar(tb, "eval_loss", ev.loss);
+                        bpt_tboard_scalar(tb, "eval_accuracy", ev.accuracy);
+                    }
+                    bpt_tboard_end(tb);
+                    if (bpt_tboard_flush(tb, err, sizeof err) != 0) mbad = -1;
+                }
                 if (tty) fputs("\r\033[K", stderr);
                 printf("step %6lld | loss %.4f | acc %.3f | lr %.3e | gnorm %.3f | %.0f tok/s | mfu %s",
                        (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, tps, mfu_txt);
@@ -645,6 +685,7 @@ int bpt_train_main(bpt_config *c) {
                 fprintf(stderr, "bpt: preempted at step %lld: checkpoint saved (%s), exiting with %d\n",
                         (long long)step + 1, saved, BPT_EXIT_PREEMPTED);
                 fclose(mf);
+                bpt_tboard_close(tb);
             }
             bpt_mesh_free(&mesh);
             bpt_mpi_exit(BPT_EXIT_PREEMPTED);
@@ -664,8 +705,10 @@ int bpt_train_main(bpt_config *c) {
         printf("done: %lld steps in %s, final loss %.4f, peak arena memory %s per rank\n", (long long)done, e,
                last_loss, bpt_fmt_bytes((double)arena.peak, b1, sizeof b1));
         printf("metrics: %s\n", mpath);
+        if (tb) printf("tensorboard: %s\n", bpt_tboard_path(tb));
         if (saved[0]) printf("checkpoint: %s\n", saved);
         fclose(mf);
+        bpt_tboard_close(tb);
     }
     for (int a = 0; a < accum; a++) bpt_batch_free(&bs[a]);
     free(bs);

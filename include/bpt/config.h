@@ -123,6 +123,7 @@ typedef struct bpt_config {
 
     /* logger.* */
     char output_dir[BPT_STR];
+    int tensorboard;                  /* logger.tensorboard: event files in output_dir/tensorboard */
 
     /* not keys: bookkeeping */
     int print_config;                 /* --print_config was given */
