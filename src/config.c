@@ -289,6 +289,59 @@ static const keydef *find_key(const char *name) {
     return NULL;
 }
 
+static int unknown_key(const char *name, const char *const *extra, int nextra, char *err, size_t n);
+
+/* ---- describing the keys (bpt help config) --------------------------------------------- */
+
+static void fmt_num(char *b, size_t n, double v) { snprintf(b, n, "%.15g", v); }
+
+/* The type as docs/config.md writes it: "int, >= 0", "float, in (0, 1)", "bool",
+ * "string", "bytes", "remat", "enum (a, b)". */
+static void key_type(const keydef *k, char *b, size_t n) {
+    const char *base = k->kind == K_INT || k->kind == K_I64 ? "int" : k->kind == K_F64 ? "float"
+                     : k->kind == K_BOOL ? "bool" : k->kind == K_BYTES ? "bytes" : k->kind == K_REMAT ? "remat"
+                     : k->kind == K_ENUM ? "enum" : "string";
+    if (k->kind == K_ENUM) {   /* the canonical choices, without aliases */
+        char list[256] = "", tmp[256];
+        snprintf(tmp, sizeof tmp, "%s", k->choices);
+        for (char *sv = NULL, *c = strtok_r(tmp, "|", &sv); c; c = strtok_r(NULL, "|", &sv)) {
+            if (strchr(c, '>')) continue;
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", l ? ", " : "", c);
+        }
+        snprintf(b, n, "enum (%s)", list);
+        return;
+    }
+    char lo[32], hi[32];
+    fmt_num(lo, sizeof lo, k->lo);
+    fmt_num(hi, sizeof hi, k->hi);
+    unsigned f = k->flags & (F_MIN | F_MAX);
+    if (f == (F_MIN | F_MAX))
+        snprintf(b, n, "%s, in %s%s, %s%s", base, k->flags & F_GT ? "(" : "[", lo, hi, k->flags & F_LT ? ")" : "]");
+    else if (f == F_MIN) snprintf(b, n, "%s, %s %s", base, k->flags & F_GT ? ">" : ">=", lo);
+    else if (f == F_MAX) snprintf(b, n, "%s, %s %s", base, k->flags & F_LT ? "<" : "<=", hi);
+    else snprintf(b, n, "%s", base);
+}
+
+int bpt_config_nkeys(void) { return NKEYS; }
+
+int bpt_config_key_info(int i, bpt_key_info *out) {
+    if (i < 0 || i >= NKEYS) return -1;
+    const keydef *k = &keys[i];
+    out->name = k->name;
+    key_type(k, out->type, sizeof out->type);
+    out->def = k->def ? k->def : "";
+    out->help = k->help ? k->help : "";
+    out->ignored = (k->flags & F_IGN) != 0;
+    return 0;
+}
+
+int bpt_config_key_find(const char *name, bpt_key_info *out, char *err, size_t errlen) {
+    const keydef *k = find_key(name);
+    if (!k) return unknown_key(name, NULL, 0, err, errlen);
+    return bpt_config_key_info((int)(k - keys), out);
+}
+
 /* ---- "did you mean" ------------------------------------------------------------------ */
 
 /* Weighted edit distance (optimal string alignment) from what was typed (a) to a valid

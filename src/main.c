@@ -20,7 +20,8 @@ static void usage(FILE *f) {
         "  data prepare --input A.jsonl[,B] [--tokenizer FILE] [--fields F] --output FILE\n"
         "           tokenize JSONL in parallel over the ranks into an HDF5 token file\n"
         "  data inspect FILE | data synth --output FILE [--tokens N] [--seed S]\n"
-        "  help     this text; bpt <command> --help (or bpt help <command>) for one command\n"
+        "  help     this text; bpt <command> --help (or bpt help <command>) for one command;\n"
+        "           bpt help config [KEY]: every config key (or one): type, default, meaning\n"
         "\n"
         "options:\n"
         "  --config FILE      YAML whose keys are the reference's flag names (docs/config.md)\n"
@@ -158,6 +159,34 @@ static int plan_main(bpt_config *c, int world_size, int world_given) {
     return 0;
 }
 
+/* bpt help config [KEY...]: from the table that parses the keys (docs/config.md agrees). */
+static int help_config(int n, char **names) {
+    bpt_key_info k;
+    char err[1024];
+    if (n == 1 && !strcmp(names[0], "--tsv")) {   /* for scripts: name, type, default, used|ignored, meaning */
+        for (int i = 0; i < bpt_config_nkeys(); i++) {
+            bpt_config_key_info(i, &k);
+            printf("%s\t%s\t%s\t%s\t%s\n", k.name, k.type, k.def, k.ignored ? "ignored" : "used", k.help);
+        }
+        return 0;
+    }
+    if (n == 0) {
+        printf("%-52s %-22s %-12s %s\n", "key", "type", "default", "meaning");
+        for (int i = 0; i < bpt_config_nkeys(); i++) {
+            bpt_config_key_info(i, &k);
+            printf("%-52s %-22s %-12s %s\n", k.name, k.type, k.def[0] ? k.def : "''", k.help);
+        }
+        printf("\nbpt help config KEY for one key; docs/config.md says more about each.\n");
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (bpt_config_key_find(names[i], &k, err, sizeof err) != 0) return bpt_error(2, "%s", err);
+        printf("%s\n  type     %s\n  default  %s\n  meaning  %s%s\n", k.name, k.type, k.def[0] ? k.def : "''",
+               k.help, k.ignored ? " (accepted for the reference's command lines; ignored)" : "");
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
@@ -166,6 +195,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        if (argc > 2 && !strcmp(argv[2], "config")) return help_config(argc - 3, argv + 3);
         if (argc > 2 && print_command_help(argv[2], 1, (char *[]){"--help"})) return 0;
         usage(stdout);
         return 0;

@@ -158,6 +158,15 @@ int bpt_llama_preset(bpt_llama_config *l, const char *name);
 /* Comma-separated preset names. */
 const char *bpt_llama_preset_names(void);
 
+/* The key table, described (bpt help config; docs/config.md agrees with it, as a test
+ * checks): name, type as the docs write it ("int, >= 0", "enum (fp32, bf16)", ...),
+ * default as text, meaning; ignored: accepted for the reference's command lines only. */
+typedef struct bpt_key_info { const char *name; char type[96]; const char *def, *help; int ignored; } bpt_key_info;
+int bpt_config_nkeys(void);
+int bpt_config_key_info(int i, bpt_key_info *out);   /* 0 <= i < bpt_config_nkeys() */
+/* The key called name; -1 with "unknown config key ... (did you mean ...?)" in err. */
+int bpt_config_key_find(const char *name, bpt_key_info *out, char *err, size_t errlen);
+
 /* Write the resolved config as YAML (all keys, nested) to a malloc'd string. */
 char *bpt_config_to_yaml(const bpt_config *c);
 

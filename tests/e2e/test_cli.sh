@@ -60,6 +60,12 @@ for cmd in train eval plan ckpt data; do
         ok "$cmd --help" || fail "$cmd --help: $(echo "$out" | head -n 2)"
 done
 "$BPT" help train | grep -q "^usage: .*bpt train" && ok "help train" || fail "help train"
+# bpt help config: one key from the table that parses it; docs/config.md agrees with the table
+out=$("$BPT" help config llama.scan_attention) && echo "$out" | grep -q "type     bool" &&
+    echo "$out" | grep -q "default  false" && ok "help config KEY" || fail "help config KEY: $out"
+expect_error "help config of an unknown key" "unknown config key 'llama.scan_atention' \(did you mean 'llama.scan_attention'\?\)" \
+    "$BPT" help config llama.scan_atention
+res=$(python3 "$TOP/tests/e2e/config_doc_check.py" "$BPT" "$TOP/docs/config.md" 2>&1) && ok "$res" || fail "$res"
 expect_error "plan: mesh over the ranks hints at --world_size" "--world_size" "$BPT" plan --mesh_dim=1,2,2
 
 # a failure rank 0 alone sees (the output directory) ends every rank, quickly, with one line
