@@ -16,7 +16,7 @@ libhdf5-openmpi-dev hdf5-tools libyaml-dev libjansson-dev libpcre2-dev libopenbl
 TEST_PACKAGES="procps slurm-wlm munge clang libclang-rt-dev python3-venv"
 # Python packages of the oracles (PyTorch, transformers, the reference tokenizers), into
 # $VENV inside the build tree: nothing system-wide beyond apt
-PY_TEST_PACKAGES="numpy h5py torch transformers safetensors sentencepiece tokenizers tensorboard"
+PY_TEST_PACKAGES="numpy h5py torch transformers safetensors sentencepiece tokenizers tensorboard matplotlib"
 PY_TEST_MODULES="numpy h5py torch transformers safetensors sentencepiece tokenizers"
 VENV=$TOP/.venv
 
