@@ -16,7 +16,7 @@ done
 A=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --llama.vocab_size=256 --train_dataset.hdf5_dataset.path="$WORK/t.h5"
    --train_dataset.hdf5_dataset.seq_length=64 --eval_steps=0 --log_freq=1 --logger.output_dir="$WORK/run" --save_model_freq=3)
 "$BPT" train "${A[@]}" --total_steps=3 >/dev/null 2>&1 && "$BPT" train "${A[@]}" --total_steps=6 --autoresume=true >/dev/null 2>&1 &&
-out=$(python3 "$TOP/bench/figures.py" metrics "$WORK/loss.png" "$WORK/run" 2>&1) && png "$WORK/loss.png" &&
+out=$(PYTHON=python3 "$TOP/bench/plot_metrics" "$WORK/loss.png" "$WORK/run" 2>&1) && png "$WORK/loss.png" &&
     ok "loss curve from metrics.jsonl (6 steps over a resume)" || fail "loss curve: $out"
 out=$(python3 "$TOP/bench/figures.py" memory "$WORK/nothing.md" "$WORK/x.png" 2>&1); [ $? -ne 0 ] &&
     ok "a missing input is an error: $(echo "$out" | tail -1)" || fail "missing input accepted"
