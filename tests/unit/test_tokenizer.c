@@ -462,10 +462,7 @@ static int hexval(int c) {
 static void test_expect(const char *env) {
     const char *path = getenv(env);
     if (!path || !*path) {
-        char what[128], why[128];
-        snprintf(what, sizeof what, "%s: ids equal to the reference", env);
-        snprintf(why, sizeof why, "%s not set (tests/ref/test_tokenizers.py sets it)", env);
-        tap_skip(what, why);
+        tap_note("%s not set (tests/ref/test_tokenizers.py sets it): no comparison with the reference", env);
         return;
     }
     bpt_tokenizer *t = bpt_tokenizer_open(path, err, sizeof err);

@@ -5,7 +5,6 @@
  *   ok 3 - what was checked                      CHECK(cond, "what was checked")
  *   not ok 4 - what was checked                  (cond false) followed by
  *   # at tests/unit/test_x.c:123                 where the check is
- *   ok 5 - what # SKIP why                       tap_skip("what", "why")
  *   # any other output                           tap_note("...")
  *   1..5                                         tap_done(): the plan, last
  *   1..0 # SKIP no GPU: ...                      tap_skip_all("no GPU: ..."): nothing to test
@@ -32,7 +31,7 @@ static int tap_count, tap_failed;
 /* Print fmt's text as a TAP description: one line, '#' escaped (else "# SKIP" or
  * "# TODO" inside would read as a directive). */
 static inline void tap_vdesc(const char *fmt, va_list ap) {
-    char buf[2048];
+    char buf[4096];
     vsnprintf(buf, sizeof buf, fmt, ap);
     for (const char *p = buf; *p; p++) {
         if (*p == '\n' || *p == '\r') fputs(" | ", stdout);
@@ -65,25 +64,6 @@ static inline int tap_check(int ok, const char *file, int line, const char *fmt,
         tap_check(tap_ok_, __FILE__, __LINE__, __VA_ARGS__);           \
     } while (0)
 
-static inline void tap_desc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static inline void tap_desc(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    tap_vdesc(fmt, ap);
-    va_end(ap);
-}
-
-/* A check that cannot run here: "ok N - what # SKIP why". */
-static inline void tap_skip(const char *what, const char *why) {
-    tap_count++;
-    printf("ok %d - ", tap_count);
-    tap_desc("%s", what);
-    printf(" # SKIP ");
-    tap_desc("%s", why);
-    putchar('\n');
-    fflush(stdout);
-}
-
 /* Diagnostics: every line of the text as a TAP comment, "# ...". */
 static inline void tap_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline void tap_note(const char *fmt, ...) {
@@ -106,8 +86,8 @@ static inline int tap_driven(void) {
     return s && *s && *s != '0';
 }
 
-/* Nothing to test here (no GPU, ...): the plan "1..0 # SKIP why"; exits 77, or 0
- * under the driver. */
+/* Nothing to test here (no GPU, ...), before any check: the plan "1..0 # SKIP why";
+ * exits 77, or 0 under the driver. */
 static inline void tap_skip_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static inline void tap_skip_all(const char *fmt, ...) {
     va_list ap;
