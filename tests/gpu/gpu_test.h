@@ -1,8 +1,9 @@
-/* gpu_test.h — shared by the GPU tests: skip rules, checks, host/device helpers.
+/* gpu_test.h — shared by the GPU tests: skip rules, host/device helpers; the checks are
+ * tests/unit/unit_test.h's (TAP).
  *
- * A GPU test exits 77 (automake's SKIP) with one "SKIP: ..." line when the build has
- * no CUDA backend or the machine has no GPU, so CI without a GPU stays green while the
- * tests still compile there. */
+ * A GPU test skips, with the plan "1..0 # SKIP no GPU: ..." (and exit 77, automake's
+ * SKIP, when run by hand), when the build has no CUDA backend or the machine has no
+ * GPU, so CI without a GPU stays green while the tests still compile there. */
 #ifndef BPT_GPU_TEST_H
 #define BPT_GPU_TEST_H
 
@@ -16,27 +17,21 @@
 #ifdef BPT_HAVE_CUDA
 #include "kernels/cuda/cuda.h"
 #endif
+#include "../unit/unit_test.h"
 
-static int failures = 0;
-#define CHECK(cond, ...) do { if (cond) { printf("ok   "); } else { printf("FAIL "); failures++; } \
-                              printf(__VA_ARGS__); printf("\n"); fflush(stdout); } while (0)
-
-/* Exit 77 unless a GPU is usable; then bind GPU 0. */
+/* Skip (tap_skip_all) unless a GPU is usable; then bind GPU 0. */
 static inline void gpu_or_skip(void) {
 #ifndef BPT_HAVE_CUDA
-    printf("SKIP: no GPU: this build has no CUDA backend (./configure --with-cuda)\n");
-    exit(77);
+    tap_skip_all("no GPU: this build has no CUDA backend (./configure --with-cuda)");
 #else
     if (bpt_cuda_device_count() == 0) {
-        printf("SKIP: no GPU: the CUDA backend is built but no device is visible\n");
-        exit(77);
+        tap_skip_all("no GPU: the CUDA backend is built but no device is visible");
     }
     char err[512];
     if (bpt_cuda_init(0, err, sizeof err) != 0) {
-        printf("SKIP: no usable GPU: %s\n", err);
-        exit(77);
+        tap_skip_all("no usable GPU: %s", err);
     }
-    printf("GPU: %s\n", bpt_cuda_device_name());
+    tap_note("GPU: %s", bpt_cuda_device_name());
 #endif
 }
 

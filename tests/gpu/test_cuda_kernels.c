@@ -358,7 +358,7 @@ int main(void) {
     gpu_or_skip();
 #ifdef BPT_HAVE_CUDA
     quick = getenv("BPT_GPU_QUICK") && atoi(getenv("BPT_GPU_QUICK"));
-    if (bpt_arena_init(&ar, G, (size_t)1 << 30) != 0) { printf("FAIL cannot allocate 1 GiB on the GPU\n"); return 1; }
+    if (bpt_arena_init(&ar, G, (size_t)1 << 30) != 0) tap_bail("cannot allocate 1 GiB on the GPU");
     CHECK(ar.used == BPT_CUDA_WORKSPACE, "the arena handed the backend its workspace (%zu bytes)", ar.used);
     test_gemm();
     test_rows();
@@ -366,7 +366,6 @@ int main(void) {
     test_optim();
     test_attention();
     bpt_arena_destroy(&ar);
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
 #endif
-    return failures ? 1 : 0;
+    return tap_done();
 }

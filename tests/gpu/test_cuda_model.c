@@ -16,7 +16,7 @@ typedef struct run_out { double loss[4]; float *grads; size_t n, peak, plan; } r
 
 static void set(bpt_config *c, const char *k, const char *v) {
     char err[512];
-    if (bpt_config_set(c, k, v, err, sizeof err) != 0) { printf("config: %s\n", err); exit(1); }
+    if (bpt_config_set(c, k, v, err, sizeof err) != 0) tap_bail("config: %s", err);
 }
 
 static void base_config(bpt_config *c, const char *mode, const char *device) {
@@ -42,12 +42,12 @@ static void base_config(bpt_config *c, const char *mode, const char *device) {
 
 static run_out run(bpt_config *c, int B, int T) {
     char err[512];
-    if (bpt_config_finalize(c, err, sizeof err) != 0) { printf("finalize: %s\n", err); exit(1); }
+    if (bpt_config_finalize(c, err, sizeof err) != 0) tap_bail("finalize: %s", err);
     const bpt_kernels *k = bpt_kernels_get(c->device);
     run_out r;
     r.plan = bpt_plan_peak_bytes(c, B, T);
     bpt_arena a;
-    if (bpt_arena_init(&a, k, r.plan) != 0) { printf("FAIL arena of %zu bytes on %s\n", r.plan, k->name); exit(1); }
+    if (bpt_arena_init(&a, k, r.plan) != 0) tap_bail("arena of %zu bytes on %s", r.plan, k->name);
     bpt_model *m = bpt_model_create(&c->llama, k, &a, B, T, 1, NULL);
     bpt_model_set_dtype(m, c->dtype);
     bpt_model_init_weights(m, 11);
@@ -117,6 +117,5 @@ int main(void) {
               "%s: the device run is bit-reproducible", modes[mi]);
         free(rc.grads); free(rg.grads); free(r2.grads);
     }
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    return tap_done();
 }

@@ -1,8 +1,10 @@
 /* test_config.c — configuration: defaults, YAML, command line, presets, errors,
- * round trip through bpt_config_to_yaml. Prints ok/FAIL lines; exit 0 iff all pass. */
+ * round trip through bpt_config_to_yaml. One TAP line per check (tests/unit/unit_test.h);
+ * exit 0 iff all pass. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L   /* strtok_r, strcasecmp, mkstemp under -std=c11 */
 #endif
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,20 +12,7 @@
 #include <unistd.h>
 
 #include "bpt/config.h"
-
-static int nfail, npass;
-
-static void check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int cond, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", cond ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (cond) npass++;
-    else nfail++;
-}
+#include "unit_test.h"
 
 /* ---- helpers -------------------------------------------------------------------- */
 
@@ -33,13 +22,13 @@ static int ntmp;
 
 /* Write text to a fresh temporary file; returns its path (valid until the end). */
 static const char *write_tmp(const char *text) {
-    if (ntmp >= MAXTMP) { fprintf(stderr, "too many temp files\n"); exit(1); }
+    if (ntmp >= MAXTMP) tap_bail("too many temp files");
     char *path = tmpfiles[ntmp++];
     snprintf(path, 64, "/tmp/bpt_test_config_XXXXXX");
     int fd = mkstemp(path);
-    if (fd < 0) { perror("mkstemp"); exit(1); }
+    if (fd < 0) tap_bail("mkstemp %s: %s", path, strerror(errno));
     size_t len = strlen(text);
-    if (write(fd, text, len) != (ssize_t)len) { perror("write"); exit(1); }
+    if (write(fd, text, len) != (ssize_t)len) tap_bail("write %s: %s", path, strerror(errno));
     close(fd);
     return path;
 }
@@ -71,7 +60,7 @@ static void yaml_err(const char *what, const char *yaml, ...) {
     va_start(ap, yaml);
     int ok = rc != 0 && has_all(err, ap);
     va_end(ap);
-    check(ok, "error: %s -> %s", what, rc ? err : "(no error)");
+    CHECK(ok, "error: %s -> %s", what, rc ? err : "(no error)");
 }
 
 /* Expect the command line (NULL-terminated, then substrings, NULL-terminated) to fail. */
@@ -86,7 +75,7 @@ static void args_err(const char *what, const char *const *argv0, ...) {
     va_start(ap, argv0);
     int ok = rc != 0 && has_all(err, ap);
     va_end(ap);
-    check(ok, "error: %s -> %s", what, rc ? err : "(no error)");
+    CHECK(ok, "error: %s -> %s", what, rc ? err : "(no error)");
 }
 
 #define ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -97,8 +86,8 @@ static void test_defaults(void) {
     bpt_config c;
     char err[512];
     int rc = from_args(&c, err, sizeof err, NULL);
-    check(rc == 0, "no arguments gives a valid config");
-    check(c.seed == 42 && !strcmp(c.mesh_dim, "1,-1,1") && !strcmp(c.dtype, "bf16") &&
+    CHECK(rc == 0, "no arguments gives a valid config");
+    CHECK(c.seed == 42 && !strcmp(c.mesh_dim, "1,-1,1") && !strcmp(c.dtype, "bf16") &&
           !strcmp(c.device, "cpu") && c.total_steps == 10000 && c.log_freq == 50 &&
           c.save_model_freq == 0 && c.save_milestone_freq == 0 && c.eval_steps == 0 &&
           !c.load_llama_config[0] && !c.update_llama_config[0] && !c.load_checkpoint[0] &&
@@ -106,7 +95,7 @@ static void test_defaults(void) {
           c.arena_bytes == 0 && c.num_threads == 0 && !c.print_config && !c.config_file[0],
           "top-level defaults");
     const bpt_llama_config *l = &c.llama;
-    check(l->vocab_size == 32000 && l->hidden_size == 4096 && l->intermediate_size == 11008 &&
+    CHECK(l->vocab_size == 32000 && l->hidden_size == 4096 && l->intermediate_size == 11008 &&
           l->num_hidden_layers == 32 && l->num_attention_heads == 32 && l->num_key_value_heads == 0 &&
           l->max_sequence_length == 2048 && l->rms_norm_eps == 1e-6 && l->initializer_range == 0.02 &&
           l->rope_theta == 10000 && !l->tie_word_embeddings && l->bos_token_id == 0 &&
@@ -117,9 +106,9 @@ static void test_defaults(void) {
           l->scan_query_chunk_size == 1024 && l->scan_key_chunk_size == 1024 &&
           l->scan_mlp_chunk_size == 1024 && l->scan_loss_chunk_size == 1024 && l->scan_layers == 1 &&
           l->param_scan_axis == 0, "llama defaults");
-    check(bpt_kv_heads(l) == 32 && bpt_head_dim(l) == 128, "derived kv heads and head dim");
+    CHECK(bpt_kv_heads(l) == 32 && bpt_head_dim(l) == 128, "derived kv heads and head dim");
     const bpt_adamw_config *a = &c.optimizer.adamw;
-    check(!strcmp(c.optimizer.type, "adamw") && c.optimizer.accumulate_gradient_steps == 1 &&
+    CHECK(!strcmp(c.optimizer.type, "adamw") && c.optimizer.accumulate_gradient_steps == 1 &&
           a->init_lr == 0 && a->lr == 0.01 && a->end_lr == 0.001 && a->lr_warmup_steps == 2000 &&
           a->lr_decay_steps == 500000 && a->b1 == 0.9 && a->b2 == 0.95 && a->eps == 1e-8 &&
           a->clip_gradient == 1.0 && a->weight_decay == 1e-4 && !a->bf16_momentum &&
@@ -133,13 +122,13 @@ static void test_defaults(void) {
                d->text.batch_size == 8 && !strcmp(d->fields, "text") && !d->add_bos_token &&
                !d->add_eos_token && bpt_dataset_source(d) == &d->hdf5;
     }
-    check(dok, "dataset defaults");
-    check(!c.tokenizer_vocab_file[0] && !strcmp(c.ckpt_float_dtype, "fp32") && !c.ckpt_save_optimizer_state &&
+    CHECK(dok, "dataset defaults");
+    CHECK(!c.tokenizer_vocab_file[0] && !strcmp(c.ckpt_float_dtype, "fp32") && !c.ckpt_save_optimizer_state &&
           !strcmp(c.output_dir, "/tmp/bpt"), "tokenizer, checkpointer, logger defaults");
     bpt_config d;
     bpt_config_defaults(&d);
-    check(bpt_config_finalize(&d, err, sizeof err) == 0, "bpt_config_defaults + finalize is valid");
-    check(!strcmp(bpt_remat_name(BPT_REMAT_NONE), "") &&
+    CHECK(bpt_config_finalize(&d, err, sizeof err) == 0, "bpt_config_defaults + finalize is valid");
+    CHECK(!strcmp(bpt_remat_name(BPT_REMAT_NONE), "") &&
           !strcmp(bpt_remat_name(BPT_REMAT_NOTHING), "nothing_saveable") &&
           !strcmp(bpt_remat_name(BPT_REMAT_DOTS_NO_BATCH), "dots_with_no_batch_dims_saveable"),
           "bpt_remat_name");
@@ -173,28 +162,28 @@ static void test_yaml(void) {
     bpt_config c;
     char err[512] = "";
     int rc = bpt_config_from_yaml_string(&c, yaml, err, sizeof err);
-    check(rc == 0, "nested and dotted YAML parses (%s)", err);
-    check(c.seed == 7 && !strcmp(c.mesh_dim, "1,-1,2") && !strcmp(c.dtype, "fp32"), "top-level YAML keys, list mesh_dim");
-    check(c.llama.hidden_size == 256 && c.llama.num_attention_heads == 8 && c.llama.scan_attention &&
+    CHECK(rc == 0, "nested and dotted YAML parses (%s)", err);
+    CHECK(c.seed == 7 && !strcmp(c.mesh_dim, "1,-1,2") && !strcmp(c.dtype, "fp32"), "top-level YAML keys, list mesh_dim");
+    CHECK(c.llama.hidden_size == 256 && c.llama.num_attention_heads == 8 && c.llama.scan_attention &&
           c.llama.remat_attention == BPT_REMAT_NOTHING && c.llama.scan_mlp && c.llama.rms_norm_eps == 1e-5,
           "nested and dotted llama keys");
-    check(c.optimizer.adamw.lr == 3e-4 && c.optimizer.adamw.lr_warmup_steps == 100, "flow mapping");
-    check(!strcmp(c.train_dataset.type, "text") && !strcmp(c.train_dataset.text.path, "data/x.jsonl") &&
+    CHECK(c.optimizer.adamw.lr == 3e-4 && c.optimizer.adamw.lr_warmup_steps == 100, "flow mapping");
+    CHECK(!strcmp(c.train_dataset.type, "text") && !strcmp(c.train_dataset.text.path, "data/x.jsonl") &&
           c.train_dataset.text.seq_length == 512 && bpt_dataset_source(&c.train_dataset) == &c.train_dataset.text &&
           !strcmp(c.train_dataset.fields, "title,body") && c.train_dataset.add_eos_token,
           "dataset keys, list joined with commas");
-    check(c.total_steps == 1000000 && c.arena_bytes == 2147483648LL && !c.load_checkpoint[0] &&
+    CHECK(c.total_steps == 1000000 && c.arena_bytes == 2147483648LL && !c.load_checkpoint[0] &&
           !strcmp(c.output_dir, "/tmp/run1"), "1e6 integer, byte suffix, null string, logger keys");
 
     /* from a file through --config; the reference's json_dataset spelling */
     const char *path = write_tmp("train_dataset:\n  type: json\n  json_dataset:\n    seq_length: 256\n"
                                  "    path: a.jsonl\n    tokenizer_processes: 16\n");
     rc = from_args(&c, err, sizeof err, "--config", (char *)path, NULL);
-    check(rc == 0 && !strcmp(c.train_dataset.type, "json") && c.train_dataset.text.seq_length == 256 &&
+    CHECK(rc == 0 && !strcmp(c.train_dataset.type, "json") && c.train_dataset.text.seq_length == 256 &&
           !strcmp(c.train_dataset.text.path, "a.jsonl") && c.train_dataset.tokenizer_processes == 16 &&
           bpt_dataset_source(&c.train_dataset) == &c.train_dataset.text && !strcmp(c.config_file, path),
           "json type streams; json_dataset keys are the text_dataset ones (%s)", rc ? err : "");
-    check(bpt_config_from_yaml_string(&c, "", err, sizeof err) == 0 && c.seed == 42, "empty YAML = defaults");
+    CHECK(bpt_config_from_yaml_string(&c, "", err, sizeof err) == 0 && c.seed == 42, "empty YAML = defaults");
 }
 
 static void test_cli(void) {
@@ -203,18 +192,18 @@ static void test_cli(void) {
     const char *path = write_tmp("llama:\n  scan_query_chunk_size: 512\n  scan_attention: true\nseed: 3\n");
     int rc = from_args(&c, err, sizeof err, "--llama.scan_query_chunk_size=256", "--config", (char *)path,
                        "--seed", "9", NULL);
-    check(rc == 0 && c.llama.scan_query_chunk_size == 256 && c.seed == 9 && c.llama.scan_attention,
+    CHECK(rc == 0 && c.llama.scan_query_chunk_size == 256 && c.seed == 9 && c.llama.scan_attention,
           "command line beats YAML whatever the order (%s)", err);
     char opt[600];
     snprintf(opt, sizeof opt, "--config=%s", path);
     rc = from_args(&c, err, sizeof err, opt, "--print_config", "--dtype", "bfloat16", NULL);
-    check(rc == 0 && c.seed == 3 && c.print_config && !strcmp(c.dtype, "bf16"), "--config=FILE, --print_config, --key value");
+    CHECK(rc == 0 && c.seed == 3 && c.print_config && !strcmp(c.dtype, "bf16"), "--config=FILE, --print_config, --key value");
     rc = from_args(&c, err, sizeof err, "--print_config=false", "--mesh_dim", "-1,1,2", "--seed", "-0", NULL);
-    check(rc == 0 && !c.print_config && !strcmp(c.mesh_dim, "-1,1,2") && c.seed == 0,
+    CHECK(rc == 0 && !c.print_config && !strcmp(c.mesh_dim, "-1,1,2") && c.seed == 0,
           "--print_config=false; a value starting with '-' after --key (%s)", err);
     rc = from_args(&c, err, sizeof err, "--llama.scan_attention", "--autoresume", "false",
                    "--llama.scan_mlp", "--log_all_worker", "True", NULL);
-    check(rc == 0 && c.llama.scan_attention && !c.autoresume && c.llama.scan_mlp && c.log_all_worker,
+    CHECK(rc == 0 && c.llama.scan_attention && !c.autoresume && c.llama.scan_mlp && c.log_all_worker,
           "boolean flags alone mean true, or take the next argument");
 
     /* booleans in every spelling */
@@ -232,7 +221,7 @@ static void test_cli(void) {
         snprintf(opt, sizeof opt, "--llama.use_cache=%s", no[i]);
         ok &= from_args(&c, err, sizeof err, opt, NULL) == 0 && c.llama.use_cache == 0;
     }
-    check(ok, "booleans: true/True/TRUE/yes/on/1 and false/False/FALSE/no/off/0");
+    CHECK(ok, "booleans: true/True/TRUE/yes/on/1 and false/False/FALSE/no/off/0");
 
     /* the seed README's command line, modulo paths and the tokenizer */
     rc = from_args(&c, err, sizeof err, "--mesh_dim=1,64,4", "--dtype=bf16", "--total_steps=480000",
@@ -251,7 +240,7 @@ static void test_cli(void) {
                    "--llama.remat_block=", "--llama.scan_layers=True", "--llama.param_scan_axis=0",
                    "--llama.max_sequence_length=32768", "--logger.online=True", "--logger.experiment_id=abc",
                    NULL);
-    check(rc == 0 && c.llama.hidden_size == 4096 && c.llama.max_sequence_length == 32768 &&
+    CHECK(rc == 0 && c.llama.hidden_size == 4096 && c.llama.max_sequence_length == 32768 &&
           c.train_dataset.text.seq_length == 32768 && c.train_dataset.text.batch_size == 64 &&
           c.llama.scan_key_chunk_size == 4096 && c.llama.remat_mlp == BPT_REMAT_NOTHING &&
           c.optimizer.adamw.lr == 1.5e-4, "the reference README command line (%s)", err);
@@ -262,13 +251,13 @@ static void test_presets(void) {
     char err[512] = "";
     int rc = from_args(&c, err, sizeof err, "--llama.max_sequence_length=32768", "--load_llama_config=7b",
                        "--train_dataset.hdf5_dataset.seq_length=32768", NULL);
-    check(rc == 0 && c.llama.hidden_size == 4096 && c.llama.max_sequence_length == 32768,
+    CHECK(rc == 0 && c.llama.hidden_size == 4096 && c.llama.max_sequence_length == 32768,
           "preset + explicit --llama.max_sequence_length honoured (pitfall 2) (%s)", err);
     rc = bpt_config_from_yaml_string(&c, "load_llama_config: 13b\nllama: {num_hidden_layers: 2}\n", err, sizeof err);
-    check(rc == 0 && c.llama.hidden_size == 5120 && c.llama.num_attention_heads == 40 &&
+    CHECK(rc == 0 && c.llama.hidden_size == 5120 && c.llama.num_attention_heads == 40 &&
           c.llama.num_hidden_layers == 2, "explicit YAML llama key beats the preset");
     rc = from_args(&c, err, sizeof err, "--load_llama_config=65b", NULL);
-    check(rc == 0 && c.llama.rms_norm_eps == 1e-5 && c.llama.intermediate_size == 22016 &&
+    CHECK(rc == 0 && c.llama.rms_norm_eps == 1e-5 && c.llama.intermediate_size == 22016 &&
           c.llama.num_hidden_layers == 80, "65b preset");
     bpt_llama_config l;
     int ok = bpt_llama_preset(&l, "tiny") == 0 && l.vocab_size == 256 && l.hidden_size == 64 &&
@@ -283,8 +272,8 @@ static void test_presets(void) {
           l.max_sequence_length == 1048576;
     ok &= bpt_llama_preset(&l, "3b") == 0 && bpt_head_dim(&l) == 100;
     ok &= bpt_llama_preset(&l, "nope") == -1;
-    check(ok, "bpt_llama_preset: tiny, demo, bench512, 3b, unknown");
-    check(!strcmp(bpt_llama_preset_names(), "debug, 1b, 3b, 7b, 13b, 30b, 65b, tiny, demo, bench512"),
+    CHECK(ok, "bpt_llama_preset: tiny, demo, bench512, 3b, unknown");
+    CHECK(!strcmp(bpt_llama_preset_names(), "debug, 1b, 3b, 7b, 13b, 30b, 65b, tiny, demo, bench512"),
           "bpt_llama_preset_names");
     const char *names[] = { "debug", "1b", "3b", "7b", "13b", "30b", "65b", "tiny", "demo", "bench512" };
     ok = 1;
@@ -293,7 +282,7 @@ static void test_presets(void) {
         snprintf(y, sizeof y, "load_llama_config: %s\ntrain_dataset.hdf5_dataset.seq_length: 512\n", names[i]);
         ok &= bpt_config_from_yaml_string(&c, y, err, sizeof err) == 0;
     }
-    check(ok, "every preset validates");
+    CHECK(ok, "every preset validates");
 }
 
 static void test_update(void) {
@@ -304,19 +293,19 @@ static void test_update(void) {
         "llama.max_sequence_length: 4096\n"
         "update_llama_config:\n  max_sequence_length: 8192\n  remat_mlp: nothing_saveable\n  scan_mlp: True\n",
         err, sizeof err);
-    check(rc == 0 && c.llama.max_sequence_length == 8192 && c.llama.remat_mlp == BPT_REMAT_NOTHING &&
+    CHECK(rc == 0 && c.llama.max_sequence_length == 8192 && c.llama.remat_mlp == BPT_REMAT_NOTHING &&
           c.llama.scan_mlp && c.llama.hidden_size == 4096 && strstr(c.update_llama_config, "max_sequence_length"),
           "update_llama_config as a YAML mapping, applied after explicit keys (%s)", err);
     rc = from_args(&c, err, sizeof err, "--load_llama_config=7b",
                    "--update_llama_config=dict(max_sequence_length=32768, scan_mlp=True, remat_attention='dots_saveable')",
                    NULL);
-    check(rc == 0 && c.llama.max_sequence_length == 32768 && c.llama.scan_mlp &&
+    CHECK(rc == 0 && c.llama.max_sequence_length == 32768 && c.llama.scan_mlp &&
           c.llama.remat_attention == BPT_REMAT_DOTS, "update_llama_config as dict(...) (%s)", err);
     rc = from_args(&c, err, sizeof err, "--update_llama_config={num_hidden_layers: 3, tie_word_embeddings: true}", NULL);
-    check(rc == 0 && c.llama.num_hidden_layers == 3 && c.llama.tie_word_embeddings,
+    CHECK(rc == 0 && c.llama.num_hidden_layers == 3 && c.llama.tie_word_embeddings,
           "update_llama_config as a flow string (%s)", err);
     rc = from_args(&c, err, sizeof err, "--update_llama_config=", "--update_llama_config=dict()", NULL);
-    check(rc == 0 && c.llama.num_hidden_layers == 32, "empty update_llama_config and dict()");
+    CHECK(rc == 0 && c.llama.num_hidden_layers == 32, "empty update_llama_config and dict()");
 }
 
 static void test_errors(void) {
@@ -378,7 +367,7 @@ static void test_errors(void) {
     int ok = from_args(&c, err, sizeof err, "--mesh_dim=dp:2,fsdp:-1,mp:1", NULL) == 0;
     ok &= from_args(&c, err, sizeof err, "--mesh_dim=tp:4, fsdp:2 ,dp:1", NULL) == 0;
     ok &= from_args(&c, err, sizeof err, "--mesh_dim=1,64,4", NULL) == 0;
-    check(ok, "mesh_dim: named forms (mp alias, any order) and plain form");
+    CHECK(ok, "mesh_dim: named forms (mp alias, any order) and plain form");
 
     /* model shape */
     args_err("hidden % heads", ARGS("--llama.hidden_size=100", "--llama.num_attention_heads=3"),
@@ -404,7 +393,7 @@ static void test_errors(void) {
              "train_dataset.hdf5_dataset.seq_length (4096)", "llama.max_sequence_length (2048)", NULL);
     args_err("eval seq_length", ARGS("--eval_steps=2", "--eval_dataset.type=text", "--eval_dataset.text_dataset.seq_length=4096"),
              "eval_dataset.text_dataset.seq_length (4096)", "llama.max_sequence_length (2048)", NULL);
-    check(from_args(&c, err, sizeof err, "--eval_dataset.hdf5_dataset.seq_length=4096", NULL) == 0,
+    CHECK(from_args(&c, err, sizeof err, "--eval_dataset.hdf5_dataset.seq_length=4096", NULL) == 0,
           "eval dataset not checked when eval_steps is 0");
 
     /* command-line syntax */
@@ -436,17 +425,17 @@ static void test_chunks(void) {
              "llama.scan_mlp_chunk_size (100)", "scan_mlp", NULL);
     args_err("loss chunk does not divide T", ARGS("--llama.scan_loss=true", "--llama.scan_loss_chunk_size=3"),
              "llama.scan_loss_chunk_size (3)", "scan_loss", NULL);
-    check(from_args(&c, err, sizeof err, "--llama.scan_query_chunk_size=768", "--llama.scan_mlp_chunk_size=100",
+    CHECK(from_args(&c, err, sizeof err, "--llama.scan_query_chunk_size=768", "--llama.scan_mlp_chunk_size=100",
                     "--llama.scan_loss_chunk_size=3", NULL) == 0,
           "chunk sizes are not checked when their scan is off");
     int rc = from_args(&c, err, sizeof err, "--llama.scan_attention", "--llama.scan_mlp", "--llama.scan_loss",
                        "--llama.scan_query_chunk_size=4096", "--llama.scan_key_chunk_size=2048",
                        "--llama.scan_mlp_chunk_size=3000", "--llama.scan_loss_chunk_size=1025", NULL);
-    check(rc == 0 && c.llama.scan_query_chunk_size == 4096,
+    CHECK(rc == 0 && c.llama.scan_query_chunk_size == 4096,
           "chunks larger than seq_length are clamped (and kept as given) (%s)", err);
     rc = from_args(&c, err, sizeof err, "--llama.scan_attention", "--llama.scan_query_chunk_size=256",
                    "--llama.scan_key_chunk_size=512", "--train_dataset.hdf5_dataset.seq_length=1536", NULL);
-    check(rc == 0, "Bq=256, Bk=512 divide T=1536 (%s)", err);
+    CHECK(rc == 0, "Bq=256, Bk=512 divide T=1536 (%s)", err);
     args_err("text source is the one checked", ARGS("--train_dataset.type=text", "--llama.scan_attention",
              "--train_dataset.text_dataset.seq_length=1000", "--llama.scan_query_chunk_size=512"),
              "train_dataset.text_dataset.seq_length (1000)", NULL);
@@ -462,8 +451,8 @@ static int roundtrip(const char *what, bpt_config *c) {
     ok &= rc == 0 && d.llama.max_sequence_length == c->llama.max_sequence_length &&
           d.llama.rms_norm_eps == c->llama.rms_norm_eps && d.optimizer.adamw.lr == c->optimizer.adamw.lr &&
           d.seed == c->seed && !strcmp(d.update_llama_config, c->update_llama_config);
-    check(ok, "round trip through bpt_config_to_yaml: %s %s", what, err);
-    if (!ok) printf("---- first\n%s---- second\n%s----\n", y1, y2 ? y2 : "(none)");
+    CHECK(ok, "round trip through bpt_config_to_yaml: %s %s", what, err);
+    if (!ok) tap_note("---- first\n%s---- second\n%s----", y1, y2 ? y2 : "(none)");
     free(y1);
     free(y2);
     return ok;
@@ -481,28 +470,28 @@ static void test_roundtrip(void) {
                        "--logger.output_dir=/tmp/it's here", "--train_dataset.text_processor.fields=a,[b],c+d",
                        "--llama.remat_block=dots_with_no_batch_dims_saveable", "--arena_bytes=3GiB",
                        "--mesh_dim=dp:1,fsdp:-1,tp:2", "--llama.initializer_range=0.1", "--peak_flops=9.89e14", NULL);
-    check(rc == 0, "complex config (%s)", err);
+    CHECK(rc == 0, "complex config (%s)", err);
     roundtrip("preset, explicit, update, odd strings", &c);
     rc = bpt_config_from_yaml_string(&c, "load_llama_config: tiny\nupdate_llama_config: {max_sequence_length: 256}\n"
                                      "train_dataset.hdf5_dataset.seq_length: 256\n", err, sizeof err);
-    check(rc == 0 && c.llama.max_sequence_length == 256, "tiny with a mapping update (%s)", err);
+    CHECK(rc == 0 && c.llama.max_sequence_length == 256, "tiny with a mapping update (%s)", err);
     roundtrip("update mapping", &c);
     char *y = bpt_config_to_yaml(&c);
-    check(y && strstr(y, "\nllama:\n  vocab_size: 256\n") && strstr(y, "load_llama_config: 'tiny'") &&
+    CHECK(y && strstr(y, "\nllama:\n  vocab_size: 256\n") && strstr(y, "load_llama_config: 'tiny'") &&
           strstr(y, "  adamw_optimizer:\n    init_lr: 0") && strstr(y, "update_llama_config: '{max_sequence_length: 256}'"),
           "to_yaml is nested and shows load/update as given");
     free(y);
 
     /* finalize is repeatable; set + finalize */
     rc = bpt_config_finalize(&c, err, sizeof err);
-    check(rc == 0 && c.llama.max_sequence_length == 256 && c.llama.hidden_size == 64, "finalize twice");
+    CHECK(rc == 0 && c.llama.max_sequence_length == 256 && c.llama.hidden_size == 64, "finalize twice");
     rc = bpt_config_set(&c, "llama.num_hidden_layers", "5", err, sizeof err);
     rc |= bpt_config_set(&c, "train_dataset.hdf5_dataset.batch_size", "4", err, sizeof err);
     rc |= bpt_config_finalize(&c, err, sizeof err);
-    check(rc == 0 && c.llama.num_hidden_layers == 5 && c.llama.hidden_size == 64 && c.train_dataset.hdf5.batch_size == 4,
+    CHECK(rc == 0 && c.llama.num_hidden_layers == 5 && c.llama.hidden_size == 64 && c.train_dataset.hdf5.batch_size == 4,
           "bpt_config_set + finalize keeps the preset and the explicit key");
     rc = bpt_config_set(&c, "llama.num_layers", "5", err, sizeof err);
-    check(rc != 0 && strstr(err, "did you mean 'llama.num_hidden_layers'"), "bpt_config_set unknown key: %s", err);
+    CHECK(rc != 0 && strstr(err, "did you mean 'llama.num_hidden_layers'"), "bpt_config_set unknown key: %s", err);
 }
 
 int main(void) {
@@ -515,6 +504,5 @@ int main(void) {
     test_chunks();
     test_roundtrip();
     for (int i = 0; i < ntmp; i++) unlink(tmpfiles[i]);
-    printf("test_config: %d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return tap_done();
 }

@@ -1,6 +1,6 @@
 /* test_data.c — the data loader, the synthetic corpus and checkpoints.
  *
- * Prints one "ok" or "FAIL" line per check; exits 0 when everything passed, else 1.
+ * One TAP line per check (tests/unit/unit_test.h); exits 0 when everything passed, else 1.
  * Files go to a fresh directory under $TMPDIR (or /tmp), removed at the end unless
  * BPT_TEST_KEEP is set.
  */
@@ -20,7 +20,10 @@
 #include "bpt/data.h"
 #include "bpt/model.h"
 #include "bpt/util.h"
+#include "scratch.h"
 #include "unit_test.h"
+
+static char err[1024];
 
 /* Defined in data.c, not (yet) declared in data.h. */
 uint64_t bpt_loader_malformed_lines(const bpt_loader *l);
@@ -117,9 +120,10 @@ static void test_synthetic(void) {
     }
     CHECK(text && newlines > 50 && spaces > 5000, "synthetic corpus is printable text with "
           "paragraphs (%d newlines, %d spaces)", newlines, spaces);
-    printf("      sample: \"");
-    for (int i = 0; i < 120; i++) putchar(b.inputs[i] == '\n' ? '|' : b.inputs[i]);
-    printf("\"\n");
+    char sample[121];
+    for (int i = 0; i < 120; i++) sample[i] = b.inputs[i] == '\n' ? '|' : (char)b.inputs[i];
+    sample[120] = 0;
+    tap_note("sample: \"%s\"", sample);
     bpt_loader_close(l);
 
     /* the same seed gives the same bytes, another seed other bytes */
@@ -184,7 +188,7 @@ static void test_windows(void) {
         int ok = 1;
         for (int s = 0; s < 3; s++) {
             bpt_loader *l = bpt_loader_open(&d, "", V, 0, 1, err, sizeof err);
-            if (!l) { ok = 0; printf("      %s\n", err); break; }
+            if (!l) { ok = 0; tap_note("%s", err); break; }
             bpt_batch b;
             bpt_batch_alloc(&b, slices[s][1], T);
             for (int step = 0; step < 8; step++) {   /* 8*15 = 120 tokens: wraps 3 times */
@@ -788,7 +792,7 @@ static void test_shuffle_mixture(void) {
 
 int main(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (scratch_begin("data") != 0) return 1;
+    scratch_begin("data");
     test_synthetic();
     test_windows();
     test_resume();
@@ -796,5 +800,6 @@ int main(void) {
     test_text();
     test_shuffle_mixture();
     test_ckpt();
-    return scratch_end("test_data");
+    scratch_end();
+    return tap_done();
 }

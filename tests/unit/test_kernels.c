@@ -2,7 +2,7 @@
  * references written here, and every backward also against central finite differences
  * of a scalar loss L = sum(out * W) (W random) evaluated in double with the reference
  * forward. Odd sizes throughout; attention over many (Bq, Bk) pairs and GQA layouts.
- * Prints one line per check; exit status 0 iff all pass.
+ * One TAP line per check (tests/unit/unit_test.h); exit status 0 iff all pass.
  *
  * Error measure: max |got - ref| / max |ref| over the tensor (normwise relative).
  */
@@ -15,9 +15,9 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "unit_test.h"
 
 static const bpt_kernels *K;  // the backend under test
-static int nfail = 0, npass = 0;
 
 /* tolerances: fp32 kernel vs double reference; kernel vs finite differences */
 #define TOL_FWD 1e-5
@@ -25,15 +25,12 @@ static int nfail = 0, npass = 0;
 #define TOL_FD 1e-3
 #define FD_H 1e-3
 
-static void check(const char *what, double err, double tol) {
-    int ok = err <= tol;  // false for NaN
-    printf("%s %s (err %.2e, tol %.0e)\n", ok ? "ok  " : "FAIL", what, err, tol);
-    if (ok) npass++; else nfail++;
+/* check(what, err, tol): err <= tol (false for NaN); check_true(what, cond) */
+static void check_at(const char *what, double err, double tol, int line) {
+    tap_check(err <= tol, __FILE__, line, "%s (err %.2e, tol %.0e)", what, err, tol);
 }
-static void check_true(const char *what, int cond) {
-    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
-    if (cond) npass++; else nfail++;
-}
+#define check(what, err, tol) check_at((what), (err), (tol), __LINE__)
+#define check_true(what, cond) CHECK((cond), "%s", (what))
 
 /* ------------------------------------------------------------------------- */
 /* helpers */
@@ -909,7 +906,7 @@ static void test_bf16(void) {
 int main(void) {
     K = &bpt_kernels_cpu;
     double t0 = omp_get_wtime();
-    printf("# test_kernels: backend %s, %d OpenMP threads\n", K->name, omp_get_max_threads());
+    tap_note("test_kernels: backend %s, %d OpenMP threads", K->name, omp_get_max_threads());
     test_memory();
     test_gemm();
     test_rmsnorm();
@@ -922,6 +919,6 @@ int main(void) {
     test_adamw();
     test_sumsq_axpy();
     test_bf16();
-    printf("# %d passed, %d failed (%.1f s)\n", npass, nfail, omp_get_wtime() - t0);
-    return nfail ? 1 : 0;
+    tap_note("test_kernels: %.1f s", omp_get_wtime() - t0);
+    return tap_done();
 }

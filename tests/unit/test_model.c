@@ -3,7 +3,7 @@
  * vanilla / memeff / bpt and every remat policy compute the same function, so their
  * loss and gradients must agree to fp32 round-off with the reference run (vanilla, no
  * remat). The null-backend plan must equal the arena peak of a real CPU step, and
- * the peaks must order as the design says.
+ * the peaks must order as the design says. One TAP line per check (tests/unit/unit_test.h).
  */
 #include "bpt/bpt.h"
 #include "kernels/kernels.h"
@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond, ...) do { if (cond) { printf("ok   "); } else { printf("FAIL "); failures++; } \
-                              printf(__VA_ARGS__); printf("\n"); } while (0)
+#include "unit_test.h"
 
 typedef struct run_out { double loss, acc; float *grads; size_t n, peak; } run_out;
 
@@ -27,7 +25,7 @@ static void base_config(bpt_config *c, int T) {
         {"llama.num_key_value_heads", "2"}, {"llama.num_hidden_layers", "2"},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (bpt_config_set(c, kv[i][0], kv[i][1], err, sizeof err)) { printf("config: %s\n", err); exit(1); }
+        if (bpt_config_set(c, kv[i][0], kv[i][1], err, sizeof err)) { tap_bail("config: %s", err); }
     char t[32];
     snprintf(t, sizeof t, "%d", T);
     bpt_config_set(c, "train_dataset.hdf5_dataset.seq_length", t, err, sizeof err);
@@ -37,7 +35,7 @@ static void base_config(bpt_config *c, int T) {
 
 static void set(bpt_config *c, const char *k, const char *v) {
     char err[512];
-    if (bpt_config_set(c, k, v, err, sizeof err) != 0) { printf("config: %s\n", err); exit(1); }
+    if (bpt_config_set(c, k, v, err, sizeof err) != 0) { tap_bail("config: %s", err); }
 }
 
 /* mode 0 vanilla, 1 memeff (blockwise attention), 2 bpt (attention, mlp and loss) */
@@ -52,11 +50,11 @@ static int round_masters = 0;
 
 static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
     char err[512];
-    if (bpt_config_finalize(c, err, sizeof err) != 0) { printf("finalize: %s\n", err); exit(1); }
+    if (bpt_config_finalize(c, err, sizeof err) != 0) { tap_bail("finalize: %s", err); }
     run_out r;
     size_t plan = bpt_plan_peak_bytes(c, B, T);
     bpt_arena a;
-    if (bpt_arena_init(&a, k, plan) != 0) { printf("arena init failed\n"); exit(1); }
+    if (bpt_arena_init(&a, k, plan) != 0) { tap_bail("arena init failed"); }
     bpt_model *m = bpt_model_create(&c->llama, k, &a, B, T, 1, NULL);
     bpt_model_set_dtype(m, c->dtype);
     bpt_model_init_weights(m, 7);
@@ -203,8 +201,7 @@ int main(void) {
         char err[512];
         bpt_plan p;
         if (bpt_config_finalize(&v, err, sizeof err) != 0 || bpt_plan_step(&v, 1, &p, err, sizeof err) != 0) {
-            printf("plan: %s\n", err);
-            exit(1);
+            tap_bail("plan: %s", err);
         }
         int nd = 0, bad = 0, dx = 0;
         char list[1024] = "";
@@ -278,6 +275,5 @@ int main(void) {
     }
 
     free(ref.grads);
-    printf("%s: %d failure%s\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
-    return failures ? 1 : 0;
+    return tap_done();
 }

@@ -6,7 +6,7 @@
  * "<file>.expect" (lines "hex of the text<TAB>expected ids", written by
  * tests/ref/test_tokenizers.py), the ids are compared with the reference libraries' too.
  *
- * Prints one "ok" or "FAIL" line per check; exits 0 when everything passed, else 1.
+ * One TAP line per check (tests/unit/unit_test.h); exits 0 when everything passed, else 1.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -15,7 +15,10 @@
 #include <unistd.h>
 
 #include "bpt/tokenizer.h"
+#include "scratch.h"
 #include "unit_test.h"
+
+static char err[1024];
 
 /* Encode text; the ids as "1 2 3" in a static buffer. */
 static const char *enc(const bpt_tokenizer *t, const char *text, size_t len) {
@@ -37,7 +40,7 @@ static int dec_is(const bpt_tokenizer *t, const int32_t *ids, size_t n, const ch
     size_t len = 0;
     char *s = bpt_tokenizer_decode(t, ids, n, &len);
     int ok = want ? (s && len == strlen(want) && memcmp(s, want, len) == 0) : s == NULL;
-    if (!ok) printf("      decode gave \"%s\", want \"%s\"\n", s ? s : "(NULL)", want ? want : "(NULL)");
+    if (!ok) tap_note("decode gave \"%s\", want \"%s\"", s ? s : "(NULL)", want ? want : "(NULL)");
     free(s);
     return ok;
 }
@@ -459,7 +462,7 @@ static int hexval(int c) {
 static void test_expect(const char *env) {
     const char *path = getenv(env);
     if (!path || !*path) {
-        printf("skip  %s not set (tests/ref/test_tokenizers.py sets it)\n", env);
+        tap_note("%s not set (tests/ref/test_tokenizers.py sets it): no comparison with the reference", env);
         return;
     }
     bpt_tokenizer *t = bpt_tokenizer_open(path, err, sizeof err);
@@ -504,12 +507,13 @@ static void test_expect(const char *env) {
 }
 
 int main(void) {
-    if (scratch_begin("tok") != 0) return 1;
+    scratch_begin("tok");
     test_bytes();
     test_errors();
     test_sentencepiece();
     test_hf();
     test_expect("BPT_TOK_SP");
     test_expect("BPT_TOK_JSON");
-    return scratch_end("test_tokenizer");
+    scratch_end();
+    return tap_done();
 }
