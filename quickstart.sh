@@ -132,9 +132,10 @@ run_asan_tests() {
     ) || true
     local log=$src/test-suite.log
     for t in $ASAN_TESTS; do
-        printf '%-6s %s\n' "$(sed -n 's/^:test-result: //p' "$src/$t.trs" 2>/dev/null | head -n 1)" "build-asan/$t"
-        grep -q ':test-result: PASS' "$src/$t.trs" 2>/dev/null ||
-            { echo "---- build-asan/$t.log (last 40 lines) ----"; tail -n 40 "$src/$t.log" 2>/dev/null; }
+        printf '%-6s %s\n' "$(sed -n 's/^:global-test-result: //p' "$src/$t.trs" 2>/dev/null)" "build-asan/$t"
+        grep -q ':global-test-result: PASS' "$src/$t.trs" 2>/dev/null ||
+            { echo "---- build-asan/$t.log (failed checks, then the last 40 lines) ----"
+              grep -E '^(not ok |# at |Bail out!)' "$src/$t.log" 2>/dev/null; tail -n 40 "$src/$t.log" 2>/dev/null; }
     done
     local p=0 f=1 e=0
     if [ -f "$log" ]; then
@@ -153,10 +154,11 @@ run_tests() {
     local log=test-suite.log pass fail skip errs
     [ -f "$log" ] || { echo "no test-suite.log"; echo "0 passed, 1 failed"; exit 1; }
     for f in $(find tests -name '*.log' ! -name test-suite.log | sort); do
-        printf '%-6s %s\n' "$(sed -n 's/^:test-result: //p' "${f%.log}.trs" 2>/dev/null | head -n 1)" "${f%.log}"
+        printf '%-6s %s\n' "$(sed -n 's/^:global-test-result: //p' "${f%.log}.trs" 2>/dev/null)" "${f%.log}"
     done
     for t in $(grep -l -E ':test-result: (FAIL|ERROR)' $(find tests -name '*.trs') 2>/dev/null); do
-        echo "---- ${t%.trs}.log (last 40 lines) ----"; tail -n 40 "${t%.trs}.log"
+        echo "---- ${t%.trs}.log (failed checks, then the last 40 lines) ----"
+        grep -E '^(not ok |# at |Bail out!)' "${t%.trs}.log"; tail -n 40 "${t%.trs}.log"
     done
     pass=$(sed -n 's/^# PASS: *//p' "$log"); fail=$(sed -n 's/^# FAIL: *//p' "$log")
     skip=$(sed -n 's/^# SKIP: *//p' "$log"); errs=$(sed -n 's/^# ERROR: *//p' "$log")
