@@ -1,6 +1,6 @@
-/* fuzz_jsonl.c — the JSONL text processor (bpt_text_processor_*, data.h, src/data.c),
+/* fuzz_jsonl.c — the JSONL text processor (bpt_text_processor_*, data.h, src/data_text_processor.c),
  * which `bpt data prepare` and the json/text datasets run on every line: its JSON
- * reader (strings, escapes, \u surrogates, numbers, nesting), text_processor.fields
+ * reading (jansson; strings, escapes, \u surrogates, numbers, nesting), text_processor.fields
  * (`a+b`, `[prompt]`, `<|bos|>`, `<|eos|>`), fields_from_example, prepend_text and
  * subfield_separator.
  *

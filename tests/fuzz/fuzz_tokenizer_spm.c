@@ -1,4 +1,4 @@
-/* fuzz_tokenizer_spm.c — the SentencePiece .model reader (src/tokenizer.c): the
+/* fuzz_tokenizer_spm.c — the SentencePiece .model reader (src/tok_sentencepiece.c): the
  * protobuf reader (varints, lengths, nested messages, truncation), pieces and
  * their types, trainer_spec and normalizer_spec (precompiled charsmap), then BPE
  * encode with byte fallback and decode (fuzz_tokenizer.h). */

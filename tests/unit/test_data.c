@@ -558,6 +558,36 @@ static void test_text(void) {
           "a field name holding a newline: one line \"%s\"", tp ? bpt_text_processor_why(tp) : err);
     bpt_tokens_free(&nl_out);
     bpt_text_processor_free(tp);
+    /* lone surrogates: each decodes to U+FFFD, a high one not followed by a low one
+     * leaves what follows to be read on its own (a pair after it still pairs); a
+     * \u0000 in a key names no field but leaves the line valid; nesting deeper than
+     * 64 levels below the line's object is malformed */
+    d = text_cfg(pb, "text", 0, 0);
+    tp = bpt_text_processor_new(&d, btk, 1, 2, 256, err, sizeof err);
+    {
+        const char *sur = "{\"text\": \"a\\uD800b\\uDC00c\\uDBFF\\u0041\\uD800\\uD83D\\uDE00\\\\uD800\", \"k\\u0000\": 1}";
+        const unsigned char want_sur[] = { 'a', 0xEF, 0xBF, 0xBD, 'b', 0xEF, 0xBF, 0xBD, 'c', 0xEF, 0xBF, 0xBD, 'A',
+                                           0xEF, 0xBF, 0xBD, 0xF0, 0x9F, 0x98, 0x80, '\\', 'u', 'D', '8', '0', '0' };
+        bpt_tokens out = {0};
+        int rc = tp ? bpt_text_processor_line(tp, sur, strlen(sur), &out) : -1;
+        int ok = rc == 0 && out.n == sizeof want_sur;
+        for (size_t i = 0; ok && i < out.n; i++) ok = out.tok[i] == want_sur[i];
+        CHECK(ok, "lone surrogates to U+FFFD, pairs kept, \\\\uD800 is no escape (rc %d, %zu tokens: %s)",
+              rc, out.n, rc ? bpt_text_processor_why(tp) : "");
+        bpt_tokens_free(&out);
+        char deep[256];
+        for (int depth = 64; depth <= 65; depth++) {
+            int k = snprintf(deep, sizeof deep, "{\"text\": \"x\", \"d\": ");
+            for (int i = 0; i < depth; i++) deep[k++] = '[';
+            for (int i = 0; i < depth; i++) deep[k++] = ']';
+            deep[k++] = '}';
+            rc = bpt_text_processor_line(tp, deep, (size_t)k, &out);
+            CHECK(depth == 64 ? rc == 0 : rc == -1 && contains(bpt_text_processor_why(tp), "not valid JSON"),
+                  "a value nested %d levels deep: rc %d", depth, rc);
+            bpt_tokens_free(&out);
+        }
+    }
+    bpt_text_processor_free(tp);
     bpt_tokenizer_free(btk);
     d = text_cfg(pj, "a", 1, 0);
     l = bpt_loader_open(&d, "", 256, 300, 2, err, sizeof err);
