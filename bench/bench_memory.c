@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
     bpt_config c0;
     make_config(&c0, &MODES[0], 1024, 0);
     printf("peak arena bytes of one training step (batch 1, dtype %s; plan = null backend, measured = CPU run)\n\n",
-           c0.dtype);
+           bpt_dtype_name(c0.dtype));
     printf("| T | vanilla | memeff | bpt | measured (vanilla / memeff / bpt) |\n|---:|---:|---:|---:|---|\n");
     size_t last[NMODES] = {0, 0, 0};
     for (int T = 1024; T <= (1 << 20); T *= 2) {

@@ -48,7 +48,7 @@ typedef enum {
     K_F64,      /* double */
     K_BOOL,     /* int 0/1 */
     K_STR,      /* char[size] */
-    K_ENUM,     /* char[size], one of choices (stored in canonical spelling) */
+    K_ENUM,     /* an enum of config.h: the index of the canonical name in choices */
     K_REMAT,    /* bpt_remat */
 } kind;
 
@@ -128,7 +128,7 @@ static const keydef keys[] = {
     { "seed", K_I64, F(seed), "42", NONNEG, .help = "random seed (weights, data order)" },
     { "mesh_dim", K_STR, F(mesh_dim), "1,-1,1", F_LIST, .check = check_mesh_dim,
       .help = "dp,fsdp,tp mesh (one may be -1), or dp:1,fsdp:-1,tp:1" },
-    { "dtype", K_ENUM, F(dtype), "bf16", .choices = "bf16|bfloat16>bf16|fp32|float32>fp32",
+    { "dtype", K_ENUM, F(dtype), "bf16", .choices = "fp32|float32>fp32|bf16|bfloat16>bf16",
       .check = check_dtype, .help = "compute dtype; master weights are always fp32" },
     { "device", K_ENUM, F(device), "cpu", .choices = "cpu|cuda", .help = "compute backend" },
     { "total_steps", K_I64, F(total_steps), "10000", NONNEG,
@@ -323,6 +323,24 @@ static void key_type(const keydef *k, char *b, size_t n) {
     else snprintf(b, n, "%s", base);
 }
 
+static int enum_name(const char *choices, int i, char *out, size_t n);
+
+/* the names of the enums of config.h, from the table's own choices */
+static const char *name_of(const char *key, int v) {
+    static char names[4][8][32];   /* per key and value: stable pointers */
+    static const char *const enum_keys[4] = {"dtype", "device", "train_dataset.type", "optimizer.type"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(enum_keys[i], key)) continue;
+        if (v < 0 || v >= 8) return "?";
+        if (!names[i][v][0] && enum_name(find_key(key)->choices, v, names[i][v], sizeof names[i][v]) != 0) return "?";
+        return names[i][v];
+    }
+    return "?";
+}
+const char *bpt_dtype_name(bpt_dtype d) { return name_of("dtype", (int)d); }
+const char *bpt_device_name(bpt_device d) { return name_of("device", (int)d); }
+const char *bpt_data_type_name(bpt_data_type t) { return name_of("train_dataset.type", (int)t); }
+
 int bpt_config_nkeys(void) { return NKEYS; }
 
 int bpt_config_key_info(int i, bpt_key_info *out) {
@@ -490,20 +508,38 @@ static int parse_bool(const char *s, int *out) {
     return -1;
 }
 
-/* K_ENUM: the canonical spelling of v in choices "a|b|alias>b", or -1. */
-static int parse_enum(const char *choices, const char *v, char *out, size_t n) {
+/* K_ENUM choices "a|b|alias>b": the canonical names (a, b) in order are the enum's
+ * values 0, 1, ...; an alias stands for the name after its '>'. */
+
+/* The canonical name of value i in choices, into out; -1 if there is none. */
+static int enum_name(const char *choices, int i, char *out, size_t n) {
+    for (const char *p = choices; *p;) {
+        size_t len = strcspn(p, "|");
+        if (!memchr(p, '>', len) && i-- == 0) { snprintf(out, n, "%.*s", (int)len, p); return 0; }
+        p += len;
+        if (*p) p++;
+    }
+    return -1;
+}
+
+/* The value v names (a name or an alias, any case), or -1. */
+static int parse_enum(const char *choices, const char *v) {
     char t[64];
     if (strlen(v) >= sizeof t) return -1;
     trim(v, t, sizeof t);
-    const char *p = choices;
-    while (*p) {
+    for (const char *p = choices; *p;) {
         size_t len = strcspn(p, "|");
         char item[64];
         snprintf(item, sizeof item, "%.*s", (int)len, p);
         char *gt = strchr(item, '>');
         const char *canon = gt ? gt + 1 : item;
         if (gt) *gt = 0;
-        if (strcasecmp(item, t) == 0) { snprintf(out, n, "%s", canon); return 0; }
+        if (strcasecmp(item, t) == 0) {
+            char name[64];
+            for (int i = 0; enum_name(choices, i, name, sizeof name) == 0; i++)
+                if (!strcmp(name, canon)) return i;
+            return -1;
+        }
         p += len;
         if (*p) p++;
     }
@@ -612,9 +648,9 @@ static int set_value(bpt_config *c, const keydef *k, const char *v, int store, c
         break;
     }
     case K_ENUM: {
-        char canon[64];
-        if (parse_enum(k->choices, v, canon, sizeof canon) != 0) return bad_value(k, v, NULL, err, n);
-        if (field) snprintf(field, k->size, "%s", canon);
+        int e = parse_enum(k->choices, v);
+        if (e < 0) return bad_value(k, v, NULL, err, n);
+        if (field) *(int *)field = e;
         break;
     }
     case K_REMAT: {
@@ -712,7 +748,8 @@ static void fmt_value(const bpt_config *c, const keydef *k, char *buf, size_t n)
     case K_I64: case K_BYTES: snprintf(buf, n, "%" PRId64, *(const int64_t *)field); break;
     case K_F64: fmt_double(*(const double *)field, buf, n); break;
     case K_BOOL: snprintf(buf, n, "%s", *(const int *)field ? "true" : "false"); break;
-    case K_STR: case K_ENUM: snprintf(buf, n, "%s", field); break;
+    case K_STR: snprintf(buf, n, "%s", field); break;
+    case K_ENUM: if (enum_name(k->choices, *(const int *)field, buf, n) != 0) snprintf(buf, n, "?"); break;
     case K_REMAT: snprintf(buf, n, "%s", bpt_remat_name(*(const bpt_remat *)field)); break;
     }
 }
@@ -1157,7 +1194,7 @@ static int check_dataset(const bpt_config *c, const bpt_dataset_config *d, const
         return -1;
     if (l->scan_loss && check_chunk(T, tkey, l->scan_loss_chunk_size, "scan_loss_chunk_size", "scan_loss", err, n))
         return -1;
-    if (!strcmp(d->type, "text") && l->vocab_size < 256)
+    if (d->type == BPT_DATA_TEXT && l->vocab_size < 256)
         return bpt_err(err, n, "llama.vocab_size (%d) is smaller than the byte-level tokenizer's 256 tokens "
                     "(%s.type is text)", l->vocab_size, name);
     return 0;

@@ -16,7 +16,6 @@
 
 #include "data_internal.h"
 
-enum { SRC_HDF5 = 1, SRC_TEXT = 2, SRC_JSON = 3 };
 
 struct bpt_loader {
     data_source **src;          /* the files: one, or the files of a mixture */
@@ -58,10 +57,9 @@ void data_source_init(data_source *s, const data_source_ops *ops, const char *pa
 /* One file of type d->type. */
 static data_source *open_one(const bpt_dataset_config *d, const char *path, const bpt_tokenizer *tk,
                              int vocab_size, int bos_id, int eos_id, char *err, size_t errlen) {
-    int src = strcmp(d->type, "hdf5") == 0 ? SRC_HDF5 : strcmp(d->type, "text") == 0 ? SRC_TEXT
-            : strcmp(d->type, "json") == 0 ? SRC_JSON : 0;
-    if (!src) {
-        bpt_err(err, errlen, "bad dataset type '%s' (expected hdf5 or text)", d->type);
+    bpt_data_type src = d->type;
+    if (src != BPT_DATA_HDF5 && src != BPT_DATA_TEXT && src != BPT_DATA_JSON) {
+        bpt_err(err, errlen, "bad dataset type %d (expected hdf5, text or json)", (int)src);
         return NULL;
     }
     if (check_file(path, err, errlen)) return NULL;
@@ -69,8 +67,8 @@ static data_source *open_one(const bpt_dataset_config *d, const char *path, cons
         bpt_err(err, errlen, "llama.vocab_size = %d must be positive", vocab_size);
         return NULL;
     }
-    return src == SRC_HDF5 ? data_hdf5_open(path, vocab_size, err, errlen)
-         : src == SRC_JSON ? data_jsonl_open(path, d, tk, vocab_size, bos_id, eos_id, err, errlen)
+    return src == BPT_DATA_HDF5 ? data_hdf5_open(path, vocab_size, err, errlen)
+         : src == BPT_DATA_JSON ? data_jsonl_open(path, d, tk, vocab_size, bos_id, eos_id, err, errlen)
                            : data_text_open(path, d, tk, vocab_size, bos_id, eos_id, err, errlen);
 }
 
@@ -91,7 +89,7 @@ static bpt_loader *open_sources(const bpt_dataset_config *d, const bpt_tokenizer
         add_source(l, one);
         return l;
     }
-    if (!strcmp(d->type, "json")) {
+    if (d->type == BPT_DATA_JSON) {
         bpt_err(err, errlen, "a streamed json dataset is one file read in order (no shuffle, weights or "
                 "comma-separated paths); prepare an hdf5 file for those");
         goto fail;
@@ -141,7 +139,7 @@ fail:
 bpt_loader *bpt_loader_open(const bpt_dataset_config *d, const char *tokenizer, int vocab_size,
                             int bos_id, int eos_id, char *err, size_t errlen) {
     bpt_tokenizer *tk = NULL;
-    if (!strcmp(d->type, "text") || !strcmp(d->type, "json")) {
+    if (d->type == BPT_DATA_TEXT || d->type == BPT_DATA_JSON) {
         tk = bpt_tokenizer_open(tokenizer ? tokenizer : "", err, errlen);
         if (!tk) return NULL;
     }

@@ -170,8 +170,8 @@ void bpt_model_init_weights(bpt_model *m, uint64_t seed) {
     }
 }
 
-void bpt_model_set_dtype(bpt_model *m, const char *dtype) {
-    m->bf16_weights = dtype && (strcmp(dtype, "bf16") == 0 || strcmp(dtype, "bfloat16") == 0);
+void bpt_model_set_dtype(bpt_model *m, bpt_dtype dtype) {
+    m->bf16_weights = dtype == BPT_DTYPE_BF16;
 }
 
 int bpt_model_find(const bpt_model *m, const char *name) {
@@ -541,7 +541,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     /* residual_dtype bf16: each layer input is kept as bf16 (ks), the layers run on two
      * fp32 buffers in turn (xp), and the backward widens x_l back into one of them (xw,
      * below) */
-    int r16 = train && L > 0 && strcmp(c->residual_dtype, "bf16") == 0;
+    int r16 = train && L > 0 && c->residual_dtype == BPT_DTYPE_BF16;
     uint16_t **ks = r16 ? bpt_xcalloc((size_t)L, sizeof(uint16_t *)) : NULL;
     float *xp[2] = {xs[0], r16 ? bpt_arena_alloc(ar, xb, "layer output") : NULL};
     if (L > 0) bpt_weights_start(m, &wb, 0);

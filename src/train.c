@@ -109,7 +109,7 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
     }
     /* the workspace the target backend takes from the arena first */
     bpt_arena_track(&a);
-    const bpt_kernels *tk = bpt_kernels_get(c->device);
+    const bpt_kernels *tk = bpt_kernels_get(bpt_device_name(c->device));
     if (tk && tk->workspace) bpt_arena_alloc(&a, tk->workspace, "backend workspace");
     bpt_comm comm;
     bpt_comm_dry(&comm, dims[0], dims[1], dims[2]);
@@ -215,22 +215,23 @@ static void agree_or_die(bpt_mesh *mesh, int bad, const char *err, const char *s
 /* The backend named by device, bound to this rank's device (cuda: GPU local_rank %
  * count); a node without a GPU stops the job with a line per rank instead of a hang. */
 static const bpt_kernels *backend_or_die(const bpt_config *c, bpt_mesh *mesh) {
-    const bpt_kernels *k = bpt_kernels_get(c->device);
+    const bpt_kernels *k = bpt_kernels_get(bpt_device_name(c->device));
     if (!k)
         bpt_die("bad value for device: '%s' (backend not compiled in; this build has: %s; "
-                "HINT: ./configure --with-cuda)", c->device, bpt_kernels_list());
-    if (strcmp(k->name, "cuda") == 0 && strcmp(c->dtype, "fp32") == 0)
+                "HINT: ./configure --with-cuda)", bpt_device_name(c->device), bpt_kernels_list());
+    if (strcmp(k->name, "cuda") == 0 && c->dtype == BPT_DTYPE_FP32)
         bpt_die("bad value for dtype: 'fp32' on device: 'cuda' (the CUDA kernels multiply in bf16 with fp32 "
                 "accumulation; use dtype: bf16, or device: cpu to compute in fp32)");
     if (strcmp(k->name, "cuda") == 0 && c->llama.scan_attention && bpt_head_dim(&c->llama) > 128)
         bpt_die("bad value for llama.hidden_size / llama.num_attention_heads: head dim %d on device: 'cuda' "
                 "(the CUDA blockwise attention kernels take head dims up to 128)", bpt_head_dim(&c->llama));
     char err[ERRLEN] = "", what[BPT_STR + 64];
-    snprintf(what, sizeof what, "device: '%s' is not usable on every rank", c->device);
+    snprintf(what, sizeof what, "device: '%s' is not usable on every rank", bpt_device_name(c->device));
     agree_or_die(mesh, k->init && k->init(mesh->local_rank, err, sizeof err) != 0, err, what);
     /* device buffers of a multi-rank job travel over NCCL */
     if (k->init && mesh->world_size > 1) {
-        snprintf(what, sizeof what, "device: '%s': NCCL could not be set up on every rank", c->device);
+        snprintf(what, sizeof what, "device: '%s': NCCL could not be set up on every rank",
+                 bpt_device_name(c->device));
         agree_or_die(mesh, bpt_comm_nccl_init(&mesh->comm, err, sizeof err) != 0, err, what);
     }
     return k;
@@ -312,7 +313,7 @@ static int save(const bpt_config *c, bpt_model *m, const char *name, int64_t ste
     if (bad) bpt_err(err, errlen, "logger.output_dir: cannot create directory '%s': %s", dir, strerror(errno));
     if (bpt_agree(bad, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    bpt_ckpt_meta meta = {step, tokens, c->seed, !strcmp(c->ckpt_float_dtype, "bf16"), 0};
+    bpt_ckpt_meta meta = {step, tokens, c->seed, c->ckpt_float_dtype == BPT_DTYPE_BF16, 0};
     char *yaml = bpt_config_to_yaml(c);
     bad = bpt_ckpt_save(path, m, &meta, yaml, with_optimizer, err, errlen) != 0;
     free(yaml);

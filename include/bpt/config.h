@@ -22,6 +22,16 @@
 
 #define BPT_STR 512   /* max length of a string value */
 
+/* The config's enumerations, parsed once from their names (which the key table lists
+ * in this order: src/config.c, K_ENUM) and named back by bpt_*_name. */
+typedef enum { BPT_DTYPE_FP32, BPT_DTYPE_BF16 } bpt_dtype;                    /* fp32 | bf16 */
+typedef enum { BPT_DEVICE_CPU, BPT_DEVICE_CUDA } bpt_device;                  /* cpu | cuda */
+typedef enum { BPT_DATA_HDF5, BPT_DATA_TEXT, BPT_DATA_JSON } bpt_data_type;   /* hdf5 | text | json */
+typedef enum { BPT_OPTIMIZER_ADAMW } bpt_optimizer;                           /* adamw */
+const char *bpt_dtype_name(bpt_dtype d);
+const char *bpt_device_name(bpt_device d);
+const char *bpt_data_type_name(bpt_data_type t);
+
 typedef enum { BPT_REMAT_NONE = 0, BPT_REMAT_EVERYTHING, BPT_REMAT_NOTHING,
                BPT_REMAT_DOTS, BPT_REMAT_DOTS_NO_BATCH } bpt_remat;
 
@@ -42,7 +52,7 @@ typedef struct bpt_llama_config {
     double fcm_min_ratio, fcm_max_ratio;              /* accepted; must be 0 */
     int use_cache;
     bpt_remat remat_block, remat_attention, remat_mlp;
-    char residual_dtype[8];                           /* fp32 | bf16: the kept layer inputs x_l */
+    bpt_dtype residual_dtype;                         /* of the kept layer inputs x_l */
     int scan_attention, scan_mlp, scan_loss;          /* blockwise attention / ffn / loss */
     int scan_query_chunk_size, scan_key_chunk_size;   /* Bq, Bk */
     int scan_mlp_chunk_size;                          /* Bf */
@@ -58,7 +68,7 @@ typedef struct bpt_adamw_config {
 } bpt_adamw_config;
 
 typedef struct bpt_optimizer_config {
-    char type[BPT_STR];                               /* "adamw" */
+    bpt_optimizer type;                               /* the one there is: adamw */
     int accumulate_gradient_steps;
     bpt_adamw_config adamw;
 } bpt_optimizer_config;
@@ -70,7 +80,7 @@ typedef struct bpt_source_config {     /* <dataset>.<type>_dataset.* */
 } bpt_source_config;
 
 typedef struct bpt_dataset_config {
-    char type[BPT_STR];               /* "hdf5" | "text" | "json" (streamed) */
+    bpt_data_type type;               /* hdf5 | text | json (streamed) */
     int shuffle;                      /* visit sequence windows in a seeded permuted order */
     int64_t shuffle_seed;             /* 0: the top-level seed */
     char weights[BPT_STR];            /* sampling weights of comma-separated paths ("" = equal) */
@@ -86,15 +96,15 @@ typedef struct bpt_dataset_config {
 
 /* The source that dataset type selects. */
 static inline const bpt_source_config *bpt_dataset_source(const bpt_dataset_config *d) {
-    return d->type[0] == 'h' ? &d->hdf5 : &d->text;
+    return d->type == BPT_DATA_HDF5 ? &d->hdf5 : &d->text;
 }
 
 typedef struct bpt_config {
     /* top level */
     int64_t seed;
     char mesh_dim[BPT_STR];
-    char dtype[BPT_STR];              /* fp32 | bf16 (normalised spelling) */
-    char device[BPT_STR];             /* cpu | cuda */
+    bpt_dtype dtype;                  /* the compute dtype */
+    bpt_device device;
     int64_t total_steps;
     int64_t log_freq;
     int64_t save_model_freq;
@@ -117,7 +127,7 @@ typedef struct bpt_config {
     char tokenizer_vocab_file[BPT_STR];
 
     /* checkpointer.* */
-    char ckpt_float_dtype[BPT_STR];   /* fp32 | bf16 */
+    bpt_dtype ckpt_float_dtype;       /* of the saved tensors */
     int ckpt_save_optimizer_state;
     int ckpt_keep;                    /* regular checkpoints kept (0: all) */
 

@@ -81,7 +81,7 @@ void bpt_model_free(bpt_model *m);
  * gathered weights are widened to fp32 for the kernels, so every backend multiplies by
  * exactly the bf16 values. Master weights, gradients (and their reduce-scatter) and the
  * optimizer stay fp32. The result is independent of the mesh. */
-void bpt_model_set_dtype(bpt_model *m, const char *dtype);
+void bpt_model_set_dtype(bpt_model *m, bpt_dtype dtype);
 
 /* Initialise weights: normal(0, initializer_range) for matrices and embeddings,
  * 1 for norms, from the counter-based generator keyed by (seed, name, index). */

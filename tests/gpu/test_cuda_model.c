@@ -43,7 +43,7 @@ static void base_config(bpt_config *c, const char *mode, const char *device) {
 static run_out run(bpt_config *c, int B, int T) {
     char err[512];
     if (bpt_config_finalize(c, err, sizeof err) != 0) tap_bail("finalize: %s", err);
-    const bpt_kernels *k = bpt_kernels_get(c->device);
+    const bpt_kernels *k = bpt_kernels_get(bpt_device_name(c->device));
     run_out r;
     r.plan = bpt_plan_peak_bytes(c, B, T);
     bpt_arena a;

@@ -87,8 +87,8 @@ static void test_defaults(void) {
     char err[512];
     int rc = from_args(&c, err, sizeof err, NULL);
     CHECK(rc == 0, "no arguments gives a valid config");
-    CHECK(c.seed == 42 && !strcmp(c.mesh_dim, "1,-1,1") && !strcmp(c.dtype, "bf16") &&
-          !strcmp(c.device, "cpu") && c.total_steps == 10000 && c.log_freq == 50 &&
+    CHECK(c.seed == 42 && !strcmp(c.mesh_dim, "1,-1,1") && c.dtype == BPT_DTYPE_BF16 &&
+          c.device == BPT_DEVICE_CPU && c.total_steps == 10000 && c.log_freq == 50 &&
           c.save_model_freq == 0 && c.save_milestone_freq == 0 && c.eval_steps == 0 &&
           !c.load_llama_config[0] && !c.update_llama_config[0] && !c.load_checkpoint[0] &&
           !c.load_dataset_state[0] && !c.autoresume && !c.log_all_worker && c.peak_flops == 0 &&
@@ -108,7 +108,7 @@ static void test_defaults(void) {
           l->param_scan_axis == 0, "llama defaults");
     CHECK(bpt_kv_heads(l) == 32 && bpt_head_dim(l) == 128, "derived kv heads and head dim");
     const bpt_adamw_config *a = &c.optimizer.adamw;
-    CHECK(!strcmp(c.optimizer.type, "adamw") && c.optimizer.accumulate_gradient_steps == 1 &&
+    CHECK(c.optimizer.type == BPT_OPTIMIZER_ADAMW && c.optimizer.accumulate_gradient_steps == 1 &&
           a->init_lr == 0 && a->lr == 0.01 && a->end_lr == 0.001 && a->lr_warmup_steps == 2000 &&
           a->lr_decay_steps == 500000 && a->b1 == 0.9 && a->b2 == 0.95 && a->eps == 1e-8 &&
           a->clip_gradient == 1.0 && a->weight_decay == 1e-4 && !a->bf16_momentum &&
@@ -117,13 +117,13 @@ static void test_defaults(void) {
     int dok = 1;
     for (int i = 0; i < 2; i++) {
         const bpt_dataset_config *d = ds[i];
-        dok &= !strcmp(d->type, "hdf5") && !d->hdf5.path[0] && d->hdf5.seq_length == 1024 &&
+        dok &= d->type == BPT_DATA_HDF5 && !d->hdf5.path[0] && d->hdf5.seq_length == 1024 &&
                d->hdf5.batch_size == 8 && !d->text.path[0] && d->text.seq_length == 1024 &&
                d->text.batch_size == 8 && !strcmp(d->fields, "text") && !d->add_bos_token &&
                !d->add_eos_token && bpt_dataset_source(d) == &d->hdf5;
     }
     CHECK(dok, "dataset defaults");
-    CHECK(!c.tokenizer_vocab_file[0] && !strcmp(c.ckpt_float_dtype, "fp32") && !c.ckpt_save_optimizer_state &&
+    CHECK(!c.tokenizer_vocab_file[0] && c.ckpt_float_dtype == BPT_DTYPE_FP32 && !c.ckpt_save_optimizer_state &&
           !strcmp(c.output_dir, "/tmp/bpt"), "tokenizer, checkpointer, logger defaults");
     bpt_config d;
     bpt_config_defaults(&d);
@@ -163,12 +163,12 @@ static void test_yaml(void) {
     char err[512] = "";
     int rc = bpt_config_from_yaml_string(&c, yaml, err, sizeof err);
     CHECK(rc == 0, "nested and dotted YAML parses (%s)", err);
-    CHECK(c.seed == 7 && !strcmp(c.mesh_dim, "1,-1,2") && !strcmp(c.dtype, "fp32"), "top-level YAML keys, list mesh_dim");
+    CHECK(c.seed == 7 && !strcmp(c.mesh_dim, "1,-1,2") && c.dtype == BPT_DTYPE_FP32, "top-level YAML keys, list mesh_dim");
     CHECK(c.llama.hidden_size == 256 && c.llama.num_attention_heads == 8 && c.llama.scan_attention &&
           c.llama.remat_attention == BPT_REMAT_NOTHING && c.llama.scan_mlp && c.llama.rms_norm_eps == 1e-5,
           "nested and dotted llama keys");
     CHECK(c.optimizer.adamw.lr == 3e-4 && c.optimizer.adamw.lr_warmup_steps == 100, "flow mapping");
-    CHECK(!strcmp(c.train_dataset.type, "text") && !strcmp(c.train_dataset.text.path, "data/x.jsonl") &&
+    CHECK(c.train_dataset.type == BPT_DATA_TEXT && !strcmp(c.train_dataset.text.path, "data/x.jsonl") &&
           c.train_dataset.text.seq_length == 512 && bpt_dataset_source(&c.train_dataset) == &c.train_dataset.text &&
           !strcmp(c.train_dataset.fields, "title,body") && c.train_dataset.add_eos_token,
           "dataset keys, list joined with commas");
@@ -179,7 +179,7 @@ static void test_yaml(void) {
     const char *path = write_tmp("train_dataset:\n  type: json\n  json_dataset:\n    seq_length: 256\n"
                                  "    path: a.jsonl\n    tokenizer_processes: 16\n");
     rc = from_args(&c, err, sizeof err, "--config", (char *)path, NULL);
-    CHECK(rc == 0 && !strcmp(c.train_dataset.type, "json") && c.train_dataset.text.seq_length == 256 &&
+    CHECK(rc == 0 && c.train_dataset.type == BPT_DATA_JSON && c.train_dataset.text.seq_length == 256 &&
           !strcmp(c.train_dataset.text.path, "a.jsonl") && c.train_dataset.tokenizer_processes == 16 &&
           bpt_dataset_source(&c.train_dataset) == &c.train_dataset.text && !strcmp(c.config_file, path),
           "json type streams; json_dataset keys are the text_dataset ones (%s)", rc ? err : "");
@@ -197,7 +197,7 @@ static void test_cli(void) {
     char opt[600];
     snprintf(opt, sizeof opt, "--config=%s", path);
     rc = from_args(&c, err, sizeof err, opt, "--print_config", "--dtype", "bfloat16", NULL);
-    CHECK(rc == 0 && c.seed == 3 && c.print_config && !strcmp(c.dtype, "bf16"), "--config=FILE, --print_config, --key value");
+    CHECK(rc == 0 && c.seed == 3 && c.print_config && c.dtype == BPT_DTYPE_BF16, "--config=FILE, --print_config, --key value");
     rc = from_args(&c, err, sizeof err, "--print_config=false", "--mesh_dim", "-1,1,2", "--seed", "-0", NULL);
     CHECK(rc == 0 && !c.print_config && !strcmp(c.mesh_dim, "-1,1,2") && c.seed == 0,
           "--print_config=false; a value starting with '-' after --key (%s)", err);

@@ -93,7 +93,7 @@ static run_out run(bpt_config *c, int B, int T, const bpt_kernels *k) {
     memcpy(r.grads, m->buf[BPT_BUF_GRAD], r.n * sizeof(float));
     r.peak = a.peak;
     CHECK(!memcmp(masters, m->buf[BPT_BUF_PARAM], m->nparams * sizeof(float)),
-          "  the step leaves the fp32 master weights untouched (dtype %s)", c->dtype);
+          "  the step leaves the fp32 master weights untouched (dtype %s)", bpt_dtype_name(c->dtype));
     free(masters);
     if (k == &bpt_kernels_cpu)
         CHECK(plan == a.peak, "  plan %zu == measured arena peak %zu", plan, a.peak);
