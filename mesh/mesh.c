@@ -1,58 +1,18 @@
 /* mesh.c — mesh_dim parsing and the MPI sub-communicators of the 3-D mesh. */
 #include "bpt/mesh.h"
 #include "bpt/util.h"
+#include "bpt/config.h"   /* bpt_mesh_dim_parse: the one parser of the syntax */
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *axis_names[BPT_NAXES] = {"dp", "fsdp", "tp", "batch", "world"};
 const char *bpt_axis_name(bpt_axis a) { return axis_names[a]; }
 
-/* One integer entry: optional sign and digits only. */
-static int parse_int(const char *s, int *v) {
-    char *end;
-    while (isspace((unsigned char)*s)) s++;
-    if (!*s) return -1;
-    long x = strtol(s, &end, 10);
-    while (isspace((unsigned char)*end)) end++;
-    if (*end || x < -1 || x == 0 || x > 1 << 24) return -1;
-    *v = (int)x;
-    return 0;
-}
-
 int bpt_mesh_parse(const char *mesh_dim, int world, int dims[3], char *err, size_t errlen) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", mesh_dim);
-    int n = 0, named = strchr(buf, ':') != NULL, seen[3] = {0, 0, 0};
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == 3)
-            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (expected three axes dp,fsdp,tp)", mesh_dim);
-        int axis = n, v;
-        char *val = tok;
-        if (named) {
-            char *colon = strchr(tok, ':');
-            if (!colon)
-                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (mix of named and plain entries)", mesh_dim);
-            *colon = 0;
-            while (isspace((unsigned char)*tok)) tok++;
-            if (!strcmp(tok, "dp")) axis = 0;
-            else if (!strcmp(tok, "fsdp")) axis = 1;
-            else if (!strcmp(tok, "tp") || !strcmp(tok, "mp")) axis = 2;
-            else
-                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (unknown axis '%s'; expected dp, fsdp, tp)", mesh_dim, tok);
-            if (seen[axis])
-                return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (axis %s given twice)", mesh_dim, tok);
-            val = colon + 1;
-        }
-        if (parse_int(val, &v) != 0)
-            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (entry '%s' is not a positive integer or -1)", mesh_dim, val);
-        seen[axis] = 1;
-        dims[axis] = v;
-        n++;
-    }
-    if (n != 3 || (named && !(seen[0] && seen[1] && seen[2])))
-        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (expected three axes dp,fsdp,tp, e.g. 1,-1,1)", mesh_dim);
+    char why[512];
+    if (bpt_mesh_dim_parse(mesh_dim, dims, why, sizeof why) != 0)
+        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (%s)", mesh_dim, why);
     int infer = -1, prod = 1;
     for (int i = 0; i < 3; i++) {
         if (dims[i] == -1) {

@@ -667,41 +667,46 @@ static int set_value(bpt_config *c, const keydef *k, const char *v, int store, c
 
 /* mesh_dim: three comma-separated integers (>= 1, or -1 at most once), or the named
  * form dp:A,fsdp:B,tp:C in any order (mp is an alias of tp). */
-static int check_mesh_dim(const char *v, char *why, size_t n) {
+int bpt_mesh_dim_parse(const char *v, int dims[3], char *why, size_t n) {
     const char *ex = "expected three comma-separated integers like 1,-1,1 or dp:1,fsdp:-1,tp:1";
     char s[BPT_STR];
     if (strlen(v) >= sizeof s) return bpt_err(why, n, "too long; %s", ex);
     trim(v, s, sizeof s);
     if (s[0] == '!') return bpt_err(why, n, "a leading '!' (plain device order) is not supported; %s", ex);
-    int nparts = 0, nminus = 0, named = 0, seen[3] = { 0, 0, 0 };
+    int nparts = 0, nminus = 0, named = 0, seen[3] = { 0, 0, 0 }, d[3] = { 0, 0, 0 };
     char *save = NULL;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        nparts++;
         char part[64];
         trim(tok, part, sizeof part);
         char *colon = strchr(part, ':');
         const char *num = part;
+        int axis = nparts;
         if (colon) {
             *colon = 0;
             char name[32];
             trim(part, name, sizeof name);
-            int axis = !strcmp(name, "dp") ? 0 : !strcmp(name, "fsdp") ? 1
-                     : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : -1;
+            axis = !strcmp(name, "dp") ? 0 : !strcmp(name, "fsdp") ? 1
+                 : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : -1;
             if (axis < 0) return bpt_err(why, n, "unknown axis '%s' (axes are dp, fsdp, tp)", name);
             if (seen[axis]++) return bpt_err(why, n, "axis '%s' given twice", name);
             named++;
             num = colon + 1;
         }
+        nparts++;
         int64_t x;
-        if (parse_i64(num, &x) != 0 || (x < 1 && x != -1) || x > INT_MAX)
-            return bpt_err(why, n, "each size must be a positive integer or -1; %s", ex);
+        if (parse_i64(num, &x) != 0 || (x < 1 && x != -1) || x > BPT_MAX_RANKS)
+            return bpt_err(why, n, "each size must be a positive integer up to %d or -1; %s", BPT_MAX_RANKS, ex);
         if (x == -1) nminus++;
+        if (axis < 3) d[axis] = (int)x;
     }
     if (nparts != 3) return bpt_err(why, n, "%d parts; %s", nparts, ex);
     if (named && named != 3) return bpt_err(why, n, "name every axis or none; %s", ex);
     if (nminus > 1) return bpt_err(why, n, "at most one size may be -1; %s", ex);
+    if (dims) memcpy(dims, d, sizeof d);
     return 0;
 }
+
+static int check_mesh_dim(const char *v, char *why, size_t n) { return bpt_mesh_dim_parse(v, NULL, why, n); }
 
 static int check_dtype(const char *v, char *why, size_t n) {
     static const char *unsupported[] = { "fp16", "float16", "fp64", "float64" };

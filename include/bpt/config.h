@@ -142,6 +142,13 @@ typedef struct bpt_config {
     char llama_explicit[8 * BPT_STR]; /* llama.* keys set explicitly, "k=v\n" lines */
 } bpt_config;
 
+/* mesh_dim's syntax, its one parser (the config's check and bpt_mesh_parse): three sizes
+ * "dp,fsdp,tp", or named "dp:A,fsdp:B,tp:C" in any order (mp = tp), each a positive
+ * integer up to BPT_MAX_RANKS or -1 (at most one: the rest of the ranks). dims (may be
+ * NULL) in dp, fsdp, tp order. 0, or -1 with why (what is wrong, without the key). */
+#define BPT_MAX_RANKS (1 << 24)
+int bpt_mesh_dim_parse(const char *mesh_dim, int dims[3], char *why, size_t n);
+
 /* Fill *c with the defaults. */
 void bpt_config_defaults(bpt_config *c);
 

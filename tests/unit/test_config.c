@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bpt/config.h"
+#include "bpt/mesh.h"
 #include "unit_test.h"
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -308,6 +309,29 @@ static void test_update(void) {
     CHECK(rc == 0 && c.llama.num_hidden_layers == 32, "empty update_llama_config and dict()");
 }
 
+/* mesh_dim has one parser: the config's check and the mesh (bpt_mesh_parse, on the
+ * ranks the sizes multiply to) accept and refuse the same strings, with the same sizes. */
+static void test_mesh_dim_one_parser(void) {
+    static const struct { const char *v; int ok, dims[3]; } cases[] = {
+        {"1,-1,1", 1, {1, 4, 1}}, {"dp :2, fsdp: 1 ,tp:2", 1, {2, 1, 2}}, {"tp:2,dp:1,fsdp:2", 1, {1, 2, 2}},
+        {"mp:4,dp:1,fsdp:1", 1, {1, 1, 4}}, {" 2 , 2 , 1 ", 1, {2, 2, 1}},
+        {"1,20000000,1", 0, {0}}, {"1,0,1", 0, {0}}, {"1,-2,1", 0, {0}}, {"1,2", 0, {0}}, {"1,2,1,1", 0, {0}},
+        {"dp:1,2,1", 0, {0}}, {"dp:1,dp:2,tp:1", 0, {0}}, {"sp:1,dp:1,tp:1", 0, {0}}, {"-1,-1,1", 0, {0}},
+        {"1,x,1", 0, {0}}, {"!1,-1,1", 0, {0}}, {"", 0, {0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char why[512] = "", err[512] = "";
+        int d[3] = {0, 0, 0}, m[3] = {0, 0, 0};
+        int cfg_ok = bpt_mesh_dim_parse(cases[i].v, d, why, sizeof why) == 0;
+        int world = cases[i].ok ? cases[i].dims[0] * cases[i].dims[1] * cases[i].dims[2] : 4;
+        int mesh_ok = bpt_mesh_parse(cases[i].v, world, m, err, sizeof err) == 0;
+        int same_dims = !cases[i].ok || (m[0] == cases[i].dims[0] && m[1] == cases[i].dims[1] && m[2] == cases[i].dims[2]);
+        int ok = cfg_ok == cases[i].ok && mesh_ok == cases[i].ok && same_dims;
+        CHECK(ok, "mesh_dim '%s': the config and the mesh both %s it", cases[i].v, cases[i].ok ? "accept" : "refuse");
+        if (!ok) tap_note("config: %s; mesh: %s", cfg_ok ? "accepts" : why, mesh_ok ? "accepts" : err);
+    }
+}
+
 static void test_errors(void) {
     /* unknown keys and suggestions */
     args_err("unknown CLI key", ARGS("--llama.scan_attn=true"),
@@ -501,6 +525,7 @@ int main(void) {
     test_presets();
     test_update();
     test_errors();
+    test_mesh_dim_one_parser();
     test_chunks();
     test_roundtrip();
     for (int i = 0; i < ntmp; i++) unlink(tmpfiles[i]);
