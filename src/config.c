@@ -341,6 +341,9 @@ const char *bpt_dtype_name(bpt_dtype d) { return name_of("dtype", (int)d); }
 const char *bpt_device_name(bpt_device d) { return name_of("device", (int)d); }
 const char *bpt_data_type_name(bpt_data_type t) { return name_of("train_dataset.type", (int)t); }
 
+_Static_assert(sizeof keys / sizeof keys[0] <= 64 * sizeof(((bpt_config *)0)->llama_set) / sizeof(uint64_t),
+               "bpt_config.llama_set has a bit per key");
+
 int bpt_config_nkeys(void) { return NKEYS; }
 
 int bpt_config_key_info(int i, bpt_key_info *out) {
@@ -761,30 +764,15 @@ static void fmt_value(const bpt_config *c, const keydef *k, char *buf, size_t n)
 
 /* ---- setting keys ------------------------------------------------------------------------ */
 
-/* Record "field=value" (canonical text) in c->llama_explicit, replacing an earlier entry. */
-static int record_explicit(bpt_config *c, const keydef *k, char *err, size_t n) {
-    const char *fname = k->name + strlen(LLAMA);
-    size_t flen = strlen(fname);
-    char *list = c->llama_explicit;
-    char *p = list;
-    while (*p) {                                   /* drop an existing line for this field */
-        char *eol = strchr(p, '\n');
-        size_t linelen = eol ? (size_t)(eol - p) + 1 : strlen(p);
-        if (strncmp(p, fname, flen) == 0 && p[flen] == '=') memmove(p, p + linelen, strlen(p + linelen) + 1);
-        else p += linelen;
-    }
-    char val[128];
-    fmt_value(c, k, val, sizeof val);
-    size_t used = strlen(list), need = flen + strlen(val) + 2;
-    if (used + need >= sizeof c->llama_explicit)
-        return bpt_err(err, n, "too many explicit llama.* settings (internal limit)");
-    snprintf(list + used, sizeof c->llama_explicit - used, "%s=%s\n", fname, val);
-    return 0;
+/* Key k (a llama.* key) was set explicitly: a member of c->llama_set. */
+static void record_explicit(bpt_config *c, const keydef *k) {
+    int i = (int)(k - keys);
+    c->llama_set[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
 static int set_key(bpt_config *c, const keydef *k, const char *value, char *err, size_t n) {
     if (set_value(c, k, value, 1, err, n) != 0) return -1;
-    if (is_llama(k)) return record_explicit(c, k, err, n);
+    if (is_llama(k)) record_explicit(c, k);
     return 0;
 }
 
@@ -1004,7 +992,7 @@ static int load_yaml_string(bpt_config *c, const char *text, const char *name, c
 /* ---- assembling the model config ------------------------------------------------------------ */
 
 static const keydef *find_llama_field(const char *field) {
-    char full[sizeof LLAMA + 256];   /* field names are at most 255 bytes (llama_explicit lines) */
+    char full[sizeof LLAMA + 256];
     snprintf(full, sizeof full, LLAMA "%s", field);
     const keydef *k = find_key(full);
     return k && is_llama(k) ? k : NULL;
@@ -1107,23 +1095,13 @@ static int apply_update(bpt_config *c, char *err, size_t n) {
     return apply_update_yaml(c, s, err, n);
 }
 
-/* Re-apply the "field=value" lines of llama_explicit. */
-static int apply_explicit(bpt_config *c, char *err, size_t n) {
-    const char *p = c->llama_explicit;
-    while (*p) {
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        char line[256];
-        snprintf(line, sizeof line, "%.*s", (int)len, p);
-        char *eq = strchr(line, '=');
-        if (eq) {
-            *eq = 0;
-            const keydef *k = find_llama_field(line);
-            if (k && set_value(c, k, eq + 1, 1, err, n) != 0) return -1;
-        }
-        p += len + (eol ? 1 : 0);
+/* The llama.* keys of c->llama_set take their values from before the preset (kept). */
+static void apply_explicit(bpt_config *c, const bpt_llama_config *kept) {
+    for (int i = 0; i < NKEYS; i++) {
+        if (!(c->llama_set[i / 64] >> (i % 64) & 1)) continue;
+        size_t off = keys[i].off - offsetof(bpt_config, llama);
+        memcpy((char *)&c->llama + off, (const char *)kept + off, keys[i].size);
     }
-    return 0;
 }
 
 /* ---- validation ------------------------------------------------------------------------------- */
@@ -1208,11 +1186,12 @@ static int check_dataset(const bpt_config *c, const bpt_dataset_config *d, const
 int bpt_config_finalize(bpt_config *c, char *err, size_t errlen) {
     if (check_keys(c, 0, err, errlen) != 0) return -1;
     /* a. the preset replaces the whole model config; without one, the llama.* values stand */
+    bpt_llama_config kept = c->llama;
     if (c->load_llama_config[0] && bpt_llama_preset(&c->llama, c->load_llama_config) != 0)
         return bpt_err(err, errlen, "unknown preset '%s' for load_llama_config (valid: %s)",
                     c->load_llama_config, bpt_llama_preset_names());
     /* b. explicit llama.* keys; c. update_llama_config */
-    if (apply_explicit(c, err, errlen) != 0) return -1;
+    apply_explicit(c, &kept);
     if (apply_update(c, err, errlen) != 0) return -1;
     if (check_keys(c, 1, err, errlen) != 0) return -1;
     if (check_model(c, err, errlen) != 0) return -1;

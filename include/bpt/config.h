@@ -139,7 +139,7 @@ typedef struct bpt_config {
     int print_config;                 /* --print_config was given */
     int eval_only;                    /* bpt eval: train_dataset is not used, so not checked */
     char config_file[BPT_STR];        /* --config */
-    char llama_explicit[8 * BPT_STR]; /* llama.* keys set explicitly, "k=v\n" lines */
+    uint64_t llama_set[4];            /* bit i: key i of the table (a llama.* key) set explicitly */
 } bpt_config;
 
 /* mesh_dim's syntax, its one parser (the config's check and bpt_mesh_parse): three sizes
