@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bpt under a real Slurm: a one-node cluster on this host (tests/slurm/slurm_up.sh) runs
-# jobs/slurm/demo-cpu.sbatch with 4 tasks on a 2x2 mesh (fsdp 2 x tp 2), and
+# jobs/slurm/demo-cpu.sbatch (jobs/slurm/train.sbatch with the demo config; the requeue
+# rules in jobs/lib.sh) with 4 tasks on a 2x2 mesh (fsdp 2 x tp 2), and
 #
 #   demo          the job completes; metrics.jsonl has one finite, falling loss per step
 #   preempt       SIGUSR1 to the batch shell mid-run (scancel --signal=USR1 --batch):
