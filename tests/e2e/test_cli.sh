@@ -60,6 +60,14 @@ for cmd in train eval plan ckpt data; do
         ok "$cmd --help" || fail "$cmd --help: $(echo "$out" | head -n 2)"
 done
 "$BPT" help train | grep -q "^usage: .*bpt train" && ok "help train" || fail "help train"
+# the recipes of jobs/configs/ load and fit the 80 GiB GPUs they are written for (bpt plan)
+for spec in llama-7b-32k:32 llama-13b-32k:256 llama-1b-128k:8; do
+    name=${spec%%:*} np=${spec#*:}
+    pk=$("$BPT" plan --config "$TOP/jobs/configs/$name.yaml" --world_size "$np" 2>&1 | sed -n 's/^ *peak .*(\([0-9]*\) bytes).*/\1/p')
+    [ -n "$pk" ] && [ "$pk" -le $((80 * 1024 * 1024 * 1024)) ] &&
+        ok "recipe $name on $np ranks: planned peak $((pk / 1048576)) MiB per rank, fits 80 GiB" ||
+        fail "recipe $name on $np ranks: peak '$pk' ($("$BPT" plan --config "$TOP/jobs/configs/$name.yaml" --world_size "$np" 2>&1 | tail -1))"
+done
 # bpt help config: one key from the table that parses it; docs/config.md agrees with the table
 out=$("$BPT" help config llama.scan_attention) && echo "$out" | grep -q "type     bool" &&
     echo "$out" | grep -q "default  false" && ok "help config KEY" || fail "help config KEY: $out"
