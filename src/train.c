@@ -510,17 +510,14 @@ int bpt_train_main(bpt_config *c) {
         }
     }
     bpt_agree_or_exit(mbad != 0, err);
+    bpt_batch *bs = NULL;
     if (start >= c->total_steps) {
-        if (root)
+        if (root) {
             printf("nothing to train: %s is at step %lld and total_steps is %lld (raise total_steps to train "
                    "further)\n", loaded, (long long)start, (long long)c->total_steps);
-        if (root) fclose(mf);
-        bpt_loader_close(ld);
-        if (eld) bpt_loader_close(eld);
-        bpt_model_free(m);
-        bpt_arena_destroy(&arena);
-        bpt_mesh_free(&mesh);
-        return 0;
+            fclose(mf);
+        }
+        goto finish;
     }
     if (root) {
         const char *mode = lc->scan_attention ? (lc->scan_mlp && lc->scan_loss ? "bpt" : "memeff") : "vanilla";
@@ -555,7 +552,7 @@ int bpt_train_main(bpt_config *c) {
         save_or_die(c, m, "step_0.h5", 0, bpt_loader_tokens_consumed(ld), c->ckpt_save_optimizer_state, saved,
                     sizeof saved);
 
-    bpt_batch *bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
+    bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
     for (int a = 0; a < accum; a++) bpt_batch_alloc(&bs[a], B, T);
     int tty = root && isatty(STDERR_FILENO);
     double t_start = bpt_now(), last_loss = NAN;
@@ -711,7 +708,8 @@ int bpt_train_main(bpt_config *c) {
         fclose(mf);
         bpt_tboard_close(tb);
     }
-    for (int a = 0; a < accum; a++) bpt_batch_free(&bs[a]);
+finish:
+    for (int a = 0; bs && a < accum; a++) bpt_batch_free(&bs[a]);
     free(bs);
     bpt_loader_close(ld);
     if (eld) bpt_loader_close(eld);

@@ -3,22 +3,15 @@
 # same continued training; exact resume; SIGKILL in the middle of a save; keep and
 # milestones; bf16; h5py reads the file; corruption on a multi-rank load.
 . "$(dirname "$0")/../e2e/lib.sh"
+. "$TOP/tests/e2e/tiny.sh"
 need_python numpy h5py
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE   # one thread per rank: 8 ranks share 2 cores
 MPI=("$MPIRUN" $MPIRUN_FLAGS)
 
 "$BPT" data synth --output "$WORK/train.h5" --tokens 200000 --seed 4 >/dev/null &&
 "$BPT" data synth --output "$WORK/eval.h5" --tokens 50000 --seed 5 >/dev/null || { fail "synthetic corpus"; finish; }
-COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=fp32
-        --llama.vocab_size=256 --llama.hidden_size=64 --llama.num_attention_heads=8 --llama.num_key_value_heads=4
-        --llama.intermediate_size=192 --llama.num_hidden_layers=2
-        --llama.scan_query_chunk_size=16 --llama.scan_key_chunk_size=32
-        --llama.scan_mlp_chunk_size=16 --llama.scan_loss_chunk_size=32
-        --train_dataset.hdf5_dataset.path="$WORK/train.h5" --train_dataset.hdf5_dataset.seq_length=64
-        --train_dataset.hdf5_dataset.batch_size=8 --eval_dataset.hdf5_dataset.path="$WORK/eval.h5"
-        --eval_dataset.hdf5_dataset.seq_length=64 --eval_dataset.hdf5_dataset.batch_size=8
-        --eval_steps=0 --log_freq=1 --peak_flops=1e11 --checkpointer.save_optimizer_state=true
-        --optimizer.adamw_optimizer.lr=1e-2 --optimizer.adamw_optimizer.lr_warmup_steps=2)
+tiny_common "$WORK/train.h5" "$WORK/eval.h5"
+COMMON=("${TINY[@]}" --eval_steps=0 --optimizer.adamw_optimizer.lr=1e-2 --optimizer.adamw_optimizer.lr_warmup_steps=2)
 run() {   # run NP MESH DIR [args...]: train on NP ranks
     local np=$1 mesh=$2 dir=$3; shift 3
     timeout 300 "${MPI[@]}" -np "$np" "$BPT" train "${COMMON[@]}" --mesh_dim="$mesh" \

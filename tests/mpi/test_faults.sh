@@ -6,18 +6,13 @@
 # total_steps, metrics.jsonl appended across resumes, arena_bytes below the plan.
 # The full disks are small tmpfs mounts (root only; elsewhere those checks say so).
 . "$(dirname "$0")/../e2e/lib.sh"
+. "$TOP/tests/e2e/tiny.sh"
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 MPI=("$MPIRUN" $MPIRUN_FLAGS)
 
 "$BPT" data synth --output "$WORK/train.h5" --tokens 100000 --seed 4 >/dev/null || { fail "synthetic corpus"; finish; }
-COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=fp32
-        --llama.vocab_size=256 --llama.hidden_size=64 --llama.num_attention_heads=8 --llama.num_key_value_heads=4
-        --llama.intermediate_size=192 --llama.num_hidden_layers=2
-        --llama.scan_query_chunk_size=16 --llama.scan_key_chunk_size=32
-        --llama.scan_mlp_chunk_size=16 --llama.scan_loss_chunk_size=32
-        --train_dataset.hdf5_dataset.path="$WORK/train.h5" --train_dataset.hdf5_dataset.seq_length=64
-        --train_dataset.hdf5_dataset.batch_size=8 --eval_steps=0 --log_freq=1 --peak_flops=1e11
-        --checkpointer.save_optimizer_state=true)
+tiny_common "$WORK/train.h5"
+COMMON=("${TINY[@]}" --eval_steps=0)
 EVAL=(--eval_dataset.hdf5_dataset.path="$WORK/train.h5" --eval_dataset.hdf5_dataset.seq_length=64
       --eval_dataset.hdf5_dataset.batch_size=8 --eval_steps=1)
 
@@ -89,7 +84,7 @@ if [ "$tmpfs_ok" -eq 1 ]; then
         mesh=1,1,1; [ "$np" -eq 4 ] && mesh=1,2,2
         full 16k
         expect_error "metrics.jsonl on a full disk ($np rank(s))" \
-            "metrics\.jsonl: cannot write the metrics: No space left on device \(no checkpoint of step [0-9]+ either: .*No space left on device" \
+            "(metrics\.jsonl: cannot write the metrics|tfevents[^:]*: cannot write the TensorBoard events): No space left on device \(no checkpoint of step [0-9]+ either: .*No space left on device" \
             "${MPI[@]}" -np "$np" "$BPT" train "${COMMON[@]}" --mesh_dim=$mesh --total_steps=2000 --save_model_freq=0 \
             --save_milestone_freq=1000 \
             --logger.output_dir="$WORK/full/m$np"
@@ -129,10 +124,7 @@ out=$("$BPT" train "${COMMON[@]}" --total_steps=6 --autoresume=true --logger.out
 "$BPT" ckpt inspect "$WORK/s/ckpt" | grep -q "step_6.h5" && ok "ckpt inspect DIR" || fail "ckpt inspect DIR"
 # eval checks what it uses only: a 64-token model with no train_dataset given (whose
 # default seq_length, 1024, exceeds llama.max_sequence_length)
-MODEL=(--load_llama_config=tiny --llama.vocab_size=256 --llama.hidden_size=64 --llama.num_attention_heads=8
-       --llama.num_key_value_heads=4 --llama.intermediate_size=192 --llama.num_hidden_layers=2
-       --llama.max_sequence_length=64 --llama.scan_query_chunk_size=16 --llama.scan_key_chunk_size=32
-       --llama.scan_mlp_chunk_size=16 --llama.scan_loss_chunk_size=32 --dtype=fp32)
+MODEL=("${TINY_MODEL[@]:2}" --llama.max_sequence_length=64)   # without demo.yaml's train_dataset
 out=$("$BPT" eval "${MODEL[@]}" "${EVAL[@]}" --load_checkpoint="params::$WORK/s/ckpt" 2>&1) &&
     echo "$out" | grep -q '"loss"' && ok "eval of a 64-token model without a train_dataset" || fail "eval, small model: $out"
 

@@ -22,14 +22,9 @@ trap 'rm -rf "$WORK"' EXIT
 command -v h5diff >/dev/null || { echo "FAIL: h5diff not found (apt-get install hdf5-tools)"; exit 1; }
 
 "$NEW" data synth --output "$WORK/train.h5" --tokens 100000 --seed 3 >/dev/null || { echo "FAIL: synth"; exit 1; }
-BASE=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny
-      --llama.vocab_size=256 --llama.hidden_size=64 --llama.num_attention_heads=8 --llama.num_key_value_heads=4
-      --llama.intermediate_size=192 --llama.num_hidden_layers=2
-      --llama.scan_query_chunk_size=16 --llama.scan_key_chunk_size=32
-      --llama.scan_mlp_chunk_size=16 --llama.scan_loss_chunk_size=32
-      --train_dataset.hdf5_dataset.path="$WORK/train.h5" --train_dataset.hdf5_dataset.seq_length=64
-      --train_dataset.hdf5_dataset.batch_size=8 --eval_steps=0 --log_freq=1 --peak_flops=1e11
-      --total_steps=3 --save_model_freq=3 --checkpointer.save_optimizer_state=true
+. "$TOP/tests/e2e/tiny.sh"
+tiny_common "$WORK/train.h5"
+BASE=("${TINY[@]}" --eval_steps=0 --total_steps=3 --save_model_freq=3
       --optimizer.adamw_optimizer.lr=1e-2 --optimizer.adamw_optimizer.lr_warmup_steps=1)
 
 # name ranks mesh extra-args...
