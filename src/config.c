@@ -1,6 +1,8 @@
-/* config.c — experiment configuration: defaults, YAML, command line, validation.
+/* config.c — experiment configuration: the key table, defaults, values, the command line.
+ * The YAML side is config_yaml.c, the assembly and validation of the model config
+ * config_check.c; what they share of this file is src/config_internal.h.
  *
- * One table (keys[] below) drives everything: each entry is a dotted key name, its
+ * One table (cfg_keys[] below) drives everything: each entry is a dotted key name, its
  * kind, where it lives in struct bpt_config, its default text, its range or choices
  * and a one-line help. Parsing, printing (bpt_config_to_yaml), the per-key checks in
  * bpt_config_finalize and docs/config.md all follow the table.
@@ -26,13 +28,14 @@
 
 #include "bpt/config.h"
 #include "bpt/util.h"
+#include "config_internal.h"
 
 /* ---- errors -------------------------------------------------------------------- */
 
 /* Format a one-line message into err (control characters become spaces). Returns -1. */
 
 /* Prefix an existing message in err with "where: ". */
-static int prefix_err(char *err, size_t n, const char *where) {
+int cfg_prefix_err(char *err, size_t n, const char *where) {
     if (!err || n == 0) return -1;
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", err);
@@ -41,39 +44,6 @@ static int prefix_err(char *err, size_t n, const char *where) {
 
 /* ---- the key table ----------------------------------------------------------------- */
 
-typedef enum {
-    K_INT,      /* int */
-    K_I64,      /* int64_t */
-    K_BYTES,    /* int64_t, accepts 4GiB, 512MiB, ... */
-    K_F64,      /* double */
-    K_BOOL,     /* int 0/1 */
-    K_STR,      /* char[size] */
-    K_ENUM,     /* an enum of config.h: the index of the canonical name in choices */
-    K_REMAT,    /* bpt_remat */
-} kind;
-
-enum {
-    F_MIN = 1,      /* lo is a lower bound */
-    F_MAX = 2,      /* hi is an upper bound */
-    F_GT = 4,       /* lower bound is exclusive */
-    F_LT = 8,       /* upper bound is exclusive */
-    F_LIST = 16,    /* a YAML sequence is accepted and joined with commas */
-    F_IGN = 32,     /* accepted for compatibility, checked, then ignored (not stored) */
-};
-
-typedef int (*check_fn)(const char *v, char *why, size_t n);
-
-typedef struct keydef {
-    const char *name;
-    kind kind;
-    size_t off, size;        /* offsetof / sizeof in bpt_config */
-    const char *def;         /* default, as text */
-    unsigned flags;
-    double lo, hi;           /* range (see F_MIN ...) */
-    const char *choices;     /* K_ENUM: "a|b|alias>b" */
-    check_fn check;          /* extra check of the raw text, with a reason */
-    const char *help;
-} keydef;
 
 static int check_mesh_dim(const char *v, char *why, size_t n);
 static int check_dtype(const char *v, char *why, size_t n);
@@ -123,7 +93,7 @@ static int check_preset(const char *v, char *why, size_t n);
 
 #define REMAT_HELP "'' (no remat) or a policy name"
 
-static const keydef keys[] = {
+const keydef cfg_keys[] = {
     /* top level */
     { "seed", K_I64, F(seed), "42", NONNEG, .help = "random seed (weights, data order)" },
     { "mesh_dim", K_STR, F(mesh_dim), "1,-1,1", F_LIST, .check = check_mesh_dim,
@@ -263,8 +233,9 @@ static const keydef keys[] = {
     { "logger.resume", K_STR, IGN, .def = "allow", .help = "ignored" },
 };
 
-#define NKEYS ((int)(sizeof keys / sizeof keys[0]))
-#define LLAMA "llama."
+#define NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
+const int cfg_nkeys = NKEYS;
+_Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "CFG_MAX_KEYS holds every key");
 
 static const char *remat_names[] = { "", "everything_saveable", "nothing_saveable",
                                      "dots_saveable", "dots_with_no_batch_dims_saveable" };
@@ -273,10 +244,10 @@ const char *bpt_remat_name(bpt_remat r) {
     return (unsigned)r < 5 ? remat_names[r] : "?";
 }
 
-static int is_llama(const keydef *k) { return strncmp(k->name, LLAMA, strlen(LLAMA)) == 0; }
+int cfg_is_llama(const keydef *k) { return strncmp(k->name, LLAMA, strlen(LLAMA)) == 0; }
 
 /* Find a key by its dotted name (with the json_dataset -> text_dataset alias). */
-static const keydef *find_key(const char *name) {
+const keydef *cfg_find_key(const char *name) {
     char buf[256];
     const char *alias = strstr(name, ".json_dataset.");
     if (alias && strlen(name) < sizeof buf) {
@@ -285,11 +256,11 @@ static const keydef *find_key(const char *name) {
         name = buf;
     }
     for (int i = 0; i < NKEYS; i++)
-        if (strcmp(keys[i].name, name) == 0) return &keys[i];
+        if (strcmp(cfg_keys[i].name, name) == 0) return &cfg_keys[i];
     return NULL;
 }
 
-static int unknown_key(const char *name, const char *const *extra, int nextra, char *err, size_t n);
+int cfg_unknown_key(const char *name, const char *const *extra, int nextra, char *err, size_t n);
 
 /* ---- describing the keys (bpt help config) --------------------------------------------- */
 
@@ -328,11 +299,11 @@ static int enum_name(const char *choices, int i, char *out, size_t n);
 /* the names of the enums of config.h, from the table's own choices */
 static const char *name_of(const char *key, int v) {
     static char names[4][8][32];   /* per key and value: stable pointers */
-    static const char *const enum_keys[4] = {"dtype", "device", "train_dataset.type", "optimizer.type"};
+    static const char *const enum_cfg_keys[4] = {"dtype", "device", "train_dataset.type", "optimizer.type"};
     for (int i = 0; i < 4; i++) {
-        if (strcmp(enum_keys[i], key)) continue;
+        if (strcmp(enum_cfg_keys[i], key)) continue;
         if (v < 0 || v >= 8) return "?";
-        if (!names[i][v][0] && enum_name(find_key(key)->choices, v, names[i][v], sizeof names[i][v]) != 0) return "?";
+        if (!names[i][v][0] && enum_name(cfg_find_key(key)->choices, v, names[i][v], sizeof names[i][v]) != 0) return "?";
         return names[i][v];
     }
     return "?";
@@ -341,14 +312,14 @@ const char *bpt_dtype_name(bpt_dtype d) { return name_of("dtype", (int)d); }
 const char *bpt_device_name(bpt_device d) { return name_of("device", (int)d); }
 const char *bpt_data_type_name(bpt_data_type t) { return name_of("train_dataset.type", (int)t); }
 
-_Static_assert(sizeof keys / sizeof keys[0] <= 64 * sizeof(((bpt_config *)0)->llama_set) / sizeof(uint64_t),
+_Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= 64 * sizeof(((bpt_config *)0)->llama_set) / sizeof(uint64_t),
                "bpt_config.llama_set has a bit per key");
 
 int bpt_config_nkeys(void) { return NKEYS; }
 
 int bpt_config_key_info(int i, bpt_key_info *out) {
     if (i < 0 || i >= NKEYS) return -1;
-    const keydef *k = &keys[i];
+    const keydef *k = &cfg_keys[i];
     out->name = k->name;
     key_type(k, out->type, sizeof out->type);
     out->def = k->def ? k->def : "";
@@ -358,9 +329,9 @@ int bpt_config_key_info(int i, bpt_key_info *out) {
 }
 
 int bpt_config_key_find(const char *name, bpt_key_info *out, char *err, size_t errlen) {
-    const keydef *k = find_key(name);
-    if (!k) return unknown_key(name, NULL, 0, err, errlen);
-    return bpt_config_key_info((int)(k - keys), out);
+    const keydef *k = cfg_find_key(name);
+    if (!k) return cfg_unknown_key(name, NULL, 0, err, errlen);
+    return bpt_config_key_info((int)(k - cfg_keys), out);
 }
 
 /* ---- "did you mean" ------------------------------------------------------------------ */
@@ -397,7 +368,7 @@ static const char *leaf(const char *s) {
 
 /* Closest of the candidates to name, or NULL if nothing is reasonably close. A match on
  * the last component alone (a forgotten or wrong prefix) scores its distance plus 1. */
-static const char *closest(const char *name, const char *const *cand, int ncand) {
+const char *cfg_closest(const char *name, const char *const *cand, int ncand) {
     const char *best = NULL;
     int bestd = INT_MAX;
     for (int i = 0; i < ncand; i++) {
@@ -412,24 +383,24 @@ static const char *closest(const char *name, const char *const *cand, int ncand)
 }
 
 /* Error for an unknown key; extra are more valid names (command-line options). */
-static int unknown_key(const char *name, const char *const *extra, int nextra, char *err, size_t n) {
+int cfg_unknown_key(const char *name, const char *const *extra, int nextra, char *err, size_t n) {
     const char *cand[NKEYS + 8];
     int nc = 0;
-    for (int i = 0; i < NKEYS; i++) cand[nc++] = keys[i].name;
+    for (int i = 0; i < NKEYS; i++) cand[nc++] = cfg_keys[i].name;
     for (int i = 0; i < nextra && nc < NKEYS + 8; i++) cand[nc++] = extra[i];
     size_t len = strlen(name);
     for (int i = 0; i < NKEYS; i++)         /* a section name such as "llama" */
-        if (len && strncmp(keys[i].name, name, len) == 0 && keys[i].name[len] == '.')
+        if (len && strncmp(cfg_keys[i].name, name, len) == 0 && cfg_keys[i].name[len] == '.')
             return bpt_err(err, n, "unknown config key '%s' (it is a section: set its keys, e.g. '%s')",
-                        name, keys[i].name);
-    const char *best = closest(name, cand, nc);
+                        name, cfg_keys[i].name);
+    const char *best = cfg_closest(name, cand, nc);
     if (best) return bpt_err(err, n, "unknown config key '%s' (did you mean '%s'?)", name, best);
     return bpt_err(err, n, "unknown config key '%s' (see docs/config.md for the list)", name);
 }
 
 /* ---- parsing values ------------------------------------------------------------------ */
 
-static void trim(const char *s, char *out, size_t n) {
+void cfg_trim(const char *s, char *out, size_t n) {
     while (isspace((unsigned char)*s)) s++;
     size_t len = strlen(s);
     while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
@@ -442,7 +413,7 @@ static void trim(const char *s, char *out, size_t n) {
 static int parse_i64(const char *s, int64_t *out) {
     char t[128];
     if (strlen(s) >= sizeof t) return -1;
-    trim(s, t, sizeof t);
+    cfg_trim(s, t, sizeof t);
     if (!t[0]) return -1;
     char *end;
     errno = 0;
@@ -459,7 +430,7 @@ static int parse_i64(const char *s, int64_t *out) {
 static int parse_f64(const char *s, double *out) {
     char t[128];
     if (strlen(s) >= sizeof t) return -1;
-    trim(s, t, sizeof t);
+    cfg_trim(s, t, sizeof t);
     if (!t[0] || strchr(t, 'x') || strchr(t, 'X')) return -1;
     char *end;
     errno = 0;
@@ -474,7 +445,7 @@ static int parse_f64(const char *s, double *out) {
 static int parse_bytes(const char *s, int64_t *out) {
     char t[128];
     if (strlen(s) >= sizeof t) return -1;
-    trim(s, t, sizeof t);
+    cfg_trim(s, t, sizeof t);
     size_t len = strlen(t);
     size_t num = len;
     while (num > 0 && isalpha((unsigned char)t[num - 1])) num--;
@@ -502,7 +473,7 @@ static int parse_bytes(const char *s, int64_t *out) {
 static int parse_bool(const char *s, int *out) {
     char t[16];
     if (strlen(s) >= sizeof t) return -1;
-    trim(s, t, sizeof t);
+    cfg_trim(s, t, sizeof t);
     static const char *yes[] = { "true", "yes", "on", "1" }, *no[] = { "false", "no", "off", "0" };
     for (int i = 0; i < 4; i++) {
         if (strcasecmp(t, yes[i]) == 0) { *out = 1; return 0; }
@@ -529,7 +500,7 @@ static int enum_name(const char *choices, int i, char *out, size_t n) {
 static int parse_enum(const char *choices, const char *v) {
     char t[64];
     if (strlen(v) >= sizeof t) return -1;
-    trim(v, t, sizeof t);
+    cfg_trim(v, t, sizeof t);
     for (const char *p = choices; *p;) {
         size_t len = strcspn(p, "|");
         char item[64];
@@ -552,14 +523,14 @@ static int parse_enum(const char *choices, const char *v) {
 static int parse_remat(const char *v, bpt_remat *out) {
     char t[64];
     if (strlen(v) >= sizeof t) return -1;
-    trim(v, t, sizeof t);
+    cfg_trim(v, t, sizeof t);
     for (int i = 0; i < 5; i++)
         if (strcmp(t, remat_names[i]) == 0) { *out = (bpt_remat)i; return 0; }
     return -1;
 }
 
 /* What a key expects, for messages and docs. */
-static void expected(const keydef *k, char *buf, size_t n) {
+void cfg_expected(const keydef *k, char *buf, size_t n) {
     char range[96] = "";
     if ((k->flags & F_MIN) && (k->flags & F_MAX))
         snprintf(range, sizeof range, " in %s%g, %g%s", (k->flags & F_GT) ? "(" : "[", k->lo, k->hi,
@@ -600,7 +571,7 @@ static void expected(const keydef *k, char *buf, size_t n) {
 static int bad_value(const keydef *k, const char *v, const char *why, char *err, size_t n) {
     char exp[256];
     if (why) return bpt_err(err, n, "bad value for %s: '%.200s' (%s)", k->name, v, why);
-    expected(k, exp, sizeof exp);
+    cfg_expected(k, exp, sizeof exp);
     return bpt_err(err, n, "bad value for %s: '%.200s' (expected %s)", k->name, v, exp);
 }
 
@@ -615,7 +586,7 @@ static int in_range(const keydef *k, double x) {
 }
 
 /* Parse v for key k; store it in c unless store is 0 or the key is ignored. */
-static int set_value(bpt_config *c, const keydef *k, const char *v, int store, char *err, size_t n) {
+int cfg_set_value(bpt_config *c, const keydef *k, const char *v, int store, char *err, size_t n) {
     char why[256];
     if (k->check && k->check(v, why, sizeof why) != 0) return bad_value(k, v, why, err, n);
     if (k->flags & F_IGN) store = 0;
@@ -674,20 +645,20 @@ int bpt_mesh_dim_parse(const char *v, int dims[3], char *why, size_t n) {
     const char *ex = "expected three comma-separated integers like 1,-1,1 or dp:1,fsdp:-1,tp:1";
     char s[BPT_STR];
     if (strlen(v) >= sizeof s) return bpt_err(why, n, "too long; %s", ex);
-    trim(v, s, sizeof s);
+    cfg_trim(v, s, sizeof s);
     if (s[0] == '!') return bpt_err(why, n, "a leading '!' (plain device order) is not supported; %s", ex);
     int nparts = 0, nminus = 0, named = 0, seen[3] = { 0, 0, 0 }, d[3] = { 0, 0, 0 };
     char *save = NULL;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char part[64];
-        trim(tok, part, sizeof part);
+        cfg_trim(tok, part, sizeof part);
         char *colon = strchr(part, ':');
         const char *num = part;
         int axis = nparts;
         if (colon) {
             *colon = 0;
             char name[32];
-            trim(part, name, sizeof name);
+            cfg_trim(part, name, sizeof name);
             axis = !strcmp(name, "dp") ? 0 : !strcmp(name, "fsdp") ? 1
                  : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : -1;
             if (axis < 0) return bpt_err(why, n, "unknown axis '%s' (axes are dp, fsdp, tp)", name);
@@ -749,7 +720,7 @@ static void fmt_double(double x, char *buf, size_t n) {
 }
 
 /* The key's current value as (unquoted) text. */
-static void fmt_value(const bpt_config *c, const keydef *k, char *buf, size_t n) {
+void cfg_fmt_value(const bpt_config *c, const keydef *k, char *buf, size_t n) {
     const char *field = (const char *)c + k->off;
     switch (k->kind) {
     case K_INT: snprintf(buf, n, "%d", *(const int *)field); break;
@@ -766,13 +737,13 @@ static void fmt_value(const bpt_config *c, const keydef *k, char *buf, size_t n)
 
 /* Key k (a llama.* key) was set explicitly: a member of c->llama_set. */
 static void record_explicit(bpt_config *c, const keydef *k) {
-    int i = (int)(k - keys);
+    int i = (int)(k - cfg_keys);
     c->llama_set[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
-static int set_key(bpt_config *c, const keydef *k, const char *value, char *err, size_t n) {
-    if (set_value(c, k, value, 1, err, n) != 0) return -1;
-    if (is_llama(k)) record_explicit(c, k);
+int cfg_set_key(bpt_config *c, const keydef *k, const char *value, char *err, size_t n) {
+    if (cfg_set_value(c, k, value, 1, err, n) != 0) return -1;
+    if (cfg_is_llama(k)) record_explicit(c, k);
     return 0;
 }
 
@@ -780,7 +751,7 @@ void bpt_config_defaults(bpt_config *c) {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < NKEYS; i++) {
         char err[256];
-        int rc = set_value(c, &keys[i], keys[i].def, 1, err, sizeof err);
+        int rc = cfg_set_value(c, &cfg_keys[i], cfg_keys[i].def, 1, err, sizeof err);
         if (rc != 0) {                              /* a bad default is a bug in the table */
             fprintf(stderr, "bpt: internal error at %s:%d: %s\n", __FILE__, __LINE__, err);
             abort();
@@ -789,423 +760,16 @@ void bpt_config_defaults(bpt_config *c) {
 }
 
 int bpt_config_set(bpt_config *c, const char *key, const char *value, char *err, size_t errlen) {
-    const keydef *k = find_key(key);
-    if (!k) return unknown_key(key, NULL, 0, err, errlen);
-    return set_key(c, k, value, err, errlen);
-}
-
-/* ---- YAML ----------------------------------------------------------------------------------- */
-
-typedef struct yctx {
-    bpt_config *c;
-    yaml_document_t *doc;
-    const char *fname;
-    unsigned char seen[NKEYS];
-    char *err;
-    size_t n;
-} yctx;
-
-static int yfail_at(yctx *y, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int yfail_at(yctx *y, yaml_mark_t m, const char *fmt, ...) {
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return bpt_err(y->err, y->n, "%s:%zu:%zu: %s", y->fname, m.line + 1, m.column + 1, msg);
-}
-
-/* Prefix the message already in y->err with the location. */
-static int yprefix_at(yctx *y, yaml_mark_t m) {
-    char where[600];
-    snprintf(where, sizeof where, "%s:%zu:%zu", y->fname, m.line + 1, m.column + 1);
-    return prefix_err(y->err, y->n, where);
-}
-
-static const char *scalar_text(const yaml_node_t *nd) {
-    const char *s = (const char *)nd->data.scalar.value;
-    if (nd->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-        (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL")))
-        return "";
-    return s;
-}
-
-/* A scalar for flow text: plain if it is safe, else single-quoted. */
-static void append_flow_scalar(char *buf, size_t n, const char *s) {
-    size_t l = strlen(buf);
-    int plain = s[0] != 0;
-    for (const char *p = s; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("_.+-", *p)) plain = 0;
-    if (plain) { snprintf(buf + l, n - l, "%s", s); return; }
-    if (l + 1 < n) buf[l++] = '\'';
-    for (const char *p = s; *p && l + 2 < n; p++) {
-        if (*p == '\'') buf[l++] = '\'';
-        buf[l++] = *p;
-    }
-    if (l + 1 < n) buf[l++] = '\'';
-    buf[l < n ? l : n - 1] = 0;
-}
-
-/* update_llama_config given as a YAML mapping: store it as flow text "{a: 1, b: x}". */
-static int map_to_flow(yctx *y, yaml_node_t *m, char *out, size_t n) {
-    out[0] = 0;
-    snprintf(out, n, "{");
-    int first = 1;
-    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
-        yaml_node_t *kn = yaml_document_get_node(y->doc, pr->key);
-        yaml_node_t *vn = yaml_document_get_node(y->doc, pr->value);
-        if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE)
-            return yfail_at(y, kn->start_mark, "update_llama_config must map llama field names to plain values");
-        size_t l = strlen(out);
-        snprintf(out + l, n - l, "%s", first ? "" : ", ");
-        append_flow_scalar(out, n, scalar_text(kn));
-        l = strlen(out);
-        snprintf(out + l, n - l, ": ");
-        append_flow_scalar(out, n, scalar_text(vn));
-        first = 0;
-    }
-    size_t l = strlen(out);
-    snprintf(out + l, n - l, "}");
-    if (strlen(out) + 1 >= n) return yfail_at(y, m->start_mark, "update_llama_config is too long");
-    return 0;
-}
-
-static int yset(yctx *y, const char *path, const char *value, yaml_mark_t keymark) {
-    const keydef *k = find_key(path);
-    if (!k) {
-        unknown_key(path, NULL, 0, y->err, y->n);
-        return yprefix_at(y, keymark);
-    }
-    if (y->seen[k - keys]++) return yfail_at(y, keymark, "config key '%s' given twice", k->name);
-    if (set_key(y->c, k, value, y->err, y->n) != 0) return yprefix_at(y, keymark);
-    return 0;
-}
-
-static int walk_map(yctx *y, yaml_node_t *m, const char *prefix) {
-    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
-        yaml_node_t *kn = yaml_document_get_node(y->doc, pr->key);
-        yaml_node_t *vn = yaml_document_get_node(y->doc, pr->value);
-        if (kn->type != YAML_SCALAR_NODE) return yfail_at(y, kn->start_mark, "expected a key name");
-        char path[512];
-        int len = snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
-                           (const char *)kn->data.scalar.value);
-        if (len >= (int)sizeof path) return yfail_at(y, kn->start_mark, "key name too long");
-        const keydef *k = find_key(path);
-        if (vn->type == YAML_SCALAR_NODE) {
-            if (yset(y, path, scalar_text(vn), kn->start_mark) != 0) return -1;
-        } else if (vn->type == YAML_MAPPING_NODE) {
-            if (k && strcmp(k->name, "update_llama_config") == 0) {
-                char flow[sizeof y->c->update_llama_config + 64];
-                if (map_to_flow(y, vn, flow, sizeof flow) != 0) return -1;
-                if (yset(y, path, flow, kn->start_mark) != 0) return -1;
-            } else if (k) {
-                char exp[256];
-                expected(k, exp, sizeof exp);
-                return yfail_at(y, vn->start_mark, "bad value for %s: a mapping (expected %s)", k->name, exp);
-            } else if (walk_map(y, vn, path) != 0) {
-                return -1;
-            }
-        } else if (vn->type == YAML_SEQUENCE_NODE) {
-            if (!k) {
-                unknown_key(path, NULL, 0, y->err, y->n);
-                return yprefix_at(y, kn->start_mark);
-            }
-            if (!(k->flags & F_LIST)) {
-                char exp[256];
-                expected(k, exp, sizeof exp);
-                return yfail_at(y, vn->start_mark, "bad value for %s: a list (expected %s)", k->name, exp);
-            }
-            char joined[BPT_STR] = "";
-            for (yaml_node_item_t *it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
-                yaml_node_t *e = yaml_document_get_node(y->doc, *it);
-                if (e->type != YAML_SCALAR_NODE)
-                    return yfail_at(y, e->start_mark, "bad value for %s: nested list", k->name);
-                size_t l = strlen(joined);
-                snprintf(joined + l, sizeof joined - l, "%s%s", l ? "," : "", scalar_text(e));
-            }
-            if (yset(y, path, joined, kn->start_mark) != 0) return -1;
-        }
-    }
-    return 0;
-}
-
-static int yaml_syntax_error(yaml_parser_t *p, const char *fname, char *err, size_t n) {
-    const char *problem = p->problem ? p->problem : "unknown problem";
-    if (p->context)
-        return bpt_err(err, n, "%s:%zu:%zu: YAML syntax error: %s %s", fname, p->problem_mark.line + 1,
-                    p->problem_mark.column + 1, problem, p->context);
-    return bpt_err(err, n, "%s:%zu:%zu: YAML syntax error: %s", fname, p->problem_mark.line + 1,
-                p->problem_mark.column + 1, problem);
-}
-
-/* Load the keys of one YAML document from an initialised parser into c. */
-static int load_yaml(bpt_config *c, yaml_parser_t *p, const char *fname, char *err, size_t n) {
-    yaml_document_t doc;
-    if (!yaml_parser_load(p, &doc)) return yaml_syntax_error(p, fname, err, n);
-    int rc = 0;
-    yctx *y = calloc(1, sizeof *y);
-    if (!y) { yaml_document_delete(&doc); return bpt_err(err, n, "out of memory"); }
-    y->c = c; y->doc = &doc; y->fname = fname; y->err = err; y->n = n;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root) {
-        if (root->type != YAML_MAPPING_NODE)
-            rc = yfail_at(y, root->start_mark, "expected a mapping of config keys at the top level");
-        else
-            rc = walk_map(y, root, "");
-    }
-    yaml_document_delete(&doc);
-    if (rc == 0 && root) {                    /* exactly one document */
-        yaml_document_t more;
-        if (!yaml_parser_load(p, &more)) {
-            rc = yaml_syntax_error(p, fname, err, n);
-        } else {
-            yaml_node_t *r2 = yaml_document_get_root_node(&more);
-            if (r2) rc = yfail_at(y, r2->start_mark, "more than one YAML document; expected one");
-            yaml_document_delete(&more);
-        }
-    }
-    free(y);
-    return rc;
-}
-
-static int load_yaml_file(bpt_config *c, const char *path, char *err, size_t n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return bpt_err(err, n, "cannot open config file '%s': %s", path, strerror(errno));
-    yaml_parser_t p;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_file(&p, f);
-    int rc = load_yaml(c, &p, path, err, n);
-    yaml_parser_delete(&p);
-    fclose(f);
-    return rc;
-}
-
-static int load_yaml_string(bpt_config *c, const char *text, const char *name, char *err, size_t n) {
-    yaml_parser_t p;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
-    int rc = load_yaml(c, &p, name, err, n);
-    yaml_parser_delete(&p);
-    return rc;
-}
-
-/* ---- assembling the model config ------------------------------------------------------------ */
-
-static const keydef *find_llama_field(const char *field) {
-    char full[sizeof LLAMA + 256];
-    snprintf(full, sizeof full, LLAMA "%s", field);
-    const keydef *k = find_key(full);
-    return k && is_llama(k) ? k : NULL;
-}
-
-/* Apply one update_llama_config entry. */
-static int update_field(bpt_config *c, const char *field, const char *value, char *err, size_t n) {
-    const keydef *k = find_llama_field(field);
-    if (!k) {
-        const char *cand[NKEYS];
-        int nc = 0;
-        for (int i = 0; i < NKEYS; i++)
-            if (is_llama(&keys[i])) cand[nc++] = keys[i].name + strlen(LLAMA);
-        const char *best = closest(field, cand, nc);
-        if (best)
-            return bpt_err(err, n, "unknown llama field '%s' in update_llama_config (did you mean '%s'?)", field, best);
-        return bpt_err(err, n, "unknown llama field '%s' in update_llama_config", field);
-    }
-    if (set_value(c, k, value, 1, err, n) != 0) return prefix_err(err, n, "update_llama_config");
-    return 0;
-}
-
-/* dict(a=1, b='x', c=True) */
-static int apply_update_dict(bpt_config *c, const char *s, char *err, size_t n) {
-    const char *p = s + 5;
-    const char *shown = c->update_llama_config;
-    for (;;) {
-        while (isspace((unsigned char)*p)) p++;
-        if (*p == ')') break;
-        char name[128], value[BPT_STR];
-        size_t len = 0;
-        while ((isalnum((unsigned char)*p) || *p == '_') && len + 1 < sizeof name) name[len++] = *p++;
-        name[len] = 0;
-        while (isspace((unsigned char)*p)) p++;
-        if (!len || *p != '=')
-            return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected dict(name=value, ...))", shown);
-        p++;
-        while (isspace((unsigned char)*p)) p++;
-        len = 0;
-        if (*p == '\'' || *p == '"') {
-            char q = *p++;
-            while (*p && *p != q && len + 1 < sizeof value) value[len++] = *p++;
-            if (*p != q)
-                return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (unterminated string)", shown);
-            p++;
-        } else {
-            while (*p && *p != ',' && *p != ')' && len + 1 < sizeof value) value[len++] = *p++;
-            while (len > 0 && isspace((unsigned char)value[len - 1])) len--;
-        }
-        value[len] = 0;
-        if (update_field(c, name, value, err, n) != 0) return -1;
-        while (isspace((unsigned char)*p)) p++;
-        if (*p == ',') { p++; continue; }
-        if (*p == ')') break;
-        return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected ',' or ')' in dict(...))", shown);
-    }
-    p++;
-    while (isspace((unsigned char)*p)) p++;
-    if (*p) return bpt_err(err, n, "bad value for update_llama_config: '%.200s' (text after dict(...))", shown);
-    return 0;
-}
-
-/* {a: 1, b: x} (any YAML mapping of scalars) */
-static int apply_update_yaml(bpt_config *c, const char *s, char *err, size_t n) {
-    yaml_parser_t p;
-    yaml_document_t doc;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)s, strlen(s));
-    int rc = 0;
-    if (!yaml_parser_load(&p, &doc)) {
-        rc = bpt_err(err, n, "bad value for update_llama_config: '%.200s' (YAML error at column %zu: %s)", s,
-                  p.problem_mark.column + 1, p.problem ? p.problem : "?");
-        yaml_parser_delete(&p);
-        return rc;
-    }
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root || root->type != YAML_MAPPING_NODE) {
-        rc = bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected a mapping like "
-                  "{max_sequence_length: 4096} or dict(max_sequence_length=4096))", s);
-    } else {
-        for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; rc == 0 && pr < root->data.mapping.pairs.top; pr++) {
-            yaml_node_t *kn = yaml_document_get_node(&doc, pr->key);
-            yaml_node_t *vn = yaml_document_get_node(&doc, pr->value);
-            if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE)
-                rc = bpt_err(err, n, "bad value for update_llama_config: '%.200s' (expected name: value pairs)", s);
-            else
-                rc = update_field(c, (const char *)kn->data.scalar.value, scalar_text(vn), err, n);
-        }
-    }
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&p);
-    return rc;
-}
-
-static int apply_update(bpt_config *c, char *err, size_t n) {
-    char s[sizeof c->update_llama_config];
-    trim(c->update_llama_config, s, sizeof s);
-    if (!s[0]) return 0;
-    if (strncmp(s, "dict(", 5) == 0) return apply_update_dict(c, s, err, n);
-    return apply_update_yaml(c, s, err, n);
-}
-
-/* The llama.* keys of c->llama_set take their values from before the preset (kept). */
-static void apply_explicit(bpt_config *c, const bpt_llama_config *kept) {
-    for (int i = 0; i < NKEYS; i++) {
-        if (!(c->llama_set[i / 64] >> (i % 64) & 1)) continue;
-        size_t off = keys[i].off - offsetof(bpt_config, llama);
-        memcpy((char *)&c->llama + off, (const char *)kept + off, keys[i].size);
-    }
-}
-
-/* ---- validation ------------------------------------------------------------------------------- */
-
-/* Re-check the current value of every key (fields may have been edited directly). */
-static int check_keys(const bpt_config *c, int llama, char *err, size_t n) {
-    for (int i = 0; i < NKEYS; i++) {
-        const keydef *k = &keys[i];
-        if ((k->flags & F_IGN) || is_llama(k) != llama) continue;
-        char v[4 * BPT_STR + 64];
-        fmt_value(c, k, v, sizeof v);
-        if (set_value((bpt_config *)c, k, v, 0, err, n) != 0) return -1;
-    }
-    return 0;
-}
-
-static int check_model(const bpt_config *c, char *err, size_t n) {
-    const bpt_llama_config *l = &c->llama;
-    int H = l->num_attention_heads, KVH = bpt_kv_heads(l);
-    if (l->hidden_size % H != 0)
-        return bpt_err(err, n, "llama.hidden_size (%d) must be divisible by llama.num_attention_heads (%d)",
-                    l->hidden_size, H);
-    if (bpt_head_dim(l) % 2 != 0)
-        return bpt_err(err, n, "head dim llama.hidden_size / llama.num_attention_heads = %d / %d = %d must be even "
-                    "(RoPE rotates pairs)", l->hidden_size, H, bpt_head_dim(l));
-    if (H % KVH != 0)
-        return bpt_err(err, n, "llama.num_attention_heads (%d) must be divisible by llama.num_key_value_heads (%d)",
-                    H, KVH);
-    if (l->bos_token_id >= l->vocab_size)
-        return bpt_err(err, n, "llama.bos_token_id (%d) must be < llama.vocab_size (%d)", l->bos_token_id, l->vocab_size);
-    if (l->eos_token_id >= l->vocab_size)
-        return bpt_err(err, n, "llama.eos_token_id (%d) must be < llama.vocab_size (%d)", l->eos_token_id, l->vocab_size);
-    static const char *drop[] = { "resid_pdrop", "embd_pdrop", "attn_pdrop", "fcm_min_ratio", "fcm_max_ratio" };
-    const double vals[] = { l->resid_pdrop, l->embd_pdrop, l->attn_pdrop, l->fcm_min_ratio, l->fcm_max_ratio };
-    for (int i = 0; i < 5; i++)
-        if (vals[i] != 0)
-            return bpt_err(err, n, "llama.%s = %g: %s is not supported (must be 0)", drop[i], vals[i],
-                        i < 3 ? "dropout" : "the forgetful causal mask");
-    if (c->optimizer.adamw.bf16_momentum)
-        return bpt_err(err, n, "optimizer.adamw_optimizer.bf16_momentum = true is not supported (must be false)");
-    if (c->optimizer.adamw.multiply_by_parameter_scale)
-        return bpt_err(err, n, "optimizer.adamw_optimizer.multiply_by_parameter_scale = true is not supported "
-                    "(must be false)");
-    return 0;
-}
-
-/* Chunk check: the chunk, clamped to T, must divide T. */
-static int check_chunk(int T, const char *tkey, int chunk, const char *ckey, const char *flag,
-                       char *err, size_t n) {
-    int eff = chunk < T ? chunk : T;
-    if (T % eff != 0)
-        return bpt_err(err, n, "%s (%d) must be divisible by llama.%s (%d) when llama.%s is true",
-                    tkey, T, ckey, chunk, flag);
-    return 0;
-}
-
-static int check_dataset(const bpt_config *c, const bpt_dataset_config *d, const char *name,
-                         char *err, size_t n) {
-    const bpt_llama_config *l = &c->llama;
-    const bpt_source_config *s = bpt_dataset_source(d);
-    char tkey[128];
-    snprintf(tkey, sizeof tkey, "%s.%s_dataset.seq_length", name, s == &d->hdf5 ? "hdf5" : "text");
-    int T = s->seq_length;
-    if (T > l->max_sequence_length)
-        return bpt_err(err, n, "%s (%d) exceeds llama.max_sequence_length (%d): the RoPE table would not cover "
-                    "every position; raise llama.max_sequence_length", tkey, T, l->max_sequence_length);
-    if (l->scan_attention) {
-        if (check_chunk(T, tkey, l->scan_query_chunk_size, "scan_query_chunk_size", "scan_attention", err, n) ||
-            check_chunk(T, tkey, l->scan_key_chunk_size, "scan_key_chunk_size", "scan_attention", err, n))
-            return -1;
-    }
-    if (l->scan_mlp && check_chunk(T, tkey, l->scan_mlp_chunk_size, "scan_mlp_chunk_size", "scan_mlp", err, n))
-        return -1;
-    if (l->scan_loss && check_chunk(T, tkey, l->scan_loss_chunk_size, "scan_loss_chunk_size", "scan_loss", err, n))
-        return -1;
-    if (d->type == BPT_DATA_TEXT && l->vocab_size < 256)
-        return bpt_err(err, n, "llama.vocab_size (%d) is smaller than the byte-level tokenizer's 256 tokens "
-                    "(%s.type is text)", l->vocab_size, name);
-    return 0;
-}
-
-int bpt_config_finalize(bpt_config *c, char *err, size_t errlen) {
-    if (check_keys(c, 0, err, errlen) != 0) return -1;
-    /* a. the preset replaces the whole model config; without one, the llama.* values stand */
-    bpt_llama_config kept = c->llama;
-    if (c->load_llama_config[0] && bpt_llama_preset(&c->llama, c->load_llama_config) != 0)
-        return bpt_err(err, errlen, "unknown preset '%s' for load_llama_config (valid: %s)",
-                    c->load_llama_config, bpt_llama_preset_names());
-    /* b. explicit llama.* keys; c. update_llama_config */
-    apply_explicit(c, &kept);
-    if (apply_update(c, err, errlen) != 0) return -1;
-    if (check_keys(c, 1, err, errlen) != 0) return -1;
-    if (check_model(c, err, errlen) != 0) return -1;
-    if (!c->eval_only && check_dataset(c, &c->train_dataset, "train_dataset", err, errlen) != 0) return -1;
-    if ((c->eval_steps > 0 || c->eval_only) && check_dataset(c, &c->eval_dataset, "eval_dataset", err, errlen) != 0)
-        return -1;
-    return 0;
+    const keydef *k = cfg_find_key(key);
+    if (!k) return cfg_unknown_key(key, NULL, 0, err, errlen);
+    return cfg_set_key(c, k, value, err, errlen);
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 int bpt_config_from_yaml_string(bpt_config *c, const char *yaml, char *err, size_t errlen) {
     bpt_config_defaults(c);
-    if (load_yaml_string(c, yaml, "<yaml>", err, errlen) != 0) return -1;
+    if (cfg_load_yaml_string(c, yaml, "<yaml>", err, errlen) != 0) return -1;
     return bpt_config_finalize(c, err, errlen);
 }
 
@@ -1242,10 +806,10 @@ static int from_args(bpt_config *c, int eval_only, int argc, char **argv, char *
         memcpy(name, a + 2, nlen);
         name[nlen] = 0;
         const char *value = eq ? eq + 1 : NULL;
-        const keydef *k = find_key(name);
+        const keydef *k = cfg_find_key(name);
         int is_bool = (k && k->kind == K_BOOL) || !strcmp(name, "print_config");
         if (!k && strcmp(name, "config") && strcmp(name, "print_config")) {
-            unknown_key(name, extra, 2, err, errlen);
+            cfg_unknown_key(name, extra, 2, err, errlen);
             goto out;
         }
         if (!value) {
@@ -1272,7 +836,7 @@ static int from_args(bpt_config *c, int eval_only, int argc, char **argv, char *
         }
     }
     /* the YAML file, then the overrides in order */
-    if (c->config_file[0] && load_yaml_file(c, c->config_file, err, errlen) != 0) goto out;
+    if (c->config_file[0] && cfg_load_yaml_file(c, c->config_file, err, errlen) != 0) goto out;
     for (int i = 0; i < nov; i++)
         if (bpt_config_set(c, ov_key[i], ov_val[i], err, errlen) != 0) goto out;
     rc = bpt_config_finalize(c, err, errlen);
@@ -1283,74 +847,3 @@ out:
     return rc;
 }
 
-/* ---- printing the config ------------------------------------------------------------------------- */
-
-typedef struct sbuf { char *s; size_t len, cap; } sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0) return;
-    if (b->len + (size_t)need + 1 > b->cap) {
-        size_t cap = (b->cap ? b->cap : 4096);
-        while (cap < b->len + (size_t)need + 1) cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) { fprintf(stderr, "bpt: out of memory\n"); abort(); }
-        b->s = s;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)need;
-}
-
-static void sb_quoted(sbuf *b, const char *s) {
-    sb_add(b, "'");
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'') sb_add(b, "''");
-        else sb_add(b, "%c", *p);
-    }
-    sb_add(b, "'");
-}
-
-/* Split a dotted name into at most 8 components (pointers into buf). */
-static int split_name(const char *name, char *buf, size_t n, char **comp) {
-    snprintf(buf, n, "%s", name);
-    int nc = 0;
-    for (char *p = buf; nc < 8;) {
-        comp[nc++] = p;
-        char *d = strchr(p, '.');
-        if (!d) break;
-        *d = 0;
-        p = d + 1;
-    }
-    return nc;
-}
-
-char *bpt_config_to_yaml(const bpt_config *c) {
-    sbuf b = { 0 };
-    sb_add(&b, "# bpt config, resolved%s%s\n", c->config_file[0] ? " from " : "", c->config_file);
-    char prevbuf[256], *prev[8];
-    int nprev = 0;
-    for (int i = 0; i < NKEYS; i++) {
-        const keydef *k = &keys[i];
-        if (k->flags & F_IGN) continue;
-        char buf[256], *comp[8];
-        int nc = split_name(k->name, buf, sizeof buf, comp);
-        int common = 0;   /* shared leading mapping names (excluding the leaves) */
-        while (common < nc - 1 && common < nprev - 1 && !strcmp(comp[common], prev[common])) common++;
-        for (int j = common; j < nc - 1; j++) sb_add(&b, "%*s%s:\n", 2 * j, "", comp[j]);
-        char v[4 * BPT_STR + 64];
-        fmt_value(c, k, v, sizeof v);
-        sb_add(&b, "%*s%s: ", 2 * (nc - 1), "", comp[nc - 1]);
-        if (k->kind == K_STR || k->kind == K_ENUM || k->kind == K_REMAT) sb_quoted(&b, v);
-        else sb_add(&b, "%s", v);
-        sb_add(&b, "\n");
-        nprev = split_name(k->name, prevbuf, sizeof prevbuf, prev);
-    }
-    return b.s;
-}
