@@ -14,7 +14,7 @@ static void usage(FILE *f) {
         "  eval     evaluate a checkpoint: --load_checkpoint params::FILE --eval_steps N\n"
         "  plan     [--world_size N] per-rank memory and communication of one training step on\n"
         "           the mesh (mesh_dim), exact, without running the model\n"
-        "  ckpt inspect FILE [--json] | export FILE --format safetensors --output DIR\n"
+        "  ckpt inspect FILE|CKPT_DIR [--json] | export FILE|CKPT_DIR --format safetensors --output DIR\n"
         "       | import DIR --output FILE\n"
         "           look into a checkpoint; Hugging Face LlamaForCausalLM interchange\n"
         "  data prepare --input A.jsonl[,B] [--tokenizer FILE] [--fields F] --output FILE\n"
