@@ -34,8 +34,6 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
-#define CKPT_FORMAT "bpt-checkpoint"
-#define CKPT_FORMAT_VERSION 1
 #define CHUNK_ELEMS ((hsize_t)1 << 20)          /* about 4 MiB of fp32 per chunk */
 #define MAX_DIMS 8
 #define MAX_HEADER ((uint64_t)100 << 20)        /* safetensors header limit, bytes */
@@ -321,21 +319,21 @@ static int ckpt_open(const char *path, ckpt_file *c) {
     c->file = bpt_h5_open_read(path, err, sizeof err);
     if (c->file < 0) return bpt_error(-1, "%s", err);
     char *format = attr_string(c->file, "format");
-    int is_bpt = format && !strcmp(format, CKPT_FORMAT);
+    int is_bpt = format && !strcmp(format, BPT_CKPT_FORMAT);
     free(format);
     if (!is_bpt) {
         ckpt_close(c);
-        return bpt_error(-1, "%s: not a bpt checkpoint (no format attribute equal to '%s')", path, CKPT_FORMAT);
+        return bpt_error(-1, "%s: not a bpt checkpoint (no format attribute equal to '%s')", path, BPT_CKPT_FORMAT);
     }
     if (bpt_h5_read_attr_num(c->file, "format_version", H5T_NATIVE_INT, &c->version) != 0) {
         ckpt_close(c);
         return bpt_error(-1, "%s: not a bpt checkpoint (no format_version attribute)", path);
     }
-    if (c->version > CKPT_FORMAT_VERSION || c->version < 1) {
+    if (c->version > BPT_CKPT_FORMAT_VERSION || c->version < 1) {
         int v = c->version;
         ckpt_close(c);
         return bpt_error(-1, "%s: format_version %d is not one this bpt reads (1 ... %d; a newer bpt wrote it?)",
-                          path, v, CKPT_FORMAT_VERSION);
+                          path, v, BPT_CKPT_FORMAT_VERSION);
     }
     bpt_h5_read_attr_num(c->file, "step", H5T_NATIVE_INT64, &c->step);
     bpt_h5_read_attr_num(c->file, "tokens_consumed", H5T_NATIVE_UINT64, &c->tokens);
@@ -539,7 +537,7 @@ static int inspect_group(const ckpt_file *c, const char *gname, tensor_row **row
 static void print_inspect_text(const ckpt_file *c, const tensor_row *rows, int nrows, uint64_t nparams,
                                int has_opt, int64_t opt_step) {
     printf("%s\n", c->path);
-    printf("  format           %s, version %d\n", CKPT_FORMAT, c->version);
+    printf("  format           %s, version %d\n", BPT_CKPT_FORMAT, c->version);
     printf("  bpt_version      %s\n", c->bpt_version ? c->bpt_version : "(not recorded)");
     printf("  created          %s\n", c->created ? c->created : "(not recorded)");
     printf("  step             %lld\n", (long long)c->step);
@@ -1349,11 +1347,11 @@ static int write_checkpoint(const char *out, const st_set *s, const tensor_spec 
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int version = CKPT_FORMAT_VERSION;
+    int version = BPT_CKPT_FORMAT_VERSION;
     int64_t step = 0;
     uint64_t tokens = 0;
     int rc = 0;
-    rc |= bpt_h5_attr_str(file, "format", CKPT_FORMAT);
+    rc |= bpt_h5_attr_str(file, "format", BPT_CKPT_FORMAT);
     rc |= bpt_h5_attr_num(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
     rc |= bpt_h5_attr_num(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
     rc |= bpt_h5_attr_num(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
