@@ -28,6 +28,7 @@
 #include "bpt/ckpt.h"
 #include "bpt/h5util.h"
 #include "bpt/config.h"
+#include "bpt/llama.h"
 #include "bpt/util.h"
 
 #ifndef PACKAGE_VERSION
@@ -188,55 +189,9 @@ static int finish_file(char *tmp, const char *path, int ok) {
 }
 
 /* ------------------------------------------------------------------------- */
-/* the tensors of a LlamaForCausalLM                                         */
+/* the tensors of a LlamaForCausalLM: include/bpt/llama.h                    */
 
-typedef struct tensor_spec {
-    char name[96];
-    int ndim;
-    int64_t shape[2];
-} tensor_spec;
-
-static void add_spec(tensor_spec *t, int *n, const char *name, int64_t rows, int64_t cols) {
-    tensor_spec *s = &t[(*n)++];
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = cols > 0 ? 2 : 1;
-    s->shape[0] = rows;
-    s->shape[1] = cols > 0 ? cols : 1;
-}
-
-static void add_layer_spec(tensor_spec *t, int *n, int layer, const char *suffix, int64_t rows, int64_t cols) {
-    char name[96];
-    snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
-    add_spec(t, n, name, rows, cols);
-}
-
-/* Names and shapes in model order (include/bpt/model.h). Returns the count; *out
- * is malloc'd. */
-static int llama_tensors(const bpt_llama_config *l, tensor_spec **out) {
-    int64_t V = l->vocab_size, D = l->hidden_size, F = l->intermediate_size;
-    int64_t Dh = bpt_head_dim(l), H = l->num_attention_heads, KVH = bpt_kv_heads(l);
-    int L = l->num_hidden_layers;
-    tensor_spec *t = bpt_xcalloc((size_t)L * 9 + 3, sizeof *t);
-    int n = 0;
-    add_spec(t, &n, "model.embed_tokens.weight", V, D);
-    for (int i = 0; i < L; i++) {
-        add_layer_spec(t, &n, i, "input_layernorm.weight", D, 0);
-        add_layer_spec(t, &n, i, "self_attn.q_proj.weight", H * Dh, D);
-        add_layer_spec(t, &n, i, "self_attn.k_proj.weight", KVH * Dh, D);
-        add_layer_spec(t, &n, i, "self_attn.v_proj.weight", KVH * Dh, D);
-        add_layer_spec(t, &n, i, "self_attn.o_proj.weight", D, H * Dh);
-        add_layer_spec(t, &n, i, "post_attention_layernorm.weight", D, 0);
-        add_layer_spec(t, &n, i, "mlp.gate_proj.weight", F, D);
-        add_layer_spec(t, &n, i, "mlp.up_proj.weight", F, D);
-        add_layer_spec(t, &n, i, "mlp.down_proj.weight", D, F);
-    }
-    add_spec(t, &n, "model.norm.weight", D, 0);
-    if (!l->tie_word_embeddings) add_spec(t, &n, "lm_head.weight", V, D);
-    *out = t;
-    return n;
-}
-
-static int find_spec(const tensor_spec *t, int n, const char *name) {
+static int find_spec(const bpt_llama_tensor *t, int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (!strcmp(t[i].name, name)) return i;
     return -1;
@@ -685,14 +640,14 @@ static json_t *hf_config_json(const bpt_llama_config *l) {
 }
 
 /* Every /params tensor is one of specs, with its shape, and every spec is present. */
-static int check_export_tensors(const ckpt_file *c, const tensor_spec *specs, int nspecs,
+static int check_export_tensors(const ckpt_file *c, const bpt_llama_tensor *specs, int nspecs,
                                 char **names, int nnames, hid_t g) {
     for (int i = 0; i < nnames; i++)
         if (find_spec(specs, nspecs, names[i]) < 0)
             return bpt_error(-1, "%s: tensor params/%s is not part of a LlamaForCausalLM with the "
                               "checkpoint's llama config", c->path, names[i]);
     for (int i = 0; i < nspecs; i++) {
-        const tensor_spec *s = &specs[i];
+        const bpt_llama_tensor *s = &specs[i];
         if (!link_exists(g, s->name)) return bpt_error(-1, "%s: missing tensor params/%s", c->path, s->name);
         hid_t ds = H5Dopen2(g, s->name, H5P_DEFAULT);
         if (ds < 0) return bpt_error(-1, "%s: params/%s is not a dataset", c->path, s->name);
@@ -718,7 +673,7 @@ static int write_all(FILE *f, const void *p, size_t n) {
 }
 
 /* DIR/model.safetensors from /params of c (all fp32), tensors in model order. */
-static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *specs, int nspecs,
+static int write_safetensors(const ckpt_file *c, hid_t g, const bpt_llama_tensor *specs, int nspecs,
                              const char *out) {
     json_t *h = json_object();
     json_t *meta = json_object();
@@ -727,7 +682,7 @@ static int write_safetensors(const ckpt_file *c, hid_t g, const tensor_spec *spe
     uint64_t off = 0;
     size_t maxn = 1;
     for (int i = 0; i < nspecs; i++) {
-        const tensor_spec *s = &specs[i];
+        const bpt_llama_tensor *s = &specs[i];
         size_t n = shape_numel(s->ndim, s->shape);
         if (n > maxn) maxn = n;
         json_t *t = json_object(), *shape = json_array(), *offs = json_array();
@@ -822,7 +777,7 @@ static int export_main(int argc, char **argv) {
     if (ckpt_open(path, &c) != 0) return 1;
     path = c.path;
     bpt_llama_config l;
-    tensor_spec *specs = NULL;
+    bpt_llama_tensor *specs = NULL;
     char **names = NULL;
     int nnames = 0, rc = ckpt_llama_config(&c, &l);
     hid_t g = -1;
@@ -832,7 +787,7 @@ static int export_main(int argc, char **argv) {
         nnames = group_names(&c, "params", &names);
         if (nnames < 0) { rc = -1; nnames = 0; }
     }
-    int nspecs = rc == 0 ? llama_tensors(&l, &specs) : 0;
+    int nspecs = rc == 0 ? bpt_llama_tensors(&l, &specs) : 0;
     if (rc == 0) {
         g = H5Gopen2(c.file, "params", H5P_DEFAULT);
         rc = check_export_tensors(&c, specs, nspecs, names, nnames, g);
@@ -1273,7 +1228,7 @@ static int hf_config_read(const char *path, bpt_config *cfg) {
 /* ------------------------------------------------------------------------- */
 /* import: writing the checkpoint                                            */
 
-static int write_tensor_f32(hid_t g, const tensor_spec *s, const float *x) {
+static int write_tensor_f32(hid_t g, const bpt_llama_tensor *s, const float *x) {
     hsize_t dims[2] = { (hsize_t)s->shape[0], (hsize_t)s->shape[1] };
     hid_t space = H5Screate_simple(s->ndim, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -1300,7 +1255,7 @@ static int write_tensor_f32(hid_t g, const tensor_spec *s, const float *x) {
 
 /* Every expected tensor is in s with its shape; every other tensor of s is one we may
  * ignore. */
-static int check_import_tensors(const char *dir, const st_set *s, const tensor_spec *specs, int nspecs,
+static int check_import_tensors(const char *dir, const st_set *s, const bpt_llama_tensor *specs, int nspecs,
                                 int tied) {
     for (int i = 0; i < nspecs; i++) {
         int k = st_find(s, specs[i].name);
@@ -1329,7 +1284,7 @@ static int check_import_tensors(const char *dir, const st_set *s, const tensor_s
     return 0;
 }
 
-static int write_checkpoint(const char *out, const st_set *s, const tensor_spec *specs, int nspecs,
+static int write_checkpoint(const char *out, const st_set *s, const bpt_llama_tensor *specs, int nspecs,
                             const char *yaml) {
     char *tmp = path_suffix(out, ".tmp");
     /* at most: the tensors in fp32, 4 KiB of headers each, 1 MiB of metadata */
@@ -1438,11 +1393,11 @@ static int import_main(int argc, char **argv) {
     free(cj);
     st_set s;
     memset(&s, 0, sizeof s);
-    tensor_spec *specs = NULL;
+    bpt_llama_tensor *specs = NULL;
     int nspecs = 0;
     if (rc == 0) rc = st_open_dir(dir, &s);
     if (rc == 0) {
-        nspecs = llama_tensors(&cfg->llama, &specs);
+        nspecs = bpt_llama_tensors(&cfg->llama, &specs);
         rc = check_import_tensors(dir, &s, specs, nspecs, cfg->llama.tie_word_embeddings);
     }
     if (rc == 0) {
