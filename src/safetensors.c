@@ -110,9 +110,9 @@ static int parse_entry(const char *name, json_t *v, uint64_t data_start, uint64_
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b))
         return bpt_err(err, errlen, "malformed header: tensor %s has bad data_offsets", name);
-    uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e);
-    uint64_t want = (uint64_t)dtype_sizes[dtype];
-    for (int d = 0; d < t->ndim; d++) want *= (uint64_t)t->shape[d];
+    uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e), want;
+    if (shape_bytes(t->ndim, t->shape, dtype_sizes[dtype], &want) != 0)
+        return bpt_err(err, errlen, "malformed header: tensor %s has a shape of more than 2^64 bytes", name);
     if (end - begin != want)
         return bpt_err(err, errlen, "malformed header: tensor %s has data_offsets [%llu, %llu] (%llu bytes), "
                        "its shape and dtype need %llu bytes", name, (unsigned long long)begin,

@@ -62,8 +62,8 @@ int bpt_safetensors_header_size(const void *buf, size_t len, uint64_t file_size,
 /* Parse and validate the header held in the first len bytes of buf (8 + N of them at
  * least: the length, the JSON; the rest of the file may follow), the file being
  * file_size bytes long: valid JSON without duplicate keys, every entry with a known
- * dtype, a shape of at most 8 non-negative dims, data_offsets [begin, end] of
- * exactly its byte size and within the data region. On 0, *out
+ * dtype, a shape of at most 8 non-negative dims whose byte size does not overflow,
+ * data_offsets [begin, end] of exactly that size and within the data region. On 0, *out
  * holds the tensors (free with bpt_safetensors_header_free); on -1, *out is empty. */
 int bpt_safetensors_parse_header(const void *buf, size_t len, uint64_t file_size,
                                  bpt_safetensors_header *out, char *err, size_t errlen);
