@@ -108,7 +108,7 @@ demo() {
 # in build-asan/. build() configures the source tree itself, after which automake refuses
 # VPATH builds of it, so build-asan/src is a copy of the sources (git's tracked and
 # untracked files, as they are now; without git, the tree minus build outputs).
-ASAN_TESTS="tests/unit/test_kernels tests/unit/test_config tests/unit/test_model tests/unit/test_data tests/unit/test_tokenizer tests/unit/test_tboard"
+ASAN_TESTS="tests/unit/test_kernels tests/unit/test_config tests/unit/test_model tests/unit/test_data tests/unit/test_tokenizer tests/unit/test_tboard tests/unit/test_safetensors"
 run_asan_tests() {
     local src=$TOP/build-asan/src
     say "the unit tests under ASan and UBSan (build-asan/)"

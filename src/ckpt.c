@@ -41,8 +41,6 @@
 #define BPT_VERSION_STRING "0.1.0"
 #endif
 
-#define CKPT_FORMAT "bpt-checkpoint"
-#define CKPT_FORMAT_VERSION 1
 #define CHUNK_ELEMS ((hsize_t)1 << 20)   /* about 4 MiB of fp32 per chunk */
 
 /* ------------------------------------------------------------------------- */
@@ -277,10 +275,10 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     if (p.up) MPI_Bcast(created, sizeof created, MPI_CHAR, 0, MPI_COMM_WORLD);
     snprintf(mesh, sizeof mesh, "%d,%d,%d", m->comm->size[BPT_AXIS_DP], m->fsdp, m->tp);
     int bf16 = meta && meta->bf16;
-    int version = CKPT_FORMAT_VERSION;
+    int version = BPT_CKPT_FORMAT_VERSION;
     int64_t step = meta ? meta->step : 0, seed = meta ? meta->seed : 0;
     uint64_t tokens = meta ? meta->tokens_consumed : 0;
-    rc |= bpt_h5_attr_str(file, "format", CKPT_FORMAT);
+    rc |= bpt_h5_attr_str(file, "format", BPT_CKPT_FORMAT);
     rc |= bpt_h5_attr_num(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version);
     rc |= bpt_h5_attr_num(file, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step);
     rc |= bpt_h5_attr_num(file, "tokens_consumed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tokens);
@@ -525,13 +523,13 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
 
     char format[64] = "";
     int version = 0;
-    if (bpt_h5_read_attr_str(file, "format", format, sizeof format) || strcmp(format, CKPT_FORMAT) != 0)
+    if (bpt_h5_read_attr_str(file, "format", format, sizeof format) || strcmp(format, BPT_CKPT_FORMAT) != 0)
         rc = bpt_err(err, errlen, "%s: not a bpt checkpoint", path);
     else if (bpt_h5_read_attr_num(file, "format_version", H5T_NATIVE_INT, &version) || version < 1)
         rc = bpt_err(err, errlen, "%s: not a bpt checkpoint (no valid format_version)", path);
-    else if (version > CKPT_FORMAT_VERSION)
+    else if (version > BPT_CKPT_FORMAT_VERSION)
         rc = bpt_err(err, errlen, "%s: checkpoint format_version %d is newer than this bpt "
-                     "reads (%d)", path, version, CKPT_FORMAT_VERSION);
+                     "reads (%d)", path, version, BPT_CKPT_FORMAT_VERSION);
     else if (!link_exists(file, "params"))
         rc = bpt_err(err, errlen, "%s: missing group /params", path);
 

@@ -10,5 +10,6 @@
 #include "optim.h"
 #include "data.h"
 #include "ckpt.h"
+#include "safetensors.h"
 #include "train.h"
 #endif

@@ -22,6 +22,11 @@
 #include <stddef.h>
 #include "model.h"
 
+/* The root attributes format and format_version of every checkpoint bpt writes; a
+ * reader refuses another format and a newer version. */
+#define BPT_CKPT_FORMAT "bpt-checkpoint"
+#define BPT_CKPT_FORMAT_VERSION 1
+
 typedef enum { BPT_LOAD_PARAMS = 0, BPT_LOAD_TRAINSTATE, BPT_LOAD_TRAINSTATE_PARAMS } bpt_load_kind;
 
 typedef struct bpt_ckpt_meta {
@@ -62,7 +67,7 @@ int bpt_ckpt_latest(const char *dir, char *path, size_t len, char *err, size_t e
  * all), never protect. Milestones (milestone_N.h5) are never touched. */
 void bpt_ckpt_prune(const char *dir, int keep, const char *protect);
 
-/* bpt ckpt inspect|export|import (src/ckpt_tools.c); argv after "ckpt".
+/* bpt ckpt inspect|export|import (src/ckpt_tools.c and the files it names); argv after "ckpt".
  * Returns the process exit status. Runs on one rank; needs no model. */
 int bpt_ckpt_main(int argc, char **argv);
 
