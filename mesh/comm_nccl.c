@@ -50,7 +50,7 @@ static void nccl_check(ncclResult_t r, const char *what, bpt_axis a) {
                   ncclGetErrorString(r), nccl_why());
 }
 
-static ncclDataType_t nccl_type(bpt_dtype t) {
+static ncclDataType_t nccl_type(bpt_wire_type t) {
     switch (t) {
     case BPT_DT_F32: return ncclFloat32;
     case BPT_DT_F64: return ncclFloat64;
@@ -276,7 +276,7 @@ static struct bpt_nccl *up(bpt_comm *c) {
     return c->nccl;
 }
 
-void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op) {
+void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_wire_type t, bpt_redop op) {
     struct bpt_nccl *nc = up(c);
     pending *q = begin(nc, a);
     nccl_check(ncclAllReduce(buf, buf, n, nccl_type(t), nccl_op(op), nc->comm[a], nc->stream[a]), "all-reduce", a);
@@ -308,7 +308,7 @@ static void finish(struct bpt_nccl *nc, pending *q, const char *what, bpt_axis a
     req->ev = ev;
 }
 
-void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req) {
+void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_wire_type t, bpt_request *req) {
     struct bpt_nccl *nc = up(c);
     pending *q = begin(nc, a);
     nccl_check(ncclAllGather(in, out, n, nccl_type(t), nc->comm[a], nc->stream[a]), "all-gather", a);
@@ -322,7 +322,7 @@ void bpt_nccl_wait(bpt_comm *c, bpt_request *req) {
     req->ev = NULL;
 }
 
-void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t,
+void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_wire_type t,
                              bpt_request *req) {
     struct bpt_nccl *nc = up(c);
     pending *q = begin(nc, a);

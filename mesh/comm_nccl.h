@@ -17,7 +17,7 @@
 
 #include "bpt/comm.h"
 
-typedef enum { BPT_DT_F32, BPT_DT_F64, BPT_DT_I32, BPT_DT_BF16, BPT_DT_BYTE } bpt_dtype;
+typedef enum { BPT_DT_F32, BPT_DT_F64, BPT_DT_I32, BPT_DT_BF16, BPT_DT_BYTE } bpt_wire_type;
 typedef enum { BPT_OP_SUM, BPT_OP_MAX, BPT_OP_MIN } bpt_redop;
 
 /* bpt_comm_nccl_init, but with `single` also for the axes of size 1 (one-rank NCCL
@@ -28,12 +28,12 @@ int  bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen);
 int  bpt_nccl_on_device(const bpt_comm *c, const void *p);
 /* 1 if p points to device memory (0 until the CUDA backend is initialised). */
 int  bpt_cuda_is_device_ptr(const void *p);
-void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_dtype t, bpt_redop op);
+void bpt_nccl_allreduce(bpt_comm *c, bpt_axis a, void *buf, size_t n, bpt_wire_type t, bpt_redop op);
 void bpt_nccl_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, size_t n);
 /* req NULL: blocking (stream-ordered) */
-void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t, bpt_request *req);
+void bpt_nccl_allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_wire_type t, bpt_request *req);
 void bpt_nccl_wait(bpt_comm *c, bpt_request *req);
-void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_dtype t,
+void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_wire_type t,
                              bpt_request *req);
 void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
 void bpt_nccl_copy(void *dst, const void *src, size_t bytes);
