@@ -398,6 +398,24 @@ int cfg_unknown_key(const char *name, const char *const *extra, int nextra, char
     return bpt_err(err, n, "unknown config key '%s' (see docs/config.md for the list)", name);
 }
 
+/* Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+static int utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p++;
+        int more = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (more < 0 || (more == 1 && c < 0xC2) || c > 0xF4) return 0;
+        unsigned cp = more == 0 ? c : c & (0x3F >> more);
+        for (int i = 0; i < more; i++, p++) {
+            if ((*p & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (*p & 0x3F);
+        }
+        if ((more == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (more == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- parsing values ------------------------------------------------------------------ */
 
 void cfg_trim(const char *s, char *out, size_t n) {
@@ -618,6 +636,8 @@ int cfg_set_value(bpt_config *c, const keydef *k, const char *v, int store, char
         if (strlen(v) >= cap) return bad_value(k, v, NULL, err, n);
         for (const char *p = v; *p; p++)
             if ((unsigned char)*p < 0x20 && *p != '\t') return bad_value(k, v, NULL, err, n);
+        /* the config is printed as YAML (--print_config, checkpoints), which is UTF-8 */
+        if (!utf8_valid(v)) return bpt_err(err, n, "bad value for %s: not valid UTF-8", k->name);
         if (field) snprintf(field, k->size, "%s", v);
         break;
     }

@@ -368,6 +368,8 @@ static void test_errors(void) {
     args_err("dtype fp64", ARGS("--dtype=float64"), "bad value for dtype: 'float64'", "not supported", NULL);
     args_err("device", ARGS("--device=tpu"), "bad value for device: 'tpu'", "cpu, cuda", NULL);
     args_err("palm", ARGS("--optimizer.type=palm"), "optimizer.type", "palm", "not supported", NULL);
+    /* found by fuzz_config_args: the printed config (YAML, UTF-8) must load again */
+    args_err("invalid UTF-8", ARGS("--load_dataset_state=\xff" "4"), "load_dataset_state", "not valid UTF-8", NULL);
     args_err("ckpt float dtype", ARGS("--checkpointer.float_dtype=fp16"), "checkpointer.float_dtype", "fp16", NULL);
     args_err("ckpt keep", ARGS("--checkpointer.keep=-1"), "checkpointer.keep", "-1", NULL);
     args_err("remat", ARGS("--llama.remat_mlp=nothing"), "bad value for llama.remat_mlp: 'nothing'",
