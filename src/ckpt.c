@@ -227,13 +227,6 @@ static int write_scalar(hid_t file, const char *name, hid_t ftype, hid_t mtype, 
     return rc;
 }
 
-static void dir_of(const char *path, char *dir, size_t len) {
-    snprintf(dir, len, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, len, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-}
 
 /* The save-pause test hook (testhooks.h): a test kills the job inside this save. */
 static void test_pause(int64_t step) {
@@ -337,7 +330,7 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     /* every rank has closed: make the bytes durable, then make the name point at them */
     if (p.rank == 0) {
         char dir[4096];
-        dir_of(path, dir, sizeof dir);
+        bpt_dirname(path, dir, sizeof dir);
         if (bpt_fsync_path(tmp, 0) != 0)
             rc = bpt_err(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
         else if (rename(tmp, path) != 0)

@@ -73,11 +73,9 @@ static int commit_file(const char *tmp, const char *path) {
         unlink(tmp);
         return -1;
     }
-    char *dir = bpt_xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
+    size_t n = strlen(path) + 2;
+    char *dir = bpt_xmalloc(n);
+    bpt_dirname(path, dir, n);
     bpt_fsync_path(dir, 1);                        /* best effort: the file itself is durable */
     free(dir);
     return 0;

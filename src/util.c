@@ -155,15 +155,19 @@ int bpt_mkdirs(const char *path) {
     return 0;
 }
 
+void bpt_dirname(const char *path, char *dir, size_t len) {
+    snprintf(dir, len, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, len, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+}
+
 int64_t bpt_fs_free_bytes(const char *path) {
     struct statvfs sv;
     if (statvfs(path, &sv) != 0) {
         char dir[4096];
-        snprintf(dir, sizeof dir, "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (!slash) snprintf(dir, sizeof dir, ".");
-        else if (slash == dir) dir[1] = 0;
-        else *slash = 0;
+        bpt_dirname(path, dir, sizeof dir);
         if (statvfs(dir, &sv) != 0) return -1;
     }
     return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;

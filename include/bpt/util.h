@@ -48,6 +48,9 @@ const char *bpt_fmt_bytes(double bytes, char *buf, size_t n);
  * is not an error). 0 or -1 with errno set. */
 int bpt_fsync_path(const char *path, int is_dir);
 
+/* The directory part of path into dir (len bytes): "a/b" -> "a", "/b" -> "/", "b" -> ".". */
+void bpt_dirname(const char *path, char *dir, size_t len);
+
 /* Create directory and parents (like mkdir -p). 0 or -1. */
 int bpt_mkdirs(const char *path);
 
