@@ -182,21 +182,22 @@ void bpt_allreduce_maxloc(bpt_comm *c, bpt_axis a, float *val, int32_t *idx, siz
     free(buf);
 }
 
-int bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v) {
-    if (c->size[a] == 1 || c->dry) return v;
-    int out;
+/* *out = the maximum over axis a of one host value of MPI type t */
+static void allreduce_max1(bpt_comm *c, bpt_axis a, const void *v, void *out, MPI_Datatype t) {
     bpt_watchdog_enter("all-reduce", a);
-    MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, c->comm[a]);
+    MPI_Allreduce(v, out, 1, t, MPI_MAX, c->comm[a]);
     bpt_watchdog_leave();
+}
+
+int bpt_allreduce_max_int(bpt_comm *c, bpt_axis a, int v) {
+    int out = v;
+    if (c->size[a] > 1 && !c->dry) allreduce_max1(c, a, &v, &out, MPI_INT);
     return out;
 }
 
 uint64_t bpt_allreduce_max_u64(bpt_comm *c, bpt_axis a, uint64_t v) {
-    if (c->size[a] == 1 || c->dry) return v;
-    uint64_t out;
-    bpt_watchdog_enter("all-reduce", a);
-    MPI_Allreduce(&v, &out, 1, MPI_UINT64_T, MPI_MAX, c->comm[a]);
-    bpt_watchdog_leave();
+    uint64_t out = v;
+    if (c->size[a] > 1 && !c->dry) allreduce_max1(c, a, &v, &out, MPI_UINT64_T);
     return out;
 }
 

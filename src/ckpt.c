@@ -103,12 +103,30 @@ static hid_t fapl_create(par p) {
     return fapl;
 }
 
-/* Writes are collective (HDF5 needs it for filtered datasets); reads are independent,
- * so a rank that meets a bad checksum cannot leave the others waiting inside HDF5. */
-static hid_t dxpl_create(par p, int collective) {
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (p.up) H5Pset_dxpl_mpio(dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
-    return dxpl;
+/* How a save or a load moves tensors: each rank its shard, through one host buffer as
+ * large as its largest (and its bf16 twin). Writes are collective (HDF5 needs it for
+ * filtered datasets); reads are independent, so a rank that meets a bad checksum
+ * cannot leave the others waiting inside HDF5. */
+typedef struct {
+    float *host;
+    uint16_t *h16;
+    hid_t dxpl;
+} xfer;
+
+static xfer xfer_open(par p, const bpt_model *m, int collective) {
+    size_t maxn = 1;
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
+    xfer x = { bpt_xmalloc(maxn * sizeof *x.host), bpt_xmalloc(maxn * sizeof *x.h16),
+               H5Pcreate(H5P_DATASET_XFER) };
+    if (p.up) H5Pset_dxpl_mpio(x.dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
+    return x;
+}
+
+static void xfer_close(xfer *x) {
+    H5Pclose(x->dxpl);
+    free(x->host);
+    free(x->h16);
 }
 
 /* All ranks agree (bpt_agree): if any failed, every rank returns -1 with the message of
@@ -156,8 +174,9 @@ static void chunk_dims(const bpt_tensor *t, hsize_t chunk[2]) {
 }
 
 /* Create dataset t->name in g and write this rank's slab of it (collective). */
-static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int bf16, hid_t dxpl,
-                        float *host, uint16_t *h16) {
+static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int bf16, const xfer *x) {
+    float *host = x->host;
+    uint16_t *h16 = x->h16;
     const bpt_tensor *t = &m->tensors[i];
     int nd = t->ndim;
     hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]}, chunk[2];
@@ -185,7 +204,7 @@ static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int b
         H5Sselect_none(fspace);
         H5Sselect_none(mspace);
     }
-    if (ds >= 0 && H5Dwrite(ds, bf16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT, mspace, fspace, dxpl,
+    if (ds >= 0 && H5Dwrite(ds, bf16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT, mspace, fspace, x->dxpl,
                             bf16 ? (void *)h16 : (void *)host) < 0)
         rc = -1;
     if (ds >= 0 && H5Dclose(ds) < 0) rc = -1;
@@ -196,7 +215,7 @@ static int write_tensor(hid_t g, const bpt_model *m, int i, bpt_buf which, int b
 }
 
 static int write_group(hid_t file, const char *gname, const bpt_model *m, bpt_buf which, int bf16,
-                       hid_t dxpl, float *host, uint16_t *h16, const char **failed) {
+                       const xfer *x, const char **failed) {
     hid_t g = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (all_ok(g < 0)) {
         if (g >= 0) H5Gclose(g);
@@ -205,7 +224,7 @@ static int write_group(hid_t file, const char *gname, const bpt_model *m, bpt_bu
     }
     int rc = 0;
     for (int i = 0; i < m->ntensors && rc == 0; i++) {
-        rc = all_ok(write_tensor(g, m, i, which, bf16, dxpl, host, h16));
+        rc = all_ok(write_tensor(g, m, i, which, bf16, x));
         if (rc) *failed = m->tensors[i].name;
     }
     if (H5Gclose(g) < 0) rc = -1;
@@ -283,20 +302,15 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
     rc = all_ok(rc);
     const char *failed = rc ? "the root attributes" : NULL;
 
-    /* tensors: each rank its shard, through one host buffer as large as its largest */
-    size_t maxn = 1;
-    for (int i = 0; i < m->ntensors; i++)
-        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
-    float *host = bpt_xmalloc(maxn * sizeof *host);
-    uint16_t *h16 = bpt_xmalloc(maxn * sizeof *h16);
-    hid_t dxpl = dxpl_create(p, 1);
-    if (rc == 0) rc = write_group(file, "params", m, BPT_BUF_PARAM, bf16, dxpl, host, h16, &failed);
+    xfer x = xfer_open(p, m, 1);
+    hid_t dxpl = x.dxpl;
+    if (rc == 0) rc = write_group(file, "params", m, BPT_BUF_PARAM, bf16, &x, &failed);
     test_pause(step);
     if (rc == 0 && with_optimizer) {
         hid_t g = H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (all_ok(g < 0 || H5Gclose(g) < 0)) { rc = -1; failed = "/optimizer"; }
-        if (rc == 0) rc = write_group(file, "optimizer/m", m, BPT_BUF_M, bf16, dxpl, host, h16, &failed);
-        if (rc == 0) rc = write_group(file, "optimizer/v", m, BPT_BUF_V, bf16, dxpl, host, h16, &failed);
+        if (rc == 0) rc = write_group(file, "optimizer/m", m, BPT_BUF_M, bf16, &x, &failed);
+        if (rc == 0) rc = write_group(file, "optimizer/v", m, BPT_BUF_V, bf16, &x, &failed);
         if (rc == 0 && all_ok(write_scalar(file, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, &step, p, dxpl))) {
             rc = -1;
             failed = "optimizer/step";
@@ -316,9 +330,7 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
         if (gd >= 0) H5Gclose(gd);
         if (gr >= 0) H5Gclose(gr);
     }
-    H5Pclose(dxpl);
-    free(host);
-    free(h16);
+    xfer_close(&x);
     char why[256];
     if (bpt_h5_close_written(file, tmp, p.up, rc == 0, why, sizeof why) != 0) {
         bpt_err(err, errlen, "%s: cannot write %s: %s", tmp, rc && failed ? failed : "the checkpoint", why);
@@ -428,7 +440,9 @@ static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void
 
 /* Pass 2: read this rank's slab of every tensor of group g into buffer which. */
 static int read_group(const char *path, hid_t g, const char *gname, bpt_model *m, bpt_buf which,
-                      float *host, uint16_t *h16, hid_t dxpl, char *err, size_t errlen) {
+                      const xfer *x, char *err, size_t errlen) {
+    float *host = x->host;
+    uint16_t *h16 = x->h16;
     for (int i = 0; i < m->ntensors; i++) {
         const bpt_tensor *t = &m->tensors[i];
         int64_t start[2], count[2];
@@ -445,7 +459,7 @@ static int read_group(const char *path, hid_t g, const char *gname, bpt_model *m
             hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(t->ndim, count[0] ? hc : one, NULL);
             if (count[0]) H5Sselect_hyperslab(fs, H5S_SELECT_SET, hs, NULL, hc, NULL);
             else { H5Sselect_none(fs); H5Sselect_none(ms); }
-            ok = H5Dread(ds, bf16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT, ms, fs, dxpl,
+            ok = H5Dread(ds, bf16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_FLOAT, ms, fs, x->dxpl,
                          bf16 ? (void *)h16 : (void *)host) >= 0;
             H5Sclose(fs);
             H5Sclose(ms);
@@ -466,8 +480,7 @@ static int read_group(const char *path, hid_t g, const char *gname, bpt_model *m
 
 /* Check group gname of the file against the model, then read it (collective). */
 static int load_group(par p, const char *path, hid_t file, const char *gname, const char *prefix,
-                      bpt_model *m, bpt_buf which, float *host, uint16_t *h16, hid_t dxpl,
-                      char *err, size_t errlen) {
+                      bpt_model *m, bpt_buf which, const xfer *x, char *err, size_t errlen) {
     hid_t g = H5Gopen2(file, gname, H5P_DEFAULT);
     if (g < 0) return agree(p, bpt_err(err, errlen, "%s: cannot open group /%s", path, gname), err, errlen);
     int rc = check_group(path, g, prefix, m, err, errlen);
@@ -481,7 +494,7 @@ static int load_group(par p, const char *path, hid_t file, const char *gname, co
                          path, prefix, c.extra);
     }
     /* the checks see the same file on every rank; a read error may be one rank's */
-    if (rc == 0) rc = read_group(path, g, prefix, m, which, host, h16, dxpl, err, errlen);
+    if (rc == 0) rc = read_group(path, g, prefix, m, which, x, err, errlen);
     rc = agree(p, rc, err, errlen);
     H5Gclose(g);
     return rc;
@@ -545,12 +558,7 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
 
     rc = agree(p, rc, err, errlen);   /* the metadata reads may fail on some ranks only */
 
-    size_t maxn = 1;
-    for (int i = 0; i < m->ntensors; i++)
-        if (m->tensors[i].numel > maxn) maxn = m->tensors[i].numel;
-    float *host = bpt_xmalloc(maxn * sizeof *host);
-    uint16_t *h16 = bpt_xmalloc(maxn * sizeof *h16);
-    hid_t dxpl = dxpl_create(p, 0);
+    xfer x = xfer_open(p, m, 0);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
         /* check everything before changing anything */
         hid_t gm = H5Gopen2(file, "optimizer/m", H5P_DEFAULT);
@@ -564,15 +572,13 @@ int bpt_ckpt_load(const char *path, bpt_load_kind kind, bpt_model *m, bpt_ckpt_m
         H5Gclose(gv);
         rc = agree(p, rc, err, errlen);
     }
-    if (rc == 0) rc = load_group(p, path, file, "params", "", m, BPT_BUF_PARAM, host, h16, dxpl, err, errlen);
+    if (rc == 0) rc = load_group(p, path, file, "params", "", m, BPT_BUF_PARAM, &x, err, errlen);
     if (rc == 0 && kind == BPT_LOAD_TRAINSTATE) {
-        rc = load_group(p, path, file, "optimizer/m", "optimizer/m/", m, BPT_BUF_M, host, h16, dxpl, err, errlen);
+        rc = load_group(p, path, file, "optimizer/m", "optimizer/m/", m, BPT_BUF_M, &x, err, errlen);
         if (rc == 0)
-            rc = load_group(p, path, file, "optimizer/v", "optimizer/v/", m, BPT_BUF_V, host, h16, dxpl, err, errlen);
+            rc = load_group(p, path, file, "optimizer/v", "optimizer/v/", m, BPT_BUF_V, &x, err, errlen);
     }
-    H5Pclose(dxpl);
-    free(host);
-    free(h16);
+    xfer_close(&x);
     H5Fclose(file);
     if (rc == 0 && meta) {
         meta->step = kind == BPT_LOAD_TRAINSTATE ? step : 0;

@@ -400,19 +400,10 @@ int cfg_unknown_key(const char *name, const char *const *extra, int nextra, char
 
 /* Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
 static int utf8_valid(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p++;
-        int more = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-        if (more < 0 || (more == 1 && c < 0xC2) || c > 0xF4) return 0;
-        unsigned cp = more == 0 ? c : c & (0x3F >> more);
-        for (int i = 0; i < more; i++, p++) {
-            if ((*p & 0xC0) != 0x80) return 0;
-            cp = cp << 6 | (*p & 0x3F);
-        }
-        if ((more == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (more == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-    }
+    size_t n = strlen(s), bad;
+    uint32_t cp;
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = (size_t)bpt_utf8_decode((const unsigned char *)s + i, n - i, &cp, &bad)) == 0) return 0;
     return 1;
 }
 
@@ -609,28 +600,20 @@ int cfg_set_value(bpt_config *c, const keydef *k, const char *v, int store, char
     if (k->check && k->check(v, why, sizeof why) != 0) return bad_value(k, v, why, err, n);
     if (k->flags & F_IGN) store = 0;
     char *field = store ? (char *)c + k->off : NULL;
+    union { int64_t i; double f; int b; bpt_remat r; } x;   /* the value, stored at the end */
+    size_t size = sizeof x.b;
+    int bad = 0;
     switch (k->kind) {
-    case K_INT: case K_I64: case K_BYTES: {
-        int64_t x;
-        int rc = k->kind == K_BYTES ? parse_bytes(v, &x) : parse_i64(v, &x);
-        if (rc != 0 || !in_range(k, (double)x) || (k->kind == K_INT && (x < INT_MIN || x > INT_MAX)))
-            return bad_value(k, v, NULL, err, n);
-        if (field && k->kind == K_INT) *(int *)field = (int)x;
-        else if (field) *(int64_t *)field = x;
+    case K_INT: case K_I64: case K_BYTES:
+        bad = (k->kind == K_BYTES ? parse_bytes(v, &x.i) : parse_i64(v, &x.i)) != 0 || !in_range(k, (double)x.i) ||
+              (k->kind == K_INT && (x.i < INT_MIN || x.i > INT_MAX));
+        if (k->kind != K_INT) size = sizeof x.i;
+        else if (!bad) x.b = (int)x.i;
         break;
-    }
-    case K_F64: {
-        double x;
-        if (parse_f64(v, &x) != 0 || !in_range(k, x)) return bad_value(k, v, NULL, err, n);
-        if (field) *(double *)field = x;
-        break;
-    }
-    case K_BOOL: {
-        int b;
-        if (parse_bool(v, &b) != 0) return bad_value(k, v, NULL, err, n);
-        if (field) *(int *)field = b;
-        break;
-    }
+    case K_F64: bad = parse_f64(v, &x.f) != 0 || !in_range(k, x.f); size = sizeof x.f; break;
+    case K_BOOL: bad = parse_bool(v, &x.b) != 0; break;
+    case K_ENUM: bad = (x.b = parse_enum(k->choices, v)) < 0; break;
+    case K_REMAT: bad = parse_remat(v, &x.r) != 0; size = sizeof x.r; break;
     case K_STR: {
         size_t cap = (k->flags & F_IGN) ? BPT_STR : k->size;
         if (strlen(v) >= cap) return bad_value(k, v, NULL, err, n);
@@ -639,21 +622,11 @@ int cfg_set_value(bpt_config *c, const keydef *k, const char *v, int store, char
         /* the config is printed as YAML (--print_config, checkpoints), which is UTF-8 */
         if (!utf8_valid(v)) return bpt_err(err, n, "bad value for %s: not valid UTF-8", k->name);
         if (field) snprintf(field, k->size, "%s", v);
-        break;
-    }
-    case K_ENUM: {
-        int e = parse_enum(k->choices, v);
-        if (e < 0) return bad_value(k, v, NULL, err, n);
-        if (field) *(int *)field = e;
-        break;
-    }
-    case K_REMAT: {
-        bpt_remat r;
-        if (parse_remat(v, &r) != 0) return bad_value(k, v, NULL, err, n);
-        if (field) *(bpt_remat *)field = r;
-        break;
+        return 0;
     }
     }
+    if (bad) return bad_value(k, v, NULL, err, n);
+    if (field) memcpy(field, &x, size);
     return 0;
 }
 

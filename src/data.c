@@ -49,9 +49,16 @@ static int check_file(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-void data_source_init(data_source *s, const data_source_ops *ops, const char *path) {
+data_source *data_source_open(const data_source_ops *ops, const char *path, const data_open_args *a,
+                              char *err, size_t errlen) {
+    data_source *s = bpt_xcalloc(1, ops->size);
     s->ops = ops;
     snprintf(s->path, sizeof s->path, "%s", path);
+    if (ops->open(s, a, err, errlen)) {
+        ops->close(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* One file of type d->type. */
@@ -67,9 +74,10 @@ static data_source *open_one(const bpt_dataset_config *d, const char *path, cons
         bpt_err(err, errlen, "llama.vocab_size = %d must be positive", vocab_size);
         return NULL;
     }
-    return src == BPT_DATA_HDF5 ? data_hdf5_open(path, vocab_size, err, errlen)
-         : src == BPT_DATA_JSON ? data_jsonl_open(path, d, tk, vocab_size, bos_id, eos_id, err, errlen)
-                           : data_text_open(path, d, tk, vocab_size, bos_id, eos_id, err, errlen);
+    data_open_args a = { d, tk, vocab_size, bos_id, eos_id };
+    const data_source_ops *ops = src == BPT_DATA_HDF5 ? &data_hdf5_ops
+                               : src == BPT_DATA_JSON ? &data_jsonl_ops : &data_text_ops;
+    return data_source_open(ops, path, &a, err, errlen);
 }
 
 static void add_source(bpt_loader *l, data_source *s) {

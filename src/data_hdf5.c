@@ -53,8 +53,11 @@ static int h5_read(data_source *s, uint64_t start, uint64_t count, uint32_t *tok
     return rc;
 }
 
-static int h5_open(h5_source *l, int vocab_size, char *err, size_t errlen) {
+static int h5_open(data_source *s, const data_open_args *a, char *err, size_t errlen) {
+    h5_source *l = (h5_source *)s;
     const char *path = l->base.path;
+    int vocab_size = a->vocab_size;
+    l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
     l->file = bpt_h5_open_read(path, err, errlen);   /* our own one-line errors */
     if (l->file < 0) return -1;
     int64_t n = 0;
@@ -108,15 +111,4 @@ static int h5_open(h5_source *l, int vocab_size, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------------- */
 
-static const data_source_ops h5_ops = { h5_read, h5_length, h5_close };
-
-data_source *data_hdf5_open(const char *path, int vocab_size, char *err, size_t errlen) {
-    h5_source *l = bpt_xcalloc(1, sizeof *l);
-    data_source_init(&l->base, &h5_ops, path);
-    l->file = l->dtok = l->dmask = l->stok = l->smask = H5I_INVALID_HID;
-    if (h5_open(l, vocab_size, err, errlen)) {
-        h5_close(&l->base);
-        return NULL;
-    }
-    return &l->base;
-}
+const data_source_ops data_hdf5_ops = { sizeof(h5_source), h5_open, h5_read, h5_length, h5_close };

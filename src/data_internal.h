@@ -20,7 +20,19 @@
 
 typedef struct data_source data_source;
 
+/* What a loader opens each file with; tk, vocab_size, bos_id and eos_id as for
+ * bpt_loader_open (tk is borrowed). */
 typedef struct {
+    const bpt_dataset_config *d;
+    const bpt_tokenizer *tk;
+    int vocab_size, bos_id, eos_id;
+} data_open_args;
+
+typedef struct {
+    size_t size;    /* of the source's struct, whose first member is its data_source */
+    /* Open the file s->path into the zeroed struct s: 0, or -1 with "<path>: ..." in err
+     * (close then frees what it made). */
+    int (*open)(data_source *s, const data_open_args *a, char *err, size_t errlen);
     /* stream[start, start + count) into tok and mask (1 where the source has no
      * mask). A finite source is asked only for ranges inside [0, length) (the loader
      * wraps) and fails without a message; an endless one takes any range, 0 or -1
@@ -38,16 +50,12 @@ struct data_source {
     uint64_t malformed_lines;   /* JSONL lines skipped as malformed (json: so far) */
 };
 
-/* Sets a new source's ops and path (its other fields are zero). */
-void data_source_init(data_source *s, const data_source_ops *ops, const char *path);
+/* The sources (data_hdf5.c, data_text.c, data_jsonl.c). */
+extern const data_source_ops data_hdf5_ops, data_text_ops, data_jsonl_ops;
 
-/* Each opens path (an existing file) for a loader; NULL with "<path>: ..." in err.
- * tk, vocab_size, bos_id and eos_id as for bpt_loader_open; tk is borrowed. */
-data_source *data_hdf5_open(const char *path, int vocab_size, char *err, size_t errlen);
-data_source *data_text_open(const char *path, const bpt_dataset_config *d, const bpt_tokenizer *tk,
-                            int vocab_size, int bos_id, int eos_id, char *err, size_t errlen);
-data_source *data_jsonl_open(const char *path, const bpt_dataset_config *d, const bpt_tokenizer *tk,
-                             int vocab_size, int bos_id, int eos_id, char *err, size_t errlen);
+/* Open path (an existing file) as a source of kind ops; NULL with "<path>: ..." in err. */
+data_source *data_source_open(const data_source_ops *ops, const char *path, const data_open_args *a,
+                              char *err, size_t errlen);
 
 /* ---- a growable byte buffer ---- */
 

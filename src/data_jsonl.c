@@ -32,8 +32,11 @@ typedef struct {
     uint64_t jcounted;          /* lines of the first pass whose malformed ones are counted */
 } json_source;
 
-static int json_open(json_source *l, const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
-                     int bos_id, int eos_id, char *err, size_t errlen) {
+static int json_open(data_source *s, const data_open_args *a, char *err, size_t errlen) {
+    json_source *l = (json_source *)s;
+    const bpt_dataset_config *d = a->d;
+    const bpt_tokenizer *tk = a->tk;
+    int vocab_size = a->vocab_size, bos_id = a->bos_id, eos_id = a->eos_id;
     l->jtk = tk;
     if (vocab_size < bpt_tokenizer_vocab_size(l->jtk))
         return bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
@@ -184,15 +187,4 @@ static void json_close(data_source *s) {
     free(l);
 }
 
-static const data_source_ops json_ops = { json_read, json_length, json_close };
-
-data_source *data_jsonl_open(const char *path, const bpt_dataset_config *d, const bpt_tokenizer *tk,
-                             int vocab_size, int bos_id, int eos_id, char *err, size_t errlen) {
-    json_source *l = bpt_xcalloc(1, sizeof *l);
-    data_source_init(&l->base, &json_ops, path);
-    if (json_open(l, d, tk, vocab_size, bos_id, eos_id, err, errlen)) {
-        json_close(&l->base);
-        return NULL;
-    }
-    return &l->base;
-}
+const data_source_ops data_jsonl_ops = { sizeof(json_source), json_open, json_read, json_length, json_close };

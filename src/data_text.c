@@ -58,8 +58,11 @@ static int read_whole_file(const char *path, char **data, size_t *len, char *err
     return 0;
 }
 
-static int text_open(text_source *l, const bpt_dataset_config *d, const bpt_tokenizer *tk, int vocab_size,
-                     int bos_id, int eos_id, char *err, size_t errlen) {
+static int text_open(data_source *s, const data_open_args *a, char *err, size_t errlen) {
+    text_source *l = (text_source *)s;
+    const bpt_dataset_config *d = a->d;
+    const bpt_tokenizer *tk = a->tk;
+    int vocab_size = a->vocab_size, bos_id = a->bos_id, eos_id = a->eos_id;
     if (vocab_size < bpt_tokenizer_vocab_size(tk))
         return bpt_err(err, errlen, "llama.vocab_size = %d is smaller than the %s tokenizer's %d tokens "
                        "(text dataset %s)", vocab_size, bpt_tokenizer_kind(tk), bpt_tokenizer_vocab_size(tk), l->base.path);
@@ -173,15 +176,4 @@ static void text_close(data_source *s) {
     free(l);
 }
 
-static const data_source_ops text_ops = { text_read, text_length, text_close };
-
-data_source *data_text_open(const char *path, const bpt_dataset_config *d, const bpt_tokenizer *tk,
-                            int vocab_size, int bos_id, int eos_id, char *err, size_t errlen) {
-    text_source *l = bpt_xcalloc(1, sizeof *l);
-    data_source_init(&l->base, &text_ops, path);
-    if (text_open(l, d, tk, vocab_size, bos_id, eos_id, err, errlen)) {
-        text_close(&l->base);
-        return NULL;
-    }
-    return &l->base;
-}
+const data_source_ops data_text_ops = { sizeof(text_source), text_open, text_read, text_length, text_close };

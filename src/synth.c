@@ -30,51 +30,39 @@ static uint64_t rng_next(rng *r) {          /* splitmix64 */
 static int rng_int(rng *r, int n) { return (int)((rng_next(r) >> 11) % (uint64_t)n); }
 #define PICK(r, arr) (arr[rng_int(r, (int)(sizeof arr / sizeof arr[0]))])
 
-/* singular, plural */
-static const char *const nouns[][2] = {
-    {"cat", "cats"}, {"dog", "dogs"}, {"bird", "birds"}, {"horse", "horses"},
-    {"fox", "foxes"}, {"child", "children"}, {"man", "men"}, {"woman", "women"},
-    {"teacher", "teachers"}, {"farmer", "farmers"}, {"king", "kings"}, {"queen", "queens"},
-    {"doctor", "doctors"}, {"sailor", "sailors"}, {"student", "students"}, {"baker", "bakers"},
-    {"river", "rivers"}, {"mountain", "mountains"}, {"forest", "forests"}, {"city", "cities"},
-    {"village", "villages"}, {"garden", "gardens"}, {"house", "houses"}, {"road", "roads"},
-    {"bridge", "bridges"}, {"tower", "towers"}, {"ship", "ships"}, {"boat", "boats"},
-    {"tree", "trees"}, {"flower", "flowers"}, {"stone", "stones"}, {"book", "books"},
-    {"letter", "letters"}, {"song", "songs"}, {"story", "stories"}, {"window", "windows"},
-    {"door", "doors"}, {"table", "tables"}, {"chair", "chairs"}, {"lamp", "lamps"},
-    {"apple", "apples"}, {"loaf", "loaves"}, {"cup", "cups"}, {"box", "boxes"},
-    {"key", "keys"}, {"clock", "clocks"}, {"map", "maps"}, {"coin", "coins"},
-    {"star", "stars"}, {"cloud", "clouds"}, {"storm", "storms"}, {"wind", "winds"},
-    {"machine", "machines"}, {"engine", "engines"}, {"wheel", "wheels"}, {"lake", "lakes"},
-    {"field", "fields"}, {"market", "markets"}, {"school", "schools"}, {"island", "islands"},
-    {"painter", "painters"}, {"friend", "friends"},
-};
+/* word lists (pick): singular, plural */
+static const char nouns[] =
+    "cat cats, dog dogs, bird birds, horse horses, fox foxes, child children, man men, "
+    "woman women, teacher teachers, farmer farmers, king kings, queen queens, "
+    "doctor doctors, sailor sailors, student students, baker bakers, river rivers, "
+    "mountain mountains, forest forests, city cities, village villages, garden gardens, "
+    "house houses, road roads, bridge bridges, tower towers, ship ships, boat boats, "
+    "tree trees, flower flowers, stone stones, book books, letter letters, song songs, "
+    "story stories, window windows, door doors, table tables, chair chairs, lamp lamps, "
+    "apple apples, loaf loaves, cup cups, box boxes, key keys, clock clocks, map maps, "
+    "coin coins, star stars, cloud clouds, storm storms, wind winds, machine machines, "
+    "engine engines, wheel wheels, lake lakes, field fields, market markets, "
+    "school schools, island islands, painter painters, friend friends, ";
 
 /* base, third person singular, past */
-static const char *const verbs[][3] = {
-    {"see", "sees", "saw"}, {"find", "finds", "found"}, {"take", "takes", "took"},
-    {"make", "makes", "made"}, {"carry", "carries", "carried"}, {"follow", "follows", "followed"},
-    {"watch", "watches", "watched"}, {"build", "builds", "built"}, {"paint", "paints", "painted"},
-    {"open", "opens", "opened"}, {"close", "closes", "closed"}, {"move", "moves", "moved"},
-    {"push", "pushes", "pushed"}, {"pull", "pulls", "pulled"}, {"lift", "lifts", "lifted"},
-    {"hold", "holds", "held"}, {"keep", "keeps", "kept"}, {"give", "gives", "gave"},
-    {"sell", "sells", "sold"}, {"buy", "buys", "bought"}, {"read", "reads", "read"},
-    {"write", "writes", "wrote"}, {"hear", "hears", "heard"}, {"love", "loves", "loved"},
-    {"help", "helps", "helped"}, {"visit", "visits", "visited"}, {"leave", "leaves", "left"},
-    {"reach", "reaches", "reached"}, {"cross", "crosses", "crossed"}, {"clean", "cleans", "cleaned"},
-    {"count", "counts", "counted"}, {"draw", "draws", "drew"}, {"catch", "catches", "caught"},
-    {"throw", "throws", "threw"}, {"hide", "hides", "hid"}, {"fix", "fixes", "fixed"},
-    {"break", "breaks", "broke"}, {"bring", "brings", "brought"}, {"call", "calls", "called"},
-    {"remember", "remembers", "remembered"},
-};
+static const char verbs[] =
+    "see sees saw, find finds found, take takes took, make makes made, "
+    "carry carries carried, follow follows followed, watch watches watched, "
+    "build builds built, paint paints painted, open opens opened, close closes closed, "
+    "move moves moved, push pushes pushed, pull pulls pulled, lift lifts lifted, "
+    "hold holds held, keep keeps kept, give gives gave, sell sells sold, "
+    "buy buys bought, read reads read, write writes wrote, hear hears heard, "
+    "love loves loved, help helps helped, visit visits visited, leave leaves left, "
+    "reach reaches reached, cross crosses crossed, clean cleans cleaned, "
+    "count counts counted, draw draws drew, catch catches caught, throw throws threw, "
+    "hide hides hid, fix fixes fixed, break breaks broke, bring brings brought, "
+    "call calls called, remember remembers remembered, ";
 
 /* intransitive: base, third person singular, past */
-static const char *const iverbs[][3] = {
-    {"sleep", "sleeps", "slept"}, {"run", "runs", "ran"}, {"sing", "sings", "sang"},
-    {"wait", "waits", "waited"}, {"laugh", "laughs", "laughed"}, {"fall", "falls", "fell"},
-    {"walk", "walks", "walked"}, {"shine", "shines", "shone"}, {"grow", "grows", "grew"},
-    {"rest", "rests", "rested"},
-};
+static const char iverbs[] =
+    "sleep sleeps slept, run runs ran, sing sings sang, wait waits waited, "
+    "laugh laughs laughed, fall falls fell, walk walks walked, shine shines shone, "
+    "grow grows grew, rest rests rested, ";
 
 static const char *const adjs[] = {
     "big", "small", "old", "young", "red", "blue", "green", "white", "black", "quiet",
@@ -115,15 +103,37 @@ static void put(text *t, const char *s) {
 
 static int starts_with_vowel(const char *w) { return strchr("aeiou", w[0]) != NULL; }
 
+/* A word list is its entries, each ending in ", ", and an entry its forms separated by
+ * spaces ("see sees saw, "). pick draws an entry (one draw, as PICK does) and copies
+ * its form'th word into w. */
+static const char *pick(rng *r, const char *list, int form, char w[32]) {
+    int n = 0;
+    for (const char *c = list; *c; c++) n += *c == ',';
+    const char *p = list;
+    for (int i = rng_int(r, n); i > 0; i--) p = strchr(p, ',') + 2;
+    for (; form > 0; form--) p = strchr(p, ' ') + 1;
+    size_t k = strcspn(p, " ,");
+    BPT_CHECK(k < 32, "synthetic word too long");
+    memcpy(w, p, k);
+    w[k] = 0;
+    return w;
+}
+
+static void put_pick(rng *r, text *t, const char *list, int form) {
+    char w[32];
+    put(t, pick(r, list, form, w));
+}
+
 /* A singular noun phrase: "the old cat", "a horse", "the king of the island". */
 static void np_sing(rng *r, text *t, int definite) {
     const char *adj = rng_int(r, 3) == 0 ? PICK(r, adjs) : NULL;
-    const char *noun = PICK(r, nouns)[0];
+    char w[32];
+    const char *noun = pick(r, nouns, 0, w);
     const char *first = adj ? adj : noun;
     put(t, definite ? "the " : starts_with_vowel(first) ? "an " : "a ");
     if (adj) { put(t, adj); put(t, " "); }
     put(t, noun);
-    if (rng_int(r, 8) == 0) { put(t, " of the "); put(t, PICK(r, nouns)[0]); }
+    if (rng_int(r, 8) == 0) { put(t, " of the "); put_pick(r, t, nouns, 0); }
 }
 
 /* A plural noun phrase: "three red apples", "the birds". */
@@ -133,7 +143,7 @@ static void np_plur(rng *r, text *t) {
     else if (k == 1) { put(t, PICK(r, numbers)); put(t, " "); }
     else put(t, "some ");
     if (rng_int(r, 3) == 0) { put(t, PICK(r, adjs)); put(t, " "); }
-    put(t, PICK(r, nouns)[1]);
+    put_pick(r, t, nouns, 1);
 }
 
 /* Any object: mostly singular, sometimes plural, sometimes a name. */
@@ -148,7 +158,7 @@ static void sentence(rng *r, text *t) {
     size_t start = t->n;
     switch (rng_int(r, 9)) {
     case 0:   /* The old cat saw a horse near the river. */
-        np_sing(r, t, 1); put(t, " "); put(t, PICK(r, verbs)[2]); put(t, " ");
+        np_sing(r, t, 1); put(t, " "); put_pick(r, t, verbs, 2); put(t, " ");
         np_obj(r, t);
         if (rng_int(r, 2)) { put(t, " "); put(t, PICK(r, preps)); put(t, " "); np_sing(r, t, 1); }
         put(t, ".");
@@ -156,26 +166,26 @@ static void sentence(rng *r, text *t) {
     case 1:   /* A farmer often carries three apples. */
         np_sing(r, t, rng_int(r, 2));
         if (rng_int(r, 3) == 0) { put(t, " "); put(t, PICK(r, advs)); }
-        put(t, " "); put(t, PICK(r, verbs)[1]); put(t, " "); np_obj(r, t); put(t, ".");
+        put(t, " "); put_pick(r, t, verbs, 1); put(t, " "); np_obj(r, t); put(t, ".");
         break;
     case 2:   /* The birds sang quietly. */
-        np_plur(r, t); put(t, " "); put(t, PICK(r, iverbs)[2]);
+        np_plur(r, t); put(t, " "); put_pick(r, t, iverbs, 2);
         if (rng_int(r, 2)) { put(t, " "); put(t, PICK(r, advs)); }
         put(t, ".");
         break;
     case 3:   /* There are five small boats in the lake. */
         put(t, "there are "); put(t, PICK(r, numbers)); put(t, " ");
         if (rng_int(r, 2)) { put(t, PICK(r, adjs)); put(t, " "); }
-        put(t, PICK(r, nouns)[1]); put(t, " "); put(t, PICK(r, preps)); put(t, " ");
+        put_pick(r, t, nouns, 1); put(t, " "); put(t, PICK(r, preps)); put(t, " ");
         np_sing(r, t, 1); put(t, ".");
         break;
     case 4:   /* Did the king see the map? */
-        put(t, "did "); np_sing(r, t, 1); put(t, " "); put(t, PICK(r, verbs)[0]); put(t, " ");
+        put(t, "did "); np_sing(r, t, 1); put(t, " "); put_pick(r, t, verbs, 0); put(t, " ");
         np_obj(r, t); put(t, "?");
         break;
     case 5:   /* Anna wanted to paint the old door. */
         put(t, PICK(r, names)); put(t, rng_int(r, 2) ? " wanted to " : " will ");
-        put(t, PICK(r, verbs)[0]); put(t, " "); np_obj(r, t); put(t, ".");
+        put_pick(r, t, verbs, 0); put(t, " "); np_obj(r, t); put(t, ".");
         break;
     case 6: { /* The house is big and warm. */
         np_sing(r, t, 1); put(t, rng_int(r, 2) ? " is " : " was ");
@@ -186,13 +196,13 @@ static void sentence(rng *r, text *t) {
     }
     case 7:   /* When the storm came, the sailors waited. */
         put(t, "when "); np_sing(r, t, 1); put(t, " came, "); np_plur(r, t); put(t, " ");
-        put(t, PICK(r, iverbs)[2]); put(t, ".");
+        put_pick(r, t, iverbs, 2); put(t, ".");
         break;
     default: { /* In 1987 the baker built a house. */
         char year[16];
         snprintf(year, sizeof year, "%d", 1800 + rng_int(r, 220));
         put(t, "in "); put(t, year); put(t, " "); np_sing(r, t, 1); put(t, " ");
-        put(t, PICK(r, verbs)[2]); put(t, " "); np_obj(r, t); put(t, ".");
+        put_pick(r, t, verbs, 2); put(t, " "); np_obj(r, t); put(t, ".");
         break;
     }
     }

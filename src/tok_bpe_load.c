@@ -20,23 +20,13 @@ void tok_hf_free(hf_bpe *h) {
         free(h->tok[i]);
         free(h->dec[i]);
     }
-    free(h->tok);
-    free(h->toklen);
-    free(h->added_of);
-    free(h->dec);
-    free(h->declen);
-    free(h->skip);
     tok_smap_free(&h->vocab);
-    free(h->merges.slot);
-    free(h->prefix);
-    free(h->suffix);
     for (int i = 0; i < h->n_added; i++) free(h->added[i].content);
-    free(h->added);
     for (int i = 0; i < h->n_split; i++) pcre2_code_free(h->split[i].re);
-    free(h->split);
     pcre2_code_free(h->bl_re);
     pcre2_code_free(h->word_re);
-    free(h);
+    TOK_FREE(h->tok, h->toklen, h->added_of, h->dec, h->declen, h->skip, h->merges.slot, h->prefix,
+             h->suffix, h->added, h->split, h);
 }
 
 static pcre2_code *hf_compile(const char *pat, size_t len, int literal, char *msg, size_t msglen) {

@@ -97,26 +97,18 @@ char *tok_read_file(const char *path, size_t *len, char *err, size_t errlen) {
     return b.p;
 }
 
+void tok_free_each(void *const *p, size_t n) {
+    for (size_t i = 0; i < n; i++) free(p[i]);
+}
+
 /* ---- UTF-8 ---- */
 
 uint32_t tok_sp_decode_utf8(const unsigned char *s, size_t n, size_t *mblen) {
-    if (s[0] < 0x80) { *mblen = 1; return s[0]; }
-    if (n >= 2 && (s[0] & 0xE0) == 0xC0) {
-        uint32_t cp = ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-        if (is_trail(s[1]) && cp >= 0x80 && valid_cp(cp)) { *mblen = 2; return cp; }
-    } else if (n >= 3 && (s[0] & 0xF0) == 0xE0) {
-        uint32_t cp = ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        if (is_trail(s[1]) && is_trail(s[2]) && cp >= 0x800 && valid_cp(cp)) { *mblen = 3; return cp; }
-    } else if (n >= 4 && (s[0] & 0xF8) == 0xF0) {
-        uint32_t cp = ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-                      ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-        if (is_trail(s[1]) && is_trail(s[2]) && is_trail(s[3]) && cp >= 0x10000 && valid_cp(cp)) {
-            *mblen = 4;
-            return cp;
-        }
-    }
-    *mblen = 1;
-    return 0xFFFD;
+    uint32_t cp;
+    size_t bad;
+    int k = bpt_utf8_decode(s, n, &cp, &bad);
+    *mblen = k ? (size_t)k : 1;          /* SentencePiece skips one byte of a bad sequence */
+    return k ? cp : 0xFFFD;
 }
 
 size_t tok_utf8_encode(uint32_t cp, char *out) {
@@ -140,42 +132,13 @@ size_t tok_utf8_encode(uint32_t cp, char *out) {
 }
 
 void tok_utf8_lossy(const unsigned char *s, size_t n, buf_t *out) {
-    size_t i = 0;
-    while (i < n) {
-        size_t start = i;
-        unsigned char c = s[i++];
-        int ok = 1;
-        if (c >= 0x80) {
-            #define AT(k) ((k) < n ? s[k] : 0)
-            ok = 0;
-            if (c >= 0xC2 && c <= 0xDF) {
-                if (is_trail(AT(i))) { i++; ok = 1; }
-            } else if (c >= 0xE0 && c <= 0xEF) {
-                unsigned char d = AT(i);
-                int second = (c == 0xE0) ? (d >= 0xA0 && d <= 0xBF)
-                           : (c == 0xED) ? (d >= 0x80 && d <= 0x9F)
-                           : is_trail(d);
-                if (second) {
-                    i++;
-                    if (is_trail(AT(i))) { i++; ok = 1; }
-                }
-            } else if (c >= 0xF0 && c <= 0xF4) {
-                unsigned char d = AT(i);
-                int second = (c == 0xF0) ? (d >= 0x90 && d <= 0xBF)
-                           : (c == 0xF4) ? (d >= 0x80 && d <= 0x8F)
-                           : is_trail(d);
-                if (second) {
-                    i++;
-                    if (is_trail(AT(i))) {
-                        i++;
-                        if (is_trail(AT(i))) { i++; ok = 1; }
-                    }
-                }
-            }
-            #undef AT
-        }
-        if (ok) buf_add(out, s + start, i - start);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t bad;
+        int k = bpt_utf8_decode(s + i, n - i, &cp, &bad);
+        if (k) buf_add(out, s + i, (size_t)k);
         else buf_add(out, "\xEF\xBF\xBD", 3);
+        i += k ? (size_t)k : bad;
     }
 }
 

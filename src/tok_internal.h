@@ -84,6 +84,11 @@ static inline uint32_t hash_bytes(const char *s, size_t n) {   /* FNV-1a, 32 bit
     return h;
 }
 
+/* free() each of the pointers: TOK_FREE(a->x, a->y, ...) */
+void tok_free_each(void *const *p, size_t n);
+#define TOK_FREE(...) tok_free_each((void *const[]){ __VA_ARGS__ }, \
+                                    sizeof((void *const[]){ __VA_ARGS__ }) / sizeof(void *))
+
 void tok_smap_init(smap_t *m, size_t expect);
 void tok_smap_free(smap_t *m);
 void tok_smap_put(smap_t *m, const char *s, size_t n, int32_t val);   /* insert or overwrite */
@@ -138,7 +143,6 @@ char *tok_read_file(const char *path, size_t *len, char *err, size_t errlen);
 
 static inline int is_trail(unsigned char c) { return (c & 0xC0) == 0x80; }
 
-static inline int valid_cp(uint32_t c) { return c < 0xD800 || (c >= 0xE000 && c <= 0x10FFFF); }
 
 /* sentencepiece's string_util::DecodeUTF8: the code point at s (n >= 1 bytes) and
  * its length; 0xFFFD with length 1 for a malformed sequence. */

@@ -5,6 +5,7 @@
  */
 #include "tok_internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,60 +120,81 @@ static int pb_next(pb_t *r, int *field, int *wire, uint64_t *v, const unsigned c
     }
 }
 
+/* The scalar and bytes fields a message's struct takes, by field number; pb_parse reads a
+ * message into such a struct and skips every field it does not name. */
+typedef enum { PB_BOOL, PB_INT, PB_F32, PB_BYTES } pb_kind;
+
+typedef struct {
+    int field;
+    pb_kind kind;
+    size_t off;        /* int (BOOL, INT), float (F32) or const unsigned char * (BYTES) */
+    size_t len_off;    /* BYTES: its size_t length */
+} pb_field;
+
+#define PB_SCALAR(type, num, kind, member) { num, kind, offsetof(type, member), 0 }
+#define PB_BYTES_OF(type, num, member) \
+    { num, PB_BYTES, offsetof(type, member), offsetof(type, member##_len) }
+
+static int pb_parse(const unsigned char *d, size_t n, const pb_field *fields, size_t nfields,
+                    void *out, const unsigned char **fail) {
+    static const int wire_of[] = { [PB_BOOL] = 0, [PB_INT] = 0, [PB_F32] = 5, [PB_BYTES] = 2 };
+    pb_t r = {d, d + n, NULL, 0};
+    int f, w, k;
+    uint64_t v = 0;
+    const unsigned char *data = NULL;
+    size_t len = 0;
+    char *o = out;
+    while ((k = pb_next(&r, &f, &w, &v, &data, &len)) > 0) {
+        for (size_t i = 0; i < nfields; i++) {
+            const pb_field *x = &fields[i];
+            if (x->field != f || wire_of[x->kind] != w) continue;
+            switch (x->kind) {
+            case PB_BOOL: *(int *)(o + x->off) = v != 0; break;
+            case PB_INT: *(int *)(o + x->off) = (int)v; break;
+            case PB_F32: { uint32_t b = (uint32_t)v; memcpy(o + x->off, &b, 4); break; }
+            case PB_BYTES:
+                *(const unsigned char **)(o + x->off) = data;
+                *(size_t *)(o + x->len_off) = len;
+                break;
+            }
+        }
+    }
+    if (k < 0 && fail) *fail = r.fail;
+    return k;
+}
+
+/* SentencePiece (ModelProto.pieces) */
 typedef struct {
     const unsigned char *piece;
-    size_t len;
+    size_t piece_len;
     float score;
     int type;
 } pb_piece;
 
-static int pb_parse_piece(const unsigned char *d, size_t n, pb_piece *out) {
-    pb_t r = {d, d + n, NULL, 0};
-    int f, w, k;
-    uint64_t v = 0;
-    const unsigned char *data = NULL;
-    size_t len = 0;
-    out->piece = NULL;
-    out->len = 0;
-    out->score = 0;
-    out->type = SP_NORMAL;
-    while ((k = pb_next(&r, &f, &w, &v, &data, &len)) > 0) {
-        if (f == 1 && w == 2) { out->piece = data; out->len = len; }
-        else if (f == 2 && w == 5) { uint32_t x = (uint32_t)v; memcpy(&out->score, &x, 4); }
-        else if (f == 3 && w == 0) out->type = (int)v;
-    }
-    return k;
-}
+static const pb_field pb_piece_fields[] = {
+    PB_BYTES_OF(pb_piece, 1, piece),
+    PB_SCALAR(pb_piece, 2, PB_F32, score),
+    PB_SCALAR(pb_piece, 3, PB_INT, type),
+};
 
+/* TrainerSpec: what decoding needs of it */
 typedef struct {
     int model_type, byte_fallback, treat_ws_as_suffix;
-    const unsigned char *unk_surface, *unk_piece, *bos_piece, *eos_piece;
+    const unsigned char *unk_surface, *unk_piece, *bos_piece, *eos_piece;  /* NULL: absent */
     size_t unk_surface_len, unk_piece_len, bos_piece_len, eos_piece_len;
-    int has_unk_surface;
 } pb_trainer;
 
-static int pb_parse_trainer(const unsigned char *d, size_t n, pb_trainer *t, const unsigned char **fail) {
-    pb_t r = {d, d + n, NULL, 0};
-    int f, w, k;
-    uint64_t v = 0;
-    const unsigned char *data = NULL;
-    size_t len = 0;
-    while ((k = pb_next(&r, &f, &w, &v, &data, &len)) > 0) {
-        if (w == 0) {
-            if (f == 3) t->model_type = (int)v;
-            else if (f == 35) t->byte_fallback = v != 0;
-            else if (f == 24) t->treat_ws_as_suffix = v != 0;
-        } else if (w == 2) {
-            if (f == 44) { t->unk_surface = data; t->unk_surface_len = len; t->has_unk_surface = 1; }
-            else if (f == 45) { t->unk_piece = data; t->unk_piece_len = len; }
-            else if (f == 46) { t->bos_piece = data; t->bos_piece_len = len; }
-            else if (f == 47) { t->eos_piece = data; t->eos_piece_len = len; }
-        }
-    }
-    if (k < 0) *fail = r.fail;
-    return k;
-}
+static const pb_field pb_trainer_fields[] = {
+    PB_SCALAR(pb_trainer, 3, PB_INT, model_type),
+    PB_SCALAR(pb_trainer, 35, PB_BOOL, byte_fallback),
+    PB_SCALAR(pb_trainer, 24, PB_BOOL, treat_ws_as_suffix),
+    PB_BYTES_OF(pb_trainer, 44, unk_surface),
+    PB_BYTES_OF(pb_trainer, 45, unk_piece),
+    PB_BYTES_OF(pb_trainer, 46, bos_piece),
+    PB_BYTES_OF(pb_trainer, 47, eos_piece),
+};
 
+/* NormalizerSpec (normalizer_spec and denormalizer_spec) */
 typedef struct {
     int add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
     const unsigned char *charsmap;
@@ -181,29 +203,17 @@ typedef struct {
     size_t name_len;
 } pb_normspec;
 
-static int pb_parse_normspec(const unsigned char *d, size_t n, pb_normspec *s, const unsigned char **fail) {
-    pb_t r = {d, d + n, NULL, 0};
-    int f, w, k;
-    uint64_t v = 0;
-    const unsigned char *data = NULL;
-    size_t len = 0;
-    while ((k = pb_next(&r, &f, &w, &v, &data, &len)) > 0) {
-        if (w == 0) {
-            if (f == 3) s->add_dummy_prefix = v != 0;
-            else if (f == 4) s->remove_extra_whitespaces = v != 0;
-            else if (f == 5) s->escape_whitespaces = v != 0;
-        } else if (w == 2) {
-            if (f == 1) { s->name = data; s->name_len = len; }
-            else if (f == 2) { s->charsmap = data; s->charsmap_len = len; }
-        }
-    }
-    if (k < 0) *fail = r.fail;
-    return k;
-}
+static const pb_field pb_normspec_fields[] = {
+    PB_BYTES_OF(pb_normspec, 1, name),
+    PB_BYTES_OF(pb_normspec, 2, charsmap),
+    PB_SCALAR(pb_normspec, 3, PB_BOOL, add_dummy_prefix),
+    PB_SCALAR(pb_normspec, 4, PB_BOOL, remove_extra_whitespaces),
+    PB_SCALAR(pb_normspec, 5, PB_BOOL, escape_whitespaces),
+};
 
-/* ---- normalizer ---- */
+#define PB_PARSE(d, n, table, out, fail) \
+    pb_parse(d, n, table, sizeof table / sizeof table[0], out, fail)
 
-/* Decode the precompiled charsmap: <u32 trie size><double array><strings>. */
 static int sp_norm_init(sp_norm *nz, const pb_normspec *s) {
     nz->add_dummy_prefix = s->add_dummy_prefix;
     nz->remove_extra_whitespaces = s->remove_extra_whitespaces;
@@ -343,18 +353,11 @@ static void sp_normalize(const sp_model *m, const sp_norm *nz, int ws_suffix,
 void tok_sp_free(sp_model *m) {
     if (!m) return;
     if (m->piece) for (int i = 0; i < m->n; i++) free(m->piece[i]);
-    free(m->piece);
-    free(m->len);
-    free(m->score);
-    free(m->type);
-    free(m->byteval);
     tok_smap_free(&m->normal);
     tok_smap_free(&m->reserved);
-    free(m->pairs.slot);
-    free(m->unk_surface);
     sp_norm_free(&m->norm);
     sp_norm_free(&m->denorm);
-    free(m);
+    TOK_FREE(m->piece, m->len, m->score, m->type, m->byteval, m->pairs.slot, m->unk_surface, m);
 }
 
 void tok_sp_ids(const sp_model *m, int *vocab_size, int *bos_id, int *eos_id) {
@@ -390,13 +393,13 @@ sp_model *tok_sp_load(const char *path, const char *data, size_t size, char *err
     while ((k = pb_next(&r, &f, &w, &v, &fd, &flen)) > 0) {
         if (f == 1 && w == 2) npieces++;
         else if (f == 2 && w == 2) {
-            if (pb_parse_trainer(fd, flen, &tr, &inner) < 0) { k = -1; inside = "trainer_spec"; }
+            if (PB_PARSE(fd, flen, pb_trainer_fields, &tr, &inner) < 0) { k = -1; inside = "trainer_spec"; }
             has_trainer = 1;
         } else if (f == 3 && w == 2) {
-            if (pb_parse_normspec(fd, flen, &ns, &inner) < 0) { k = -1; inside = "normalizer_spec"; }
+            if (PB_PARSE(fd, flen, pb_normspec_fields, &ns, &inner) < 0) { k = -1; inside = "normalizer_spec"; }
             has_norm = 1;
         } else if (f == 5 && w == 2) {
-            if (pb_parse_normspec(fd, flen, &dn, &inner) < 0) { k = -1; inside = "denormalizer_spec"; }
+            if (PB_PARSE(fd, flen, pb_normspec_fields, &dn, &inner) < 0) { k = -1; inside = "denormalizer_spec"; }
         }
         if (k < 0) break;
     }
@@ -456,8 +459,9 @@ sp_model *tok_sp_load(const char *path, const char *data, size_t size, char *err
     int i = 0;
     while ((k = pb_next(&r, &f, &w, &v, &fd, &flen)) > 0) {
         if (!(f == 1 && w == 2)) continue;
-        pb_piece pc;
-        if (pb_parse_piece(fd, flen, &pc) < 0 || pc.len == 0 || memchr(pc.piece, 0, pc.len)) {
+        pb_piece pc = { NULL, 0, 0.0f, SP_NORMAL };
+        if (PB_PARSE(fd, flen, pb_piece_fields, &pc, NULL) < 0 || pc.piece_len == 0 ||
+            memchr(pc.piece, 0, pc.piece_len)) {
             bpt_err(err, errlen, "%s: SentencePiece piece %d (at byte offset %zu) is empty or malformed", path, i,
                     (size_t)(fd - (const unsigned char *)data));
             goto fail;
@@ -466,20 +470,20 @@ sp_model *tok_sp_load(const char *path, const char *data, size_t size, char *err
             bpt_err(err, errlen, "%s: SentencePiece piece %d has unknown type %d", path, i, pc.type);
             goto fail;
         }
-        m->piece[i] = bpt_xmalloc(pc.len + 1);
-        memcpy(m->piece[i], pc.piece, pc.len);
-        m->piece[i][pc.len] = 0;
-        m->len[i] = (uint32_t)pc.len;
+        m->piece[i] = bpt_xmalloc(pc.piece_len + 1);
+        memcpy(m->piece[i], pc.piece, pc.piece_len);
+        m->piece[i][pc.piece_len] = 0;
+        m->len[i] = (uint32_t)pc.piece_len;
         m->score[i] = pc.score;
         m->type[i] = (unsigned char)pc.type;
         int normal = pc.type == SP_NORMAL || pc.type == SP_USER_DEFINED || pc.type == SP_UNUSED;
         smap_t *map = normal ? &m->normal : &m->reserved;
-        if (smap_get(map, m->piece[i], pc.len) >= 0) {
+        if (smap_get(map, m->piece[i], pc.piece_len) >= 0) {
             bpt_err(err, errlen, "%s: SentencePiece piece \"%s\" is defined twice", path, m->piece[i]);
             i++;
             goto fail;
         }
-        tok_smap_put(map, m->piece[i], pc.len, i);
+        tok_smap_put(map, m->piece[i], pc.piece_len, i);
         if (pc.type == SP_UNKNOWN) {
             if (m->unk_id >= 0) {
                 bpt_err(err, errlen, "%s: SentencePiece model defines unk twice", path);
@@ -492,7 +496,7 @@ sp_model *tok_sp_load(const char *path, const char *data, size_t size, char *err
         if (pc.type == SP_BYTE) {             /* must be "<0xXX>", upper-case hex */
             unsigned v2 = 0;
             char want[8] = "";
-            if (pc.len == 6 && sscanf(m->piece[i], "<0x%2X>", &v2) == 1)
+            if (pc.piece_len == 6 && sscanf(m->piece[i], "<0x%2X>", &v2) == 1)
                 snprintf(want, sizeof want, "<0x%02X>", v2);
             if (!m->byte_fallback || strcmp(want, m->piece[i]) != 0) {
                 bpt_err(err, errlen, "%s: byte piece \"%s\" is invalid (or "
@@ -505,7 +509,7 @@ sp_model *tok_sp_load(const char *path, const char *data, size_t size, char *err
         if (pc.type == SP_UNUSED) m->has_unused = 1;
         if (pc.type == SP_USER_DEFINED) {
             m->n_user++;
-            if ((int)pc.len > m->user_maxlen) m->user_maxlen = (int)pc.len;
+            if ((int)pc.piece_len > m->user_maxlen) m->user_maxlen = (int)pc.piece_len;
             m->user_first[pc.piece[0]] = 1;
         }
         i++;
@@ -534,7 +538,7 @@ sp_model *tok_sp_load(const char *path, const char *data, size_t size, char *err
         id = sp_piece_to_id(m, ep, el);
         m->eos_id = m->type[id] == SP_CONTROL ? id : -1;
     }
-    if (tr.has_unk_surface) {
+    if (tr.unk_surface) {
         m->unk_surface = bpt_xmalloc(tr.unk_surface_len + 1);
         memcpy(m->unk_surface, tr.unk_surface, tr.unk_surface_len);
         m->unk_surface[tr.unk_surface_len] = 0;

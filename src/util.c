@@ -155,6 +155,26 @@ int bpt_mkdirs(const char *path) {
     return 0;
 }
 
+int bpt_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp, size_t *bad) {
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;     /* the range of the second byte */
+    int need;                                    /* trailing bytes */
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) { need = 2; lo = c == 0xE0 ? 0xA0 : lo; hi = c == 0xED ? 0x9F : hi; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 3; lo = c == 0xF0 ? 0x90 : lo; hi = c == 0xF4 ? 0x8F : hi; }
+    else { *bad = 1; return 0; }
+    uint32_t x = c & (0x3Fu >> need);
+    size_t i = 1;
+    for (; i <= (size_t)need && i < n; i++) {
+        unsigned d = s[i];
+        if (d < (i == 1 ? lo : 0x80) || d > (i == 1 ? hi : 0xBF)) break;
+        x = x << 6 | (d & 0x3F);
+    }
+    if (i == (size_t)need + 1) { *cp = x; return need + 1; }
+    *bad = i;
+    return 0;
+}
+
 void bpt_dirname(const char *path, char *dir, size_t len) {
     snprintf(dir, len, "%s", path);
     char *slash = strrchr(dir, '/');

@@ -41,6 +41,12 @@ void bpt_philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4])
 float bpt_randn(uint64_t seed, const char *name, uint64_t idx);
 uint64_t bpt_hash64(const char *s);   /* FNV-1a */
 
+/* The UTF-8 sequence at s (n > 0 bytes): its length (1 to 4) with its code point in *cp
+ * when it is well-formed (Unicode table 3-7: no overlong form, no surrogate, at most
+ * U+10FFFF); else 0, with *bad the length of its maximal ill-formed subpart (at least 1),
+ * which a lossy decoder replaces by one U+FFFD. */
+int bpt_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp, size_t *bad);
+
 /* Human readable bytes: "1.50 GiB" into buf. */
 const char *bpt_fmt_bytes(double bytes, char *buf, size_t n);
 

@@ -18,6 +18,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/elementwise.h"
 #include "bpt/util.h"   /* bpt_xmalloc: kernel scratch; failure is an internal error */
 
 
@@ -145,8 +146,11 @@ static void cpu_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const flo
 /* ------------------------------------------------------------------------- */
 /* RoPE (rotate_half): (x1, x2) = (x[i], x[i+Dh/2]) -> (x1 c - x2 s, x2 c + x1 s) */
 
-// x (B,T,nh,Dh), cos/sin (T,Dh/2), in place
-static void cpu_rope_fwd(float *x, const float *cos, const float *sin, int B, int T, int nh, int Dh) {
+// x (B,T,nh,Dh), cos/sin (T,Dh/2), in place, by the angle times sign: +1 is the
+// forward rotation, -1 its transpose, the backward (y1 = x1 c - x2 s, y2 = x2 c + x1 s
+// => dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s)
+static void rope_rotate(float *x, const float *cos, const float *sin, float sign, int B, int T, int nh,
+                        int Dh) {
     int half = Dh / 2;
     #pragma omp parallel for schedule(static)
     for (long bt = 0; bt < (long)B * T; bt++) {
@@ -156,32 +160,20 @@ static void cpu_rope_fwd(float *x, const float *cos, const float *sin, int B, in
             float *x1 = x + ((size_t)bt * nh + h) * Dh, *x2 = x1 + half;
             #pragma omp simd
             for (int i = 0; i < half; i++) {
-                float a = x1[i], b = x2[i];
-                x1[i] = a * c[i] - b * s[i];
-                x2[i] = b * c[i] + a * s[i];
+                float a = x1[i], b = x2[i], si = sign * s[i];
+                x1[i] = a * c[i] - b * si;
+                x2[i] = b * c[i] + a * si;
             }
         }
     }
 }
 
-// dx (B,T,nh,Dh) in place: the transpose of the forward rotation (angle -> -angle)
+static void cpu_rope_fwd(float *x, const float *cos, const float *sin, int B, int T, int nh, int Dh) {
+    rope_rotate(x, cos, sin, 1.0f, B, T, nh, Dh);
+}
+
 static void cpu_rope_bwd(float *dx, const float *cos, const float *sin, int B, int T, int nh, int Dh) {
-    int half = Dh / 2;
-    #pragma omp parallel for schedule(static)
-    for (long bt = 0; bt < (long)B * T; bt++) {
-        int t = (int)(bt % T);
-        const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
-        for (int h = 0; h < nh; h++) {
-            float *d1 = dx + ((size_t)bt * nh + h) * Dh, *d2 = d1 + half;
-            #pragma omp simd
-            for (int i = 0; i < half; i++) {
-                // y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s
-                float a = d1[i], b = d2[i];
-                d1[i] = a * c[i] + b * s[i];
-                d2[i] = b * c[i] - a * s[i];
-            }
-        }
-    }
+    rope_rotate(dx, cos, sin, -1.0f, B, T, nh, Dh);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -259,49 +251,77 @@ static void cpu_embed_bwd(float *dwte, const float *dout, const int32_t *tok, in
 /* ------------------------------------------------------------------------- */
 /* Cross-entropy, fused forward and backward on one chunk */
 
-// logits (N,V) -> dlogits (N,V) in place; out[0] += sum mask*nll, out[1] += sum mask*correct.
-// mask may be NULL (all ones). Rows are independent; their sums are added in row order.
-static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets, const float *mask,
-                             int N, int V, float scale) {
+/* What a cross-entropy row needs: the fused one (one shard holds all V) or the
+ * vocabulary-parallel finish (this shard's V logits from v0, and the row statistics
+ * agreed over tp). */
+typedef struct {
+    float *logits;
+    const int32_t *targets;
+    const float *mask, *rmax, *sumexp, *tlogit;
+    const int32_t *amax_idx;
+    int N, V, v0;
+    float scale;
+} xent_args;
+
+/* One row x of weight mk > 0: its mask-weighted nll and hit, and x <- dloss/dx. */
+typedef void (*xent_row_fn)(const xent_args *a, int n, float *x, float mk, double *nll, double *hit);
+
+// Every row through row (a masked row: zero gradient, no loss), in parallel; out[0] +=
+// sum mask*nll, out[1] += sum mask*correct, added in row order.
+static void xent_rows(const xent_args *a, xent_row_fn row, double *out) {
+    int N = a->N;
     double *nll = bpt_xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
     double *hit = nll + N;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        float *x = logits + (size_t)n * V;
-        float mk = mask ? mask[n] : 1.0f;
-        int tgt = targets[n];
+        float *x = a->logits + (size_t)n * a->V;
+        float mk = a->mask ? a->mask[n] : 1.0f;
         nll[n] = 0.0; hit[n] = 0.0;
-        if (mk == 0.0f) { memset(x, 0, (size_t)V * sizeof(float)); continue; }
-        // max, vectorised per block of 256; argmax = first index of the max (ties: lowest id)
-        float mx = -INFINITY;
-        int blk = 0, am;
-        for (int b0 = 0; b0 < V; b0 += 256) {
-            int b1 = b0 + 256 < V ? b0 + 256 : V;
-            float bm = -INFINITY;
-            #pragma omp simd reduction(max:bm)
-            for (int i = b0; i < b1; i++) bm = x[i] > bm ? x[i] : bm;
-            if (bm > mx) { mx = bm; blk = b0; }
-        }
-        for (am = blk; am < V - 1 && x[am] != mx; am++) {}
-        int valid = tgt >= 0 && tgt < V;
-        float xt = valid ? x[tgt] : 0.0f;   /* no target logit: nll = lse, as over tp */
-        // x <- e = exp(x - max)
-        double sum = bpt_cpu_vexp(x, x, (size_t)V, 1.0f, -mx);
-        double lse = mx + log(sum);
-        // nll = logsumexp - x[target]
-        nll[n] = mk * (lse - xt);
-        hit[n] = mk * (am == tgt);
-        // dloss/dx = scale * mask * (softmax - onehot)
-        float c = (float)(scale * mk / sum);
-        #pragma omp simd
-        for (int i = 0; i < V; i++) x[i] *= c;
-        if (valid) x[tgt] -= scale * mk;
+        if (mk == 0.0f) { memset(x, 0, (size_t)a->V * sizeof(float)); continue; }
+        row(a, n, x, mk, &nll[n], &hit[n]);
     }
     double s0 = 0.0, s1 = 0.0;
     for (int n = 0; n < N; n++) { s0 += nll[n]; s1 += hit[n]; }
     out[0] += s0;
     out[1] += s1;
     free(nll);
+}
+
+static void xent_fused_row(const xent_args *a, int n, float *x, float mk, double *nll, double *hit) {
+    int V = a->V, tgt = a->targets[n];
+    float scale = a->scale;
+    // max, vectorised per block of 256; argmax = first index of the max (ties: lowest id)
+    float mx = -INFINITY;
+    int blk = 0, am;
+    for (int b0 = 0; b0 < V; b0 += 256) {
+        int b1 = b0 + 256 < V ? b0 + 256 : V;
+        float bm = -INFINITY;
+        #pragma omp simd reduction(max:bm)
+        for (int i = b0; i < b1; i++) bm = x[i] > bm ? x[i] : bm;
+        if (bm > mx) { mx = bm; blk = b0; }
+    }
+    for (am = blk; am < V - 1 && x[am] != mx; am++) {}
+    int valid = tgt >= 0 && tgt < V;
+    float xt = valid ? x[tgt] : 0.0f;   /* no target logit: nll = lse, as over tp */
+    // x <- e = exp(x - max)
+    double sum = bpt_cpu_vexp(x, x, (size_t)V, 1.0f, -mx);
+    double lse = mx + log(sum);
+    // nll = logsumexp - x[target]
+    *nll = mk * (lse - xt);
+    *hit = mk * (am == tgt);
+    // dloss/dx = scale * mask * (softmax - onehot)
+    float c = (float)(scale * mk / sum);
+    #pragma omp simd
+    for (int i = 0; i < V; i++) x[i] *= c;
+    if (valid) x[tgt] -= scale * mk;
+}
+
+// logits (N,V) -> dlogits (N,V) in place; out[0] += sum mask*nll, out[1] += sum mask*correct.
+// mask may be NULL (all ones). Rows are independent; their sums are added in row order.
+static void cpu_xent_fwd_bwd(float *logits, double *out, const int32_t *targets, const float *mask,
+                             int N, int V, float scale) {
+    xent_args a = { .logits = logits, .targets = targets, .mask = mask, .N = N, .V = V, .scale = scale };
+    xent_rows(&a, xent_fused_row, out);
 }
 
 /* ---- the vocabulary-parallel cross-entropy, in three steps (see kernels.h) ---- */
@@ -333,31 +353,24 @@ static void cpu_xent_sumexp(const float *logits, const float *rmax, int N, int V
     }
 }
 
+static void xent_finish_row(const xent_args *a, int n, float *x, float mk, double *nll, double *hit) {
+    int V = a->V;
+    float rmax = a->rmax[n], sumexp = a->sumexp[n], scale = a->scale;
+    // nll = log(sum exp) + max - x[target]
+    *nll = mk * (log((double)sumexp) + rmax - a->tlogit[n]);
+    *hit = mk * (a->amax_idx[n] == a->targets[n]);
+    // dloss/dx = scale * mask * (softmax - onehot)
+    float c = scale * mk / sumexp;
+    for (int i = 0; i < V; i++) x[i] = c * expf(x[i] - rmax);
+    int t = a->targets[n] - a->v0;
+    if (t >= 0 && t < V) x[t] -= scale * mk;
+}
+
 static void cpu_xent_finish(float *logits, double *out, const int32_t *targets, const float *mask,
                             const float *rmax, const float *sumexp, const float *tlogit,
                             const int32_t *amax_idx, int N, int V, int v0, float scale) {
-    double *nll = bpt_xmalloc(sizeof(double) * 2 * (size_t)(N > 0 ? N : 1));
-    double *hit = nll + N;
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *x = logits + (size_t)n * V;
-        float mk = mask ? mask[n] : 1.0f;
-        nll[n] = 0.0; hit[n] = 0.0;
-        if (mk == 0.0f) { memset(x, 0, (size_t)V * sizeof(float)); continue; }
-        // nll = log(sum exp) + max - x[target]
-        nll[n] = mk * (log((double)sumexp[n]) + rmax[n] - tlogit[n]);
-        hit[n] = mk * (amax_idx[n] == targets[n]);
-        // dloss/dx = scale * mask * (softmax - onehot)
-        float c = scale * mk / sumexp[n];
-        for (int i = 0; i < V; i++) x[i] = c * expf(x[i] - rmax[n]);
-        int t = targets[n] - v0;
-        if (t >= 0 && t < V) x[t] -= scale * mk;
-    }
-    double s0 = 0.0, s1 = 0.0;
-    for (int n = 0; n < N; n++) { s0 += nll[n]; s1 += hit[n]; }
-    out[0] += s0;
-    out[1] += s1;
-    free(nll);
+    xent_args a = { logits, targets, mask, rmax, sumexp, tlogit, amax_idx, N, V, v0, scale };
+    xent_rows(&a, xent_finish_row, out);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -368,14 +381,7 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
                       float lr, float b1, float b2, float eps, float wd,
                       float bc1, float bc2, float gscale) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * gscale;
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
-    }
+    for (size_t i = 0; i < n; i++) bpt_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2, gscale);
 }
 
 // x (n) -> out[0] = sum x^2: fixed 64K blocks in parallel, block sums added in order,

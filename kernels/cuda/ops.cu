@@ -6,6 +6,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/elementwise.h"
 
 using namespace bptcu;
 
@@ -377,14 +378,8 @@ extern "C" void bpt_cu_xent_finish(float *logits, double *out, const int32_t *ta
 
 __global__ void adamw_k(float *p, const float *g_, float *m, float *v, size_t n, float lr, float b1, float b2,
                         float eps, float wd, float bc1, float bc2, float gscale) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float gi = g_[i] * gscale;
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
-    }
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        bpt_adamw_elem(&p[i], g_[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2, gscale);
 }
 extern "C" void bpt_cu_adamw(float *p, const float *g_, float *m, float *v, size_t n, float lr, float b1,
                              float b2, float eps, float wd, float bc1, float bc2, float gscale) {
