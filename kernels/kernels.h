@@ -21,6 +21,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The shape of an attention segment pair (attn_fwd_seg, attn_bwd_seg). Token t of
+ * batch row b is row b*q_ld + t of q, o, dout, dq and column b*q_ld + t of lse's
+ * (B, H, q_ld) layout (per head h: lse + (b*H + h)*q_ld + t), and row b*k_ld + t of k,
+ * v, dk, dv: a segment is Tq (Tk) tokens inside rows of q_ld (k_ld). */
+typedef struct {
+    int B, H, KVH, Dh, Bq, Bk;      /* as for attn_fwd */
+    int Tq, Tk;                     /* tokens of the query and the key segment */
+    int q_ld, k_ld;                 /* tokens per batch row of the arrays they sit in */
+    int64_t q_pos, k_pos;           /* global position of the first query and key */
+} bpt_attn_seg;
+
 typedef struct bpt_kernels {
     const char *name;            /* "cpu", "cuda", "null" */
 
@@ -89,6 +100,21 @@ typedef struct bpt_kernels {
                      const float *q, const float *k, const float *v,
                      const float *o, const float *lse,
                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
+
+    /* The same for one (query segment, key segment) pair of a sequence sharded over
+     * ranks (ring attention, mesh/ring.c): the queries are global positions
+     * q_pos .. q_pos+Tq-1, the keys k_pos .. k_pos+Tk-1, and a key is visible to a
+     * query iff its position is not after the query's. Pointers are at the segment's
+     * first token; see bpt_attn_seg for the strides. attn_fwd_seg with merge = 0 sets
+     * o and lse (a row that sees no key: o = 0, lse = -inf); merge = 1 combines this
+     * pair with the o, lse already there through their log-sum-exp, in fp32.
+     * attn_bwd_seg adds the pair's contributions to dq, dk, dv, given the final o and
+     * lse (over all keys). NULL where a backend has no ring attention yet. */
+    void (*attn_fwd_seg)(float *o, float *lse, const float *q, const float *k, const float *v,
+                         const bpt_attn_seg *s, int merge);
+    void (*attn_bwd_seg)(float *dq, float *dk, float *dv, const float *dout,
+                         const float *q, const float *k, const float *v,
+                         const float *o, const float *lse, const bpt_attn_seg *s);
 
     /* Vanilla causal attention: materialises probs (B,H,T,T) (upper triangle zero). */
     void (*attn_vanilla_fwd)(float *o, float *probs, const float *q, const float *k, const float *v,

@@ -38,6 +38,11 @@ static void null_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
                           const float *q, const float *k, const float *v,
                           const float *o, const float *lse,
                           int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {}
+static void null_attn_fwd_seg(float *o, float *lse, const float *q, const float *k, const float *v,
+                              const bpt_attn_seg *s, int merge) {}
+static void null_attn_bwd_seg(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *o, const float *lse,
+                              const bpt_attn_seg *s) {}
 static void null_attn_vanilla_fwd(float *o, float *probs, const float *q, const float *k,
                                   const float *v, int B, int T, int H, int KVH, int Dh) {}
 static void null_attn_vanilla_bwd(float *dq, float *dk, float *dv, const float *dout,
@@ -73,6 +78,8 @@ const bpt_kernels bpt_kernels_null = {
     .embed_bwd = null_embed_bwd,
     .attn_fwd = null_attn_fwd,
     .attn_bwd = null_attn_bwd,
+    .attn_fwd_seg = null_attn_fwd_seg,
+    .attn_bwd_seg = null_attn_bwd_seg,
     .attn_vanilla_fwd = null_attn_vanilla_fwd,
     .attn_vanilla_bwd = null_attn_vanilla_bwd,
     .xent_fwd_bwd = null_xent_fwd_bwd,

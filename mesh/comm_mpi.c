@@ -109,14 +109,14 @@ void bpt_agree_or_exit(int rc, const char *msg) {
 
 static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint64_t)(bytes + 0.5); }
 
-void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp) {
+void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp, int sp) {
     memset(c, 0, sizeof *c);
     c->dry = 1;
-    int sizes[BPT_NAXES] = {dp, fsdp, tp, dp * fsdp, dp * fsdp * tp};
+    int sizes[BPT_NAXES] = {dp, fsdp, tp, sp, dp * fsdp, dp * fsdp * tp * sp};
     for (int a = 0; a < BPT_NAXES; a++) { c->size[a] = sizes[a]; c->comm[a] = MPI_COMM_NULL; }
 }
 
-void bpt_comm_single(bpt_comm *c) { bpt_comm_dry(c, 1, 1, 1); c->dry = 0; }
+void bpt_comm_single(bpt_comm *c) { bpt_comm_dry(c, 1, 1, 1, 1); c->dry = 0; }
 
 /* Nothing to do on a one-rank axis; a dry comm only counts. */
 static int skip(bpt_comm *c, bpt_axis a, double bytes) {
@@ -213,7 +213,7 @@ static void copy_local(bpt_comm *c, void *out, const void *in, size_t bytes) {
 static void allgather(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, size_t size,
                       bpt_request *req) {
     int p = c->size[a];
-    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; req->what = "all-gather (prefetched)"; req->axis = a; }
+    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; req->what = "all-gather (prefetched)"; req->axis = a; req->paired = 0; }
     if (p == 1) { if (in) copy_local(c, out, in, n * size); return; }
     if (skip(c, a, (double)(p - 1) * n * size)) return;
     if (DEV(c, out)) {
@@ -251,17 +251,36 @@ void bpt_iallgather_bf16(bpt_comm *c, bpt_axis a, uint16_t *out, size_t n, bpt_r
 
 void bpt_wait(bpt_comm *c, bpt_request *req) {
     if (req->ev) bpt_nccl_wait(c, req);
-    if (req->r != MPI_REQUEST_NULL) {
+    if (req->r != MPI_REQUEST_NULL || req->paired) {
         bpt_watchdog_enter(req->what ? req->what : "non-blocking collective", req->axis);
         MPI_Wait(&req->r, MPI_STATUS_IGNORE);
+        if (req->paired) MPI_Wait(&req->r2, MPI_STATUS_IGNORE);
         bpt_watchdog_leave();
     }
     req->r = MPI_REQUEST_NULL;
+    req->paired = 0;
+}
+
+void bpt_ring_shift_f32(bpt_comm *c, bpt_axis a, float *recv, const float *send, size_t n, bpt_request *req) {
+    *req = (bpt_request){ MPI_REQUEST_NULL, NULL, "ring send/receive", a, 0, MPI_REQUEST_NULL };
+    int p = c->size[a];
+    if (p == 1 || c->dry) {
+        if (p == 1) copy_local(c, recv, send, n * sizeof(float));
+        else count(c, a, (double)n * sizeof(float));
+        return;
+    }
+    BPT_CHECK(!DEV(c, recv) && !DEV(c, send), "the ring exchange of device buffers needs NCCL send/recv");
+    BPT_CHECK(n <= INT_MAX, "ring message of %zu floats", n);
+    count(c, a, (double)n * sizeof(float));
+    int me = c->rank[a], next = (me + 1) % p, prev = (me + p - 1) % p;
+    MPI_Irecv(recv, (int)n, MPI_FLOAT, prev, 0, c->comm[a], &req->r2);
+    MPI_Isend(send, (int)n, MPI_FLOAT, next, 0, c->comm[a], &req->r);
+    req->paired = 1;
 }
 
 static void reduce_scatter(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req) {
     int p = c->size[a];
-    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; req->what = "reduce-scatter (overlapped)"; req->axis = a; }
+    if (req) { req->r = MPI_REQUEST_NULL; req->ev = NULL; req->what = "reduce-scatter (overlapped)"; req->axis = a; req->paired = 0; }
     if (p == 1) { copy_local(c, out, in, n * sizeof(float)); return; }
     if (skip(c, a, (double)(p - 1) * n * sizeof(float))) return;
     if (DEV(c, in)) { bpt_nccl_reduce_scatter(c, a, out, in, n, BPT_DT_F32, req); return; }

@@ -95,7 +95,7 @@ int bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen) {
         /* the mesh axes; batch and world carry host buffers only (loss statistics, the
          * agreements), which stay on MPI, so their NCCL buffers would be GPU memory spent
          * for nothing */
-        int mesh_axis = a == BPT_AXIS_DP || a == BPT_AXIS_FSDP || a == BPT_AXIS_TP;
+        int mesh_axis = a == BPT_AXIS_DP || a == BPT_AXIS_FSDP || a == BPT_AXIS_TP || a == BPT_AXIS_SP;
         if (!single && (c->size[a] == 1 || !mesh_axis)) continue;
         const char *name = bpt_axis_name((bpt_axis)a);
         struct { int ok; ncclUniqueId id; } h;

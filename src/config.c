@@ -634,13 +634,14 @@ int cfg_set_value(bpt_config *c, const keydef *k, const char *v, int store, char
 
 /* mesh_dim: three comma-separated integers (>= 1, or -1 at most once), or the named
  * form dp:A,fsdp:B,tp:C in any order (mp is an alias of tp). */
-int bpt_mesh_dim_parse(const char *v, int dims[3], char *why, size_t n) {
-    const char *ex = "expected three comma-separated integers like 1,-1,1 or dp:1,fsdp:-1,tp:1";
+int bpt_mesh_dim_parse(const char *v, int dims[BPT_MESH_AXES], char *why, size_t n) {
+    const char *ex = "expected dp,fsdp,tp or dp,fsdp,tp,sp (integers, like 1,-1,1 or 1,-1,1,4) or "
+                     "dp:1,fsdp:-1,tp:1[,sp:4]";
     char s[BPT_STR];
     if (strlen(v) >= sizeof s) return bpt_err(why, n, "too long; %s", ex);
     cfg_trim(v, s, sizeof s);
     if (s[0] == '!') return bpt_err(why, n, "a leading '!' (plain device order) is not supported; %s", ex);
-    int nparts = 0, nminus = 0, named = 0, seen[3] = { 0, 0, 0 }, d[3] = { 0, 0, 0 };
+    int nparts = 0, nminus = 0, named = 0, seen[BPT_MESH_AXES] = { 0 }, d[BPT_MESH_AXES] = { 0, 0, 0, 1 };
     char *save = NULL;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char part[64];
@@ -653,8 +654,8 @@ int bpt_mesh_dim_parse(const char *v, int dims[3], char *why, size_t n) {
             char name[32];
             cfg_trim(part, name, sizeof name);
             axis = !strcmp(name, "dp") ? 0 : !strcmp(name, "fsdp") ? 1
-                 : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : -1;
-            if (axis < 0) return bpt_err(why, n, "unknown axis '%s' (axes are dp, fsdp, tp)", name);
+                 : (!strcmp(name, "tp") || !strcmp(name, "mp")) ? 2 : !strcmp(name, "sp") ? 3 : -1;
+            if (axis < 0) return bpt_err(why, n, "unknown axis '%s' (axes are dp, fsdp, tp, sp)", name);
             if (seen[axis]++) return bpt_err(why, n, "axis '%s' given twice", name);
             named++;
             num = colon + 1;
@@ -664,10 +665,11 @@ int bpt_mesh_dim_parse(const char *v, int dims[3], char *why, size_t n) {
         if (parse_i64(num, &x) != 0 || (x < 1 && x != -1) || x > BPT_MAX_RANKS)
             return bpt_err(why, n, "each size must be a positive integer up to %d or -1; %s", BPT_MAX_RANKS, ex);
         if (x == -1) nminus++;
-        if (axis < 3) d[axis] = (int)x;
+        if (axis < BPT_MESH_AXES) d[axis] = (int)x;
     }
-    if (nparts != 3) return bpt_err(why, n, "%d parts; %s", nparts, ex);
-    if (named && named != 3) return bpt_err(why, n, "name every axis or none; %s", ex);
+    if (nparts != 3 && nparts != 4) return bpt_err(why, n, "%d parts; %s", nparts, ex);
+    if (named && (named != nparts || !seen[0] || !seen[1] || !seen[2]))
+        return bpt_err(why, n, "name every axis or none (sp may be left out); %s", ex);
     if (nminus > 1) return bpt_err(why, n, "at most one size may be -1; %s", ex);
     if (dims) memcpy(dims, d, sizeof d);
     return 0;

@@ -47,9 +47,12 @@ static void train_step(bpt_model *m, bpt_comm *comm, bpt_batch *bs, int accum,
 
 /* ------------------------------------------------------------------- plan -- */
 
-int bpt_plan_check_mesh(const bpt_config *c, const int dims[3], char *err, size_t errlen) {
+int bpt_plan_check_mesh(const bpt_config *c, const int dims[BPT_MESH_AXES], char *err, size_t errlen) {
     const bpt_llama_config *l = &c->llama;
     int tp = dims[2], batch = dims[0] * dims[1];
+    if (dims[3] > 1)
+        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d: the model does not shard the "
+                       "sequence yet, only the ring attention kernels do; use sp=1)", c->mesh_dim, dims[3]);
     struct { const char *key; int v; } div[] = {
         {"llama.num_attention_heads", l->num_attention_heads}, {"llama.num_key_value_heads", bpt_kv_heads(l)},
         {"llama.intermediate_size", l->intermediate_size}, {"llama.vocab_size", l->vocab_size},
@@ -99,7 +102,7 @@ static void plan_at_peak(const bpt_arena *a, bpt_plan *p) {
     free(g);
 }
 
-static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_plan *p) {
+static int plan_run(const bpt_config *c, const int dims[BPT_MESH_AXES], int B, int T, bpt_plan *p) {
     /* every arena allocation of a real step, no memory touched, no math done */
     bpt_arena a;
     size_t reserve = (size_t)1 << 46;
@@ -112,7 +115,7 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
     const bpt_kernels *tk = bpt_kernels_get(bpt_device_name(c->device));
     if (tk && tk->workspace) bpt_arena_alloc(&a, tk->workspace, "backend workspace");
     bpt_comm comm;
-    bpt_comm_dry(&comm, dims[0], dims[1], dims[2]);
+    bpt_comm_dry(&comm, dims[0], dims[1], dims[2], dims[3]);
     bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, &comm);
     bpt_model_set_dtype(m, c->dtype);
     int accum = c->optimizer.accumulate_gradient_steps;
@@ -137,7 +140,7 @@ static int plan_run(const bpt_config *c, const int dims[3], int B, int T, bpt_pl
 }
 
 int bpt_plan_step(const bpt_config *c, int world_size, bpt_plan *p, char *err, size_t errlen) {
-    int dims[3];
+    int dims[BPT_MESH_AXES];
     if (bpt_mesh_parse(c->mesh_dim, world_size, dims, err, errlen) != 0) return -1;
     if (bpt_plan_check_mesh(c, dims, err, errlen) != 0) return -1;
     const bpt_source_config *s = bpt_dataset_source(&c->train_dataset);
@@ -145,7 +148,7 @@ int bpt_plan_step(const bpt_config *c, int world_size, bpt_plan *p, char *err, s
 }
 
 size_t bpt_plan_peak_bytes(const bpt_config *c, int B, int T) {
-    int dims[3] = {1, 1, 1};
+    int dims[BPT_MESH_AXES] = {1, 1, 1, 1};
     bpt_plan p;
     plan_run(c, dims, B, T, &p);
     return p.peak_bytes;
@@ -267,7 +270,7 @@ static void fmt_duration(double s, char *buf, size_t n) {
 static void mesh_or_die(bpt_mesh *mesh, const bpt_config *c) {
     char err[ERRLEN];
     if (bpt_mesh_init(mesh, c->mesh_dim, err, sizeof err) != 0) bpt_die("%s", err);
-    int dims[3] = {mesh->dp, mesh->fsdp, mesh->tp};
+    int dims[BPT_MESH_AXES] = {mesh->dp, mesh->fsdp, mesh->tp, mesh->sp};
     if (bpt_plan_check_mesh(c, dims, err, sizeof err) != 0) bpt_die("%s", err);
 }
 
@@ -742,7 +745,7 @@ int bpt_eval_main(bpt_config *c) {
     snprintf(derr, sizeof derr, "eval_dataset: %s", err);
     bpt_agree_or_exit(!ld, derr);
     bpt_arena arena;
-    int dims[3] = {mesh.dp, mesh.fsdp, mesh.tp};
+    int dims[BPT_MESH_AXES] = {mesh.dp, mesh.fsdp, mesh.tp, mesh.sp};
     bpt_plan plan;
     plan_run(c, dims, B, src->seq_length, &plan);
     size_t cap = arena_capacity(c, plan.peak_bytes);

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <mpi.h>
 
-typedef enum { BPT_AXIS_DP = 0, BPT_AXIS_FSDP, BPT_AXIS_TP, BPT_AXIS_BATCH, BPT_AXIS_WORLD,
+typedef enum { BPT_AXIS_DP = 0, BPT_AXIS_FSDP, BPT_AXIS_TP, BPT_AXIS_SP, BPT_AXIS_BATCH, BPT_AXIS_WORLD,
                BPT_NAXES } bpt_axis;
 
 typedef struct bpt_comm {
@@ -26,7 +26,14 @@ typedef struct bpt_comm {
 
 /* A pending non-blocking collective: an MPI request, or (NCCL) the event that marks
  * its completion on the comm stream; `what` names it for the watchdog. */
-typedef struct bpt_request { MPI_Request r; void *ev; const char *what; bpt_axis axis; } bpt_request;
+typedef struct bpt_request {
+    MPI_Request r;
+    void *ev;
+    const char *what;
+    bpt_axis axis;
+    int paired;        /* a ring exchange: r2 (the receive) is pending too */
+    MPI_Request r2;
+} bpt_request;
 
 /* ---- start-up and agreement on failure ------------------------------------------ */
 
@@ -56,13 +63,13 @@ int bpt_agree(int rc, char *msg, size_t n);
  * rank 0), MPI finalized (bpt_mpi_finalize), and every rank exits with that status. */
 void bpt_agree_or_exit(int rc, const char *msg);
 
-/* A dry communicator for a dp x fsdp x tp mesh, seen from rank 0 of every axis:
+/* A dry communicator for a dp x fsdp x tp x sp mesh, seen from rank 0 of every axis:
  * collectives only count their bytes. No MPI calls. */
-void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp);
+void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp, int sp);
 /* One rank, no MPI communicators needed (all sizes 1). */
 void bpt_comm_single(bpt_comm *c);
 
-const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "batch", "world" */
+const char *bpt_axis_name(bpt_axis a);   /* "dp", "fsdp", "tp", "sp", "batch", "world" */
 
 /* Device collectives for the CUDA backend: one NCCL communicator per mesh axis (dp,
  * fsdp, tp) of size > 1 (batch and world carry host buffers only),
@@ -113,6 +120,12 @@ void bpt_reduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in
 /* The same, non-blocking (the FSDP gradients of a layer, overlapping the backward of the
  * next): complete with bpt_wait before touching out or in. */
 void bpt_ireduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *in, size_t n, bpt_request *req);
+/* The ring step of axis a (sequence parallelism): send n floats to the next rank of
+ * the axis ((rank + 1) % size) and receive n floats from the previous one into recv,
+ * non-blocking; complete with bpt_wait before touching either. send and recv do not
+ * overlap. On a one-rank axis recv = send. Host buffers (MPI); device buffers are an
+ * internal error until the NCCL ring lands. */
+void bpt_ring_shift_f32(bpt_comm *c, bpt_axis a, float *recv, const float *send, size_t n, bpt_request *req);
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
 void bpt_barrier(bpt_comm *c, bpt_axis a);
 

@@ -142,12 +142,14 @@ typedef struct bpt_config {
     uint64_t llama_set[4];            /* bit i: key i of the table (a llama.* key) set explicitly */
 } bpt_config;
 
-/* mesh_dim's syntax, its one parser (the config's check and bpt_mesh_parse): three sizes
- * "dp,fsdp,tp", or named "dp:A,fsdp:B,tp:C" in any order (mp = tp), each a positive
- * integer up to BPT_MAX_RANKS or -1 (at most one: the rest of the ranks). dims (may be
- * NULL) in dp, fsdp, tp order. 0, or -1 with why (what is wrong, without the key). */
+/* mesh_dim's syntax, its one parser (the config's check and bpt_mesh_parse): sizes
+ * "dp,fsdp,tp" or "dp,fsdp,tp,sp", or named "dp:A,fsdp:B,tp:C[,sp:D]" in any order
+ * (mp = tp), each a positive integer up to BPT_MAX_RANKS or -1 (at most one: the rest
+ * of the ranks); sp is 1 where it is not given. dims (may be NULL) in dp, fsdp, tp, sp
+ * order. 0, or -1 with why (what is wrong, without the key). */
 #define BPT_MAX_RANKS (1 << 24)
-int bpt_mesh_dim_parse(const char *mesh_dim, int dims[3], char *why, size_t n);
+#define BPT_MESH_AXES 4   /* dp, fsdp, tp, sp */
+int bpt_mesh_dim_parse(const char *mesh_dim, int dims[BPT_MESH_AXES], char *why, size_t n);
 
 /* Fill *c with the defaults. */
 void bpt_config_defaults(bpt_config *c);

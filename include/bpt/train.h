@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "comm.h"
 #include "config.h"
 
 /* Return the process exit status. */
@@ -31,7 +32,7 @@ typedef struct bpt_plan {
     size_t param_bytes;               /* this rank's parameter shards (= grads, = each moment) */
     size_t kept_bytes;                /* activations kept from the forward for the backward */
     size_t peak_bytes;                /* the arena's peak: everything at once */
-    uint64_t comm_bytes[5];           /* bytes this rank sends per step, by bpt_axis */
+    uint64_t comm_bytes[BPT_NAXES];   /* bytes this rank sends per step, by bpt_axis */
     /* what the arena holds at its peak, by allocation name, largest first */
     struct { const char *what; int count; size_t bytes; } at_peak[BPT_PLAN_TOP];
     int nat_peak;
@@ -39,7 +40,7 @@ typedef struct bpt_plan {
 
 /* Check the mesh dims (dp, fsdp, tp) against the model and the batch: tp must divide
  * heads, kv heads, F and the vocabulary; dp*fsdp the batch. 0 or -1 with a message. */
-int bpt_plan_check_mesh(const bpt_config *c, const int dims[3], char *err, size_t errlen);
+int bpt_plan_check_mesh(const bpt_config *c, const int dims[4], char *err, size_t errlen);
 
 /* Plan a training step of c on world_size ranks (mesh_dim resolved for that size). */
 int bpt_plan_step(const bpt_config *c, int world_size, bpt_plan *p, char *err, size_t errlen);

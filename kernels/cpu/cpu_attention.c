@@ -165,15 +165,26 @@ double bpt_cpu_vexp(float *y, const float *x, size_t n, float a, float b) {
 /* ------------------------------------------------------------------------- */
 /* blockwise forward */
 
-// q (B,T,H,Dh), k, v (B,T,KVH,Dh) -> o (B,T,H,Dh), lse (B,H,T)
-void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
-                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
-    if (B <= 0 || T <= 0 || H <= 0) return;
+/* Visible keys of a row: key c of the segment is visible to query r iff c <= r + delta,
+ * delta = q_pos - k_pos; the count among n keys from c0, clamped to [0, n]. */
+static inline int visible(long r, long delta, long c0, int n) {
+    long v = r + delta - c0 + 1;
+    return v < 0 ? 0 : v > n ? n : (int)v;
+}
+
+// q (B,Tq,H,Dh), k, v (B,Tk,KVH,Dh) rows strided by q_ld / k_ld tokens per batch ->
+// o (B,Tq,H,Dh), lse (B,H,q_ld); merge: combine with the o, lse already there
+static void attn_fwd_core(float *o, float *lse, const float *q, const float *k, const float *v,
+                          const bpt_attn_seg *sg, int merge) {
+    int B = sg->B, Tq = sg->Tq, Tk = sg->Tk, H = sg->H, KVH = sg->KVH, Dh = sg->Dh;
+    int Bq = sg->Bq, Bk = sg->Bk;
+    long delta = (long)(sg->q_pos - sg->k_pos);
+    if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0) return;
     bpt_cpu_blas_single_thread();
-    if (Bq <= 0 || Bq > T) Bq = T;
-    if (Bk <= 0 || Bk > T) Bk = T;
+    if (Bq <= 0 || Bq > Tq) Bq = Tq;
+    if (Bk <= 0 || Bk > Tk) Bk = Tk;
     int G = H / KVH;
-    int nI = (T + Bq - 1) / Bq, nJ = (T + Bk - 1) / Bk;
+    int nI = (Tq + Bq - 1) / Bq, nJ = (Tk + Bk - 1) / Bk;
     int rq = imin(RQ, Bq), nsub = (Bq + rq - 1) / rq;
     int ldq = H * Dh, ldk = KVH * Dh;
     float scale = 1.0f / sqrtf((float)Dh);
@@ -187,24 +198,24 @@ void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, cons
         for (long u = 0; u < units; u++) {
             int sub = (int)(u % nsub), i = (int)(u / nsub % nI);
             int h = (int)(u / nsub / nI % H), b = (int)(u / nsub / nI / H);
-            int qend = imin((i + 1) * Bq, T);      // end of query chunk i
+            int qend = imin((i + 1) * Bq, Tq);     // end of query chunk i
             int q0 = i * Bq + sub * rq, q1 = imin(q0 + rq, qend), nr = q1 - q0;
             if (nr <= 0) continue;
             int kvh = h / G;
-            const float *qp = q + ((size_t)(b * T + q0) * H + h) * Dh;
+            const float *qp = q + ((size_t)((long)b * sg->q_ld + q0) * H + h) * Dh;
             for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
             memset(acc, 0, sizeof(float) * nr * Dh);
             for (int j = 0; j < nJ; j++) {
                 int k0 = j * Bk;
-                if (k0 >= qend) break;             // tile (i,j) in the future: skip (and all after)
-                int nc = imin(imin(Bk, T - k0), q1 - k0);  // keys after q1-1: masked for all rows
+                if (k0 >= qend + delta) break;     // tile (i,j) in the future: skip (and all after)
+                int nc = visible(q1 - 1, delta, k0, imin(Bk, Tk - k0));  // keys after q1-1: masked
                 if (nc <= 0) break;
-                const float *kp = k + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
-                const float *vp = v + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
+                size_t krow = (size_t)((long)b * sg->k_ld + k0) * KVH + kvh;
+                const float *kp = k + krow * Dh, *vp = v + krow * Dh;
                 // S (nr,nc) = q_i (nr,Dh) k_j^T (Dh,nc) / sqrt(Dh)
                 sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
                 for (int r = 0; r < nr; r++) {
-                    int nv = imax(0, imin(nc, q0 + r - k0 + 1));  // keys <= query position
+                    int nv = visible(q0 + r, delta, k0, nc);   // keys <= query position
                     float alpha = fwd_row(S + (size_t)r * nc, nv, nc, &m[r], &l[r]);
                     if (alpha != 1.0f) scale_row(acc + (size_t)r * Dh, alpha, Dh);
                 }
@@ -212,35 +223,62 @@ void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, cons
                 sgemm(0, 0, nr, Dh, nc, 1.0f, S, nc, vp, ldk, 1.0f, acc, Dh);
             }
             for (int r = 0; r < nr; r++) {
-                float *orow = o + ((size_t)(b * T + q0 + r) * H + h) * Dh;
+                float *orow = o + ((size_t)((long)b * sg->q_ld + q0 + r) * H + h) * Dh;
+                float *lrow = lse + ((size_t)b * H + h) * sg->q_ld + q0 + r;
+                const float *arow = acc + (size_t)r * Dh;
                 float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-                for (int d = 0; d < Dh; d++) orow[d] = acc[(size_t)r * Dh + d] * inv;
-                lse[((size_t)b * H + h) * T + q0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+                float part = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+                if (!merge || *lrow == -INFINITY) {
+                    for (int d = 0; d < Dh; d++) orow[d] = arow[d] * inv;
+                    *lrow = part;
+                } else if (part != -INFINITY) {
+                    // o = (e^lse_o o + e^part o_part) / e^lse, lse = log(e^lse_o + e^part), in fp32
+                    float mx = fmaxf(*lrow, part);
+                    float tot = mx + logf(expf(*lrow - mx) + expf(part - mx));
+                    float wo = expf(*lrow - tot), wp = expf(part - tot) * inv;
+                    for (int d = 0; d < Dh; d++) orow[d] = orow[d] * wo + arow[d] * wp;
+                    *lrow = tot;
+                }
             }
         }
         free(S);
     }
 }
 
+// q (B,T,H,Dh), k, v (B,T,KVH,Dh) -> o (B,T,H,Dh), lse (B,H,T)
+void bpt_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
+    bpt_attn_seg sg = { B, H, KVH, Dh, Bq, Bk, T, T, T, T, 0, 0 };
+    attn_fwd_core(o, lse, q, k, v, &sg, 0);
+}
+
+void bpt_cpu_attn_fwd_seg(float *o, float *lse, const float *q, const float *k, const float *v,
+                          const bpt_attn_seg *sg, int merge) {
+    attn_fwd_core(o, lse, q, k, v, sg, merge);
+}
+
 /* ------------------------------------------------------------------------- */
 /* blockwise backward */
 
-// dout (B,T,H,Dh) -> dq (B,T,H,Dh), dk, dv (B,T,KVH,Dh)
-void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
-                      const float *q, const float *k, const float *v,
-                      const float *o, const float *lse,
-                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
-    if (B <= 0 || T <= 0 || H <= 0) return;
+// dout (B,Tq,H,Dh) -> dq (B,Tq,H,Dh), dk, dv (B,Tk,KVH,Dh), strided as in the forward;
+// overwrite: they are set, else this pair's contributions are added to them
+static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
+                          const float *q, const float *k, const float *v,
+                          const float *o, const float *lse, const bpt_attn_seg *sg, int overwrite) {
+    int B = sg->B, Tq = sg->Tq, Tk = sg->Tk, H = sg->H, KVH = sg->KVH, Dh = sg->Dh;
+    int Bq = sg->Bq, Bk = sg->Bk;
+    long delta = (long)(sg->q_pos - sg->k_pos), qld = sg->q_ld, kld = sg->k_ld;
+    if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0) return;
     bpt_cpu_blas_single_thread();
-    if (Bq <= 0 || Bq > T) Bq = T;
-    if (Bk <= 0 || Bk > T) Bk = T;
+    if (Bq <= 0 || Bq > Tq) Bq = Tq;
+    if (Bk <= 0 || Bk > Tk) Bk = Tk;
     int G = H / KVH;
-    int nI = (T + Bq - 1) / Bq, nJ = (T + Bk - 1) / Bk;
+    int nI = (Tq + Bq - 1) / Bq, nJ = (Tk + Bk - 1) / Bk;
     int rq = imin(RQ, Bq), nsubq = (Bq + rq - 1) / rq;
     int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
     int ldq = H * Dh, ldk = KVH * Dh;
     float scale = 1.0f / sqrtf((float)Dh);
-    float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * T);  // D = rowsum(dO o), (B,H,T)
+    float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * Tq);  // D = rowsum(dO o), (B,H,Tq)
     long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk;
     size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
     #pragma omp parallel
@@ -252,33 +290,33 @@ void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
         for (long u = 0; u < units1; u++) {
             int sub = (int)(u % nsubq), i = (int)(u / nsubq % nI);
             int h = (int)(u / nsubq / nI % H), b = (int)(u / nsubq / nI / H);
-            int qend = imin((i + 1) * Bq, T);
+            int qend = imin((i + 1) * Bq, Tq);
             int q0 = i * Bq + sub * rq, q1 = imin(q0 + rq, qend), nr = q1 - q0;
             if (nr <= 0) continue;
             int kvh = h / G;
-            size_t row0 = (size_t)(b * T + q0) * H + h;  // (b, q0, h) row of q, o, dout, dq
+            size_t row0 = (size_t)(b * qld + q0) * H + h;  // (b, q0, h) row of q, o, dout, dq
             const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
             float *dqp = dq + row0 * Dh;
-            const float *lsep = lse + ((size_t)b * H + h) * T + q0;
-            float *Dp = Dbuf + ((size_t)b * H + h) * T + q0;
+            const float *lsep = lse + ((size_t)b * H + h) * qld + q0;
+            float *Dp = Dbuf + ((size_t)b * H + h) * Tq + q0;
             for (int r = 0; r < nr; r++) {
                 // D = rowsum(dO * o)
                 Dp[r] = dot_row(dop + (size_t)r * ldq, o + (row0 + (size_t)r * H) * Dh, Dh);
-                memset(dqp + (size_t)r * ldq, 0, sizeof(float) * Dh);
+                if (overwrite) memset(dqp + (size_t)r * ldq, 0, sizeof(float) * Dh);
             }
             for (int j = 0; j < nJ; j++) {
                 int k0 = j * Bk;
-                if (k0 >= qend) break;             // skipped tile, as in the forward
-                int nc = imin(imin(Bk, T - k0), q1 - k0);
+                if (k0 >= qend + delta) break;     // skipped tile, as in the forward
+                int nc = visible(q1 - 1, delta, k0, imin(Bk, Tk - k0));
                 if (nc <= 0) break;
-                const float *kp = k + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
-                const float *vp = v + ((size_t)(b * T + k0) * KVH + kvh) * Dh;
+                size_t krow = (size_t)(b * kld + k0) * KVH + kvh;
+                const float *kp = k + krow * Dh, *vp = v + krow * Dh;
                 // S = q_i k_j^T / sqrt(Dh);  dP (nr,nc) = dO_i (nr,Dh) v_j^T (Dh,nc)
                 sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
                 sgemm(0, 1, nr, nc, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nc);
                 // P = exp(S - lse), dS = P (dP - D)
                 for (int r = 0; r < nr; r++) {
-                    int nv = imax(0, imin(nc, q0 + r - k0 + 1));
+                    int nv = visible(q0 + r, delta, k0, nc);
                     bwd_row(S + (size_t)r * nc, dP + (size_t)r * nc, nv, nc, lsep[r], Dp[r]);
                 }
                 // S = q k^T / sqrt(Dh)  =>  dq_i (nr,Dh) += dS (nr,nc) k_j (nc,Dh) / sqrt(Dh)
@@ -292,32 +330,34 @@ void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
         for (long u = 0; u < units2; u++) {
             int sub = (int)(u % nsubk), j = (int)(u / nsubk % nJ);
             int kvh = (int)(u / nsubk / nJ % KVH), b = (int)(u / nsubk / nJ / KVH);
-            int kend = imin((j + 1) * Bk, T);
+            int kend = imin((j + 1) * Bk, Tk);
             int c0 = j * Bk + sub * rk, c1 = imin(c0 + rk, kend), nk = c1 - c0;
             if (nk <= 0) continue;
-            size_t krow0 = (size_t)(b * T + c0) * KVH + kvh;
+            size_t krow0 = (size_t)(b * kld + c0) * KVH + kvh;
             const float *kp = k + krow0 * Dh, *vp = v + krow0 * Dh;
             float *dkp = dk + krow0 * Dh, *dvp = dv + krow0 * Dh;
-            for (int c = 0; c < nk; c++) {
+            for (int c = 0; c < nk && overwrite; c++) {
                 memset(dkp + (size_t)c * ldk, 0, sizeof(float) * Dh);
                 memset(dvp + (size_t)c * ldk, 0, sizeof(float) * Dh);
             }
             for (int g = 0; g < G; g++) {
                 int h = kvh * G + g;
-                const float *lseh = lse + ((size_t)b * H + h) * T, *Dvec = Dbuf + ((size_t)b * H + h) * T;
+                const float *lseh = lse + ((size_t)b * H + h) * qld, *Dvec = Dbuf + ((size_t)b * H + h) * Tq;
                 for (int i = 0; i < nI; i++) {
-                    int qend = imin((i + 1) * Bq, T);
-                    if (j * Bk >= qend) continue;  // skipped tile, as in the forward
+                    int qend = imin((i + 1) * Bq, Tq);
+                    if (j * Bk >= qend + delta) continue;  // skipped tile, as in the forward
                     // query rows of chunk i that see at least one of keys c0..c1-1
-                    for (int r0 = imax(i * Bq, c0); r0 < qend; r0 += RQ2) {
+                    long first = (long)c0 - delta;
+                    for (int r0 = first > i * Bq ? (int)(first < qend ? first : qend) : i * Bq; r0 < qend;
+                         r0 += RQ2) {
                         int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
-                        size_t row0 = (size_t)(b * T + r0) * H + h;
+                        size_t row0 = (size_t)(b * qld + r0) * H + h;
                         const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
                         // S (nq,nk) = q k^T / sqrt(Dh);  dP (nq,nk) = dO v^T
                         sgemm(0, 1, nq, nk, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nk);
                         sgemm(0, 1, nq, nk, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nk);
                         for (int r = 0; r < nq; r++) {
-                            int nv = imax(0, imin(nk, r0 + r - c0 + 1));
+                            int nv = visible(r0 + r, delta, c0, nk);
                             bwd_row(S + (size_t)r * nk, dP + (size_t)r * nk, nv, nk, lseh[r0 + r], Dvec[r0 + r]);
                         }
                         // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
@@ -331,6 +371,21 @@ void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
         free(S);
     }
     free(Dbuf);
+}
+
+// dout (B,T,H,Dh) -> dq (B,T,H,Dh), dk, dv (B,T,KVH,Dh)
+void bpt_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout,
+                      const float *q, const float *k, const float *v,
+                      const float *o, const float *lse,
+                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
+    bpt_attn_seg sg = { B, H, KVH, Dh, Bq, Bk, T, T, T, T, 0, 0 };
+    attn_bwd_core(dq, dk, dv, dout, q, k, v, o, lse, &sg, 1);
+}
+
+void bpt_cpu_attn_bwd_seg(float *dq, float *dk, float *dv, const float *dout,
+                          const float *q, const float *k, const float *v,
+                          const float *o, const float *lse, const bpt_attn_seg *sg) {
+    attn_bwd_core(dq, dk, dv, dout, q, k, v, o, lse, sg, 0);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -312,20 +312,23 @@ static void test_update(void) {
 /* mesh_dim has one parser: the config's check and the mesh (bpt_mesh_parse, on the
  * ranks the sizes multiply to) accept and refuse the same strings, with the same sizes. */
 static void test_mesh_dim_one_parser(void) {
-    static const struct { const char *v; int ok, dims[3]; } cases[] = {
-        {"1,-1,1", 1, {1, 4, 1}}, {"dp :2, fsdp: 1 ,tp:2", 1, {2, 1, 2}}, {"tp:2,dp:1,fsdp:2", 1, {1, 2, 2}},
-        {"mp:4,dp:1,fsdp:1", 1, {1, 1, 4}}, {" 2 , 2 , 1 ", 1, {2, 2, 1}},
-        {"1,20000000,1", 0, {0}}, {"1,0,1", 0, {0}}, {"1,-2,1", 0, {0}}, {"1,2", 0, {0}}, {"1,2,1,1", 0, {0}},
-        {"dp:1,2,1", 0, {0}}, {"dp:1,dp:2,tp:1", 0, {0}}, {"sp:1,dp:1,tp:1", 0, {0}}, {"-1,-1,1", 0, {0}},
+    static const struct { const char *v; int ok, dims[4]; } cases[] = {
+        {"1,-1,1", 1, {1, 4, 1, 1}}, {"dp :2, fsdp: 1 ,tp:2", 1, {2, 1, 2, 1}}, {"tp:2,dp:1,fsdp:2", 1, {1, 2, 2, 1}},
+        {"mp:4,dp:1,fsdp:1", 1, {1, 1, 4, 1}}, {" 2 , 2 , 1 ", 1, {2, 2, 1, 1}}, {"1,2,1,1", 1, {1, 2, 1, 1}},
+        {"1,1,2,-1", 1, {1, 1, 2, 2}}, {"sp:4,dp:1,tp:1,fsdp:1", 1, {1, 1, 1, 4}}, {"dp:1,fsdp:2,tp:1", 1, {1, 2, 1, 1}},
+        {"1,20000000,1", 0, {0}}, {"1,0,1", 0, {0}}, {"1,-2,1", 0, {0}}, {"1,2", 0, {0}}, {"1,2,1,1,1", 0, {0}},
+        {"1,1,1,0", 0, {0}}, {"dp:1,2,1", 0, {0}}, {"dp:1,dp:2,tp:1", 0, {0}}, {"sp:1,dp:1,tp:1", 0, {0}},
+        {"dp:1,fsdp:1,tp:1,1", 0, {0}}, {"sp:2,sp:2,dp:1,fsdp:1", 0, {0}}, {"-1,-1,1", 0, {0}},
         {"1,x,1", 0, {0}}, {"!1,-1,1", 0, {0}}, {"", 0, {0}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char why[512] = "", err[512] = "";
-        int d[3] = {0, 0, 0}, m[3] = {0, 0, 0};
+        int d[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0};
         int cfg_ok = bpt_mesh_dim_parse(cases[i].v, d, why, sizeof why) == 0;
-        int world = cases[i].ok ? cases[i].dims[0] * cases[i].dims[1] * cases[i].dims[2] : 4;
+        const int *want = cases[i].dims;
+        int world = cases[i].ok ? want[0] * want[1] * want[2] * want[3] : 4;
         int mesh_ok = bpt_mesh_parse(cases[i].v, world, m, err, sizeof err) == 0;
-        int same_dims = !cases[i].ok || (m[0] == cases[i].dims[0] && m[1] == cases[i].dims[1] && m[2] == cases[i].dims[2]);
+        int same_dims = !cases[i].ok || memcmp(m, want, sizeof m) == 0;
         int ok = cfg_ok == cases[i].ok && mesh_ok == cases[i].ok && same_dims;
         CHECK(ok, "mesh_dim '%s': the config and the mesh both %s it", cases[i].v, cases[i].ok ? "accept" : "refuse");
         if (!ok) tap_note("config: %s; mesh: %s", cfg_ok ? "accepts" : why, mesh_ok ? "accepts" : err);
@@ -384,7 +387,7 @@ static void test_errors(void) {
     args_err("mesh two -1", ARGS("--mesh_dim=1,-1,-1"), "bad value for mesh_dim: '1,-1,-1'", "at most one", NULL);
     args_err("mesh parts", ARGS("--mesh_dim=1,8"), "bad value for mesh_dim: '1,8'", NULL);
     args_err("mesh zero", ARGS("--mesh_dim=1,0,1"), "mesh_dim", NULL);
-    args_err("mesh axis", ARGS("--mesh_dim=dp:1,fsdp:2,sp:1"), "mesh_dim", "unknown axis 'sp'", NULL);
+    args_err("mesh axis", ARGS("--mesh_dim=dp:1,fsdp:2,cp:1"), "mesh_dim", "unknown axis 'cp'", NULL);
     args_err("mesh mixed", ARGS("--mesh_dim=dp:1,2,1"), "mesh_dim", "every axis or none", NULL);
     args_err("mesh bang", ARGS("--mesh_dim=!1,-1,1"), "mesh_dim", NULL);
     yaml_err("mesh list", "mesh_dim: [1, 2]\n", "mesh_dim", NULL);
