@@ -112,7 +112,7 @@ static void count(bpt_comm *c, bpt_axis a, double bytes) { c->bytes[a] += (uint6
 void bpt_comm_dry(bpt_comm *c, int dp, int fsdp, int tp, int sp) {
     memset(c, 0, sizeof *c);
     c->dry = 1;
-    int sizes[BPT_NAXES] = {dp, fsdp, tp, sp, dp * fsdp, dp * fsdp * tp * sp};
+    int sizes[BPT_NAXES] = {dp, fsdp * sp, tp, sp, dp * fsdp * sp, dp * fsdp * tp * sp};   /* as mesh.h */
     for (int a = 0; a < BPT_NAXES; a++) { c->size[a] = sizes[a]; c->comm[a] = MPI_COMM_NULL; }
 }
 

@@ -64,9 +64,11 @@ int bpt_mesh_init(bpt_mesh *m, const char *mesh_dim, char *err, size_t errlen) {
      * numbers the other coordinates, the key orders the ranks along the axis) */
     MPI_Comm_split(MPI_COMM_WORLD, (dpr * fsdp + fr) * sp + sr, tr, &c->comm[BPT_AXIS_TP]);
     MPI_Comm_split(MPI_COMM_WORLD, (dpr * fsdp + fr) * tp + tr, sr, &c->comm[BPT_AXIS_SP]);
-    MPI_Comm_split(MPI_COMM_WORLD, (dpr * sp + sr) * tp + tr, fr, &c->comm[BPT_AXIS_FSDP]);
+    /* parameters are sharded over fsdp x sp: the fsdp communicator spans both */
+    MPI_Comm_split(MPI_COMM_WORLD, dpr * tp + tr, fr * sp + sr, &c->comm[BPT_AXIS_FSDP]);
     MPI_Comm_split(MPI_COMM_WORLD, (fr * sp + sr) * tp + tr, dpr, &c->comm[BPT_AXIS_DP]);
-    MPI_Comm_split(MPI_COMM_WORLD, sr * tp + tr, dpr * fsdp + fr, &c->comm[BPT_AXIS_BATCH]);
+    /* the loss's tokens: every rank of one tp coordinate */
+    MPI_Comm_split(MPI_COMM_WORLD, tr, (dpr * fsdp + fr) * sp + sr, &c->comm[BPT_AXIS_BATCH]);
     MPI_Comm_dup(MPI_COMM_WORLD, &c->comm[BPT_AXIS_WORLD]);
     for (int a = 0; a < BPT_NAXES; a++) {
         MPI_Comm_size(c->comm[a], &c->size[a]);

@@ -42,7 +42,8 @@ void bpt_ring_attn_fwd(const bpt_ring *g, float *o, float *lse, const float *q, 
     K->copy_d2d(cur + nkv, v, nkv * sizeof(float));
     for (int s = 0; s < sp; s++) {
         bpt_request req;
-        if (s < sp - 1) bpt_ring_shift_f32(c, BPT_AXIS_SP, nxt, cur, 2 * nkv, &req);
+        int move = s < sp - 1 && !g->compute_only;
+        if (move) bpt_ring_shift_f32(c, BPT_AXIS_SP, nxt, cur, 2 * nkv, &req);
         int src = (r - s + sp) % sp;
         for (int a = 0; a < 2; a++) {
             int first = s == 0;   /* the first pair of a query chunk sets o, lse; the rest merge */
@@ -54,7 +55,7 @@ void bpt_ring_attn_fwd(const bpt_ring *g, float *o, float *lse, const float *q, 
                 first = 0;
             }
         }
-        if (s < sp - 1) {
+        if (move) {
             bpt_wait(c, &req);
             float *t = cur; cur = nxt; nxt = t;
         }
@@ -75,8 +76,10 @@ void bpt_ring_attn_bwd(const bpt_ring *g, float *dq, float *dk, float *dv, const
     K->copy_d2d(cur + nkv, v, nkv * sizeof(float));
     K->zero(dq, nq * sizeof(float));
     bpt_request kv, dkv;
+    int quiet = g->compute_only;
     for (int s = 0; s < sp; s++) {
-        if (s < sp - 1) bpt_ring_shift_f32(c, BPT_AXIS_SP, nxt, cur, 2 * nkv, &kv);
+        int move = s < sp - 1 && !quiet;
+        if (move) bpt_ring_shift_f32(c, BPT_AXIS_SP, nxt, cur, 2 * nkv, &kv);
         int src = (r - s + sp) % sp;
         K->zero(acc, 2 * nkv * sizeof(float));
         for (int a = 0; a < 2; a++)
@@ -88,18 +91,18 @@ void bpt_ring_attn_bwd(const bpt_ring *g, float *dq, float *dk, float *dv, const
                                 cur + nkv + ko, o + qo, lse + (size_t)a * C, &sg);
             }
         if (s > 0) {   /* the block's accumulator from the ranks before: add this hop's part */
-            bpt_wait(c, &dkv);
+            if (!quiet) bpt_wait(c, &dkv);
             K->axpy(acc, 1.0f, in, 2 * nkv);
         }
         /* on to the next rank; after the last hop that is the block's owner */
         float *t = out; out = acc; acc = t;
-        bpt_ring_shift_f32(c, BPT_AXIS_SP, in, out, 2 * nkv, &dkv);
-        if (s < sp - 1) {
+        if (!quiet) bpt_ring_shift_f32(c, BPT_AXIS_SP, in, out, 2 * nkv, &dkv);
+        if (move) {
             bpt_wait(c, &kv);
             float *u = cur; cur = nxt; nxt = u;
         }
     }
-    bpt_wait(c, &dkv);
+    if (!quiet) bpt_wait(c, &dkv);
     K->copy_d2d(dk, in, nkv * sizeof(float));
     K->copy_d2d(dv, in + nkv, nkv * sizeof(float));
 }

@@ -132,8 +132,10 @@ static int plan_main(bpt_config *c, int world_size, int world_given) {
            l->scan_attention ? (l->scan_mlp && l->scan_loss ? "bpt" : "memeff") : "vanilla");
     printf("remat        block '%s', attention '%s', mlp '%s'\n", bpt_remat_name(l->remat_block),
            bpt_remat_name(l->remat_attention), bpt_remat_name(l->remat_mlp));
-    printf("mesh         %d ranks = dp %d x fsdp %d x tp %d; %d rows x T=%d per rank, %d micro-batch%s\n",
-           world_size, p.dp, p.fsdp, p.tp, p.B, p.T, c->optimizer.accumulate_gradient_steps,
+    char spx[32] = "";
+    if (p.sp > 1) snprintf(spx, sizeof spx, " x sp %d", p.sp);
+    printf("mesh         %d ranks = dp %d x fsdp %d x tp %d%s; %d rows x T=%d per rank, %d micro-batch%s\n",
+           world_size, p.dp, p.fsdp, p.tp, spx, p.B, p.T, c->optimizer.accumulate_gradient_steps,
            c->optimizer.accumulate_gradient_steps > 1 ? "es" : "");
     printf("\nmemory per rank (exact arena bytes)\n");
     printf("  parameters             %12s\n", bpt_fmt_bytes((double)p.param_bytes, b[0], 32));
@@ -154,8 +156,13 @@ static int plan_main(bpt_config *c, int world_size, int world_given) {
     printf("\ncommunication per step, bytes sent by one rank\n");
     const char *ax[3] = {"dp", "fsdp", "tp"};
     for (int a = 0; a < 3; a++)
-        printf("  %-5s %12s\n", ax[a], bpt_fmt_bytes((double)p.comm_bytes[a], b[6], 32));
-    printf("  batch %12s  (loss statistics over dp x fsdp)\n", bpt_fmt_bytes((double)p.comm_bytes[BPT_AXIS_BATCH], b[7], 32));
+        printf("  %-5s %12s%s\n", ax[a], bpt_fmt_bytes((double)p.comm_bytes[a], b[6], 32),
+               a == BPT_AXIS_FSDP && p.sp > 1 ? "  (over fsdp x sp)" : "");
+    if (p.sp > 1)
+        printf("  sp    %12s  (the ring: K/V blocks, and dK/dV in the backward)\n",
+               bpt_fmt_bytes((double)p.comm_bytes[BPT_AXIS_SP], b[7], 32));
+    printf("  batch %12s  (loss statistics over dp x fsdp%s)\n", bpt_fmt_bytes((double)p.comm_bytes[BPT_AXIS_BATCH], b[7], 32),
+           p.sp > 1 ? " x sp" : "");
     return 0;
 }
 

@@ -21,6 +21,7 @@
  * reference (b * Bf * I hidden values). With dtype bf16 (bpt_model_set_dtype) every
  * weight the kernels see is the bf16 rounding of its fp32 master, gathered as bf16.
  */
+#include "bpt/ring.h"
 #include "bpt/model.h"
 #include "kernels/kernels.h"
 #include "bpt/shard.h"
@@ -96,6 +97,19 @@ double bpt_llama_flops_per_token(const bpt_llama_config *c, int T) {
     return 6.0 * N + 12.0 * c->num_hidden_layers * (double)c->hidden_size * T;
 }
 
+/* The global position of local token t. */
+static int64_t pos_of(const bpt_model *m, int t) {
+    int sp = m->comm->size[BPT_AXIS_SP];
+    return sp > 1 ? bpt_ring_position(sp, m->comm->rank[BPT_AXIS_SP], m->T, t) : t;
+}
+
+/* Ring attention over sp (mesh/ring.c) with its buffers on the arena for the call. */
+static bpt_ring ring_of(bpt_model *m, int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
+    bpt_ring g = { m->comm, m->k, B, T, H, KVH, Dh, Bq, Bk, NULL, 0 };
+    g.work = bpt_arena_alloc(m->arena, bpt_ring_work_floats(B, T, KVH, Dh) * sizeof(float), "ring attention buffers");
+    return g;
+}
+
 bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, bpt_arena *a,
                             int B, int T, int with_optimizer, bpt_comm *comm) {
     bpt_model *m = bpt_xcalloc(1, sizeof *m);
@@ -124,7 +138,8 @@ bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, b
     }
     k->zero(m->buf[BPT_BUF_GRAD], bytes);
 
-    /* RoPE tables (T, Dh/2): angles in double, whatever the compute dtype. */
+    /* RoPE tables (T, Dh/2): angles in double, whatever the compute dtype, at the
+     * tokens' global positions (on sp > 1 this rank's zig-zag chunks, ring.h) */
     int half = bpt_head_dim(cfg) / 2;
     size_t tb = (size_t)T * half * sizeof(float);
     m->rope_cos = bpt_arena_alloc(a, tb, "rope cos");
@@ -133,7 +148,7 @@ bpt_model *bpt_model_create(const bpt_llama_config *cfg, const bpt_kernels *k, b
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
             double inv_freq = pow(cfg->rope_theta, -(2.0 * i) / (2.0 * half));
-            double ang = (double)t * inv_freq;
+            double ang = (double)pos_of(m, t) * inv_freq;
             hc[(size_t)t * half + i] = (float)cos(ang);
             hs[(size_t)t * half + i] = (float)sin(ang);
         }
@@ -300,7 +315,12 @@ static void attn_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, cons
     if (need & K_O) {   // o = softmax(q k^T / sqrt(Dh)) v, causal
         if (d->vanilla)
             k->attn_vanilla_fwd(a->o, a->lse, a->q, a->k, a->v, d->B, d->T, d->H, d->KVH, d->Dh);
-        else
+        else if (m->comm->size[BPT_AXIS_SP] > 1) {   // the keys of every sp rank, round the ring
+            size_t mark = bpt_arena_mark(m->arena);
+            bpt_ring g = ring_of(m, d->B, d->T, d->H, d->KVH, d->Dh, d->Bq, d->Bk);
+            bpt_ring_attn_fwd(&g, a->o, a->lse, a->q, a->k, a->v);
+            bpt_arena_release(m->arena, mark);
+        } else
             k->attn_fwd(a->o, a->lse, a->q, a->k, a->v, d->B, d->T, d->H, d->KVH, d->Dh, d->Bq, d->Bk);
     }
     if (need & K_X1) {  // x1 = x + o Wo^T  (row parallel: summed over tp)
@@ -456,7 +476,12 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     // o = softmax(q k^T / sqrt(Dh)) v
     if (d->vanilla)
         k->attn_vanilla_bwd(dq, dk, dv, dO, t.q, t.k, t.v, t.lse, d->B, d->T, d->H, d->KVH, d->Dh);
-    else
+    else if (m->comm->size[BPT_AXIS_SP] > 1) {
+        size_t mark = bpt_arena_mark(ar);
+        bpt_ring g = ring_of(m, d->B, d->T, d->H, d->KVH, d->Dh, d->Bq, d->Bk);
+        bpt_ring_attn_bwd(&g, dq, dk, dv, dO, t.q, t.k, t.v, t.o, t.lse);
+        bpt_arena_release(ar, mark);
+    } else
         k->attn_bwd(dq, dk, dv, dO, t.q, t.k, t.v, t.o, t.lse, d->B, d->T, d->H, d->KVH, d->Dh,
                     d->Bq, d->Bk);
     // q = rope(q'), k = rope(k')

@@ -3,6 +3,7 @@
 #include "kernels/kernels.h"
 #include "bpt/testhooks.h"
 #include "bpt/tboard.h"
+#include "bpt/ring.h"
 
 #include <errno.h>
 #include <math.h>
@@ -50,9 +51,13 @@ static void train_step(bpt_model *m, bpt_comm *comm, bpt_batch *bs, int accum,
 int bpt_plan_check_mesh(const bpt_config *c, const int dims[BPT_MESH_AXES], char *err, size_t errlen) {
     const bpt_llama_config *l = &c->llama;
     int tp = dims[2], batch = dims[0] * dims[1];
-    if (dims[3] > 1)
-        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d: the model does not shard the "
-                       "sequence yet, only the ring attention kernels do; use sp=1)", c->mesh_dim, dims[3]);
+    int sp = dims[3];
+    if (sp > 1 && !l->scan_attention)
+        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d needs llama.scan_attention: true; "
+                       "vanilla attention does not shard the sequence)", c->mesh_dim, sp);
+    if (sp > 1 && c->device == BPT_DEVICE_CUDA)
+        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d: the cuda backend has no ring "
+                       "attention yet; use sp=1 or device: cpu)", c->mesh_dim, sp);
     struct { const char *key; int v; } div[] = {
         {"llama.num_attention_heads", l->num_attention_heads}, {"llama.num_key_value_heads", bpt_kv_heads(l)},
         {"llama.intermediate_size", l->intermediate_size}, {"llama.vocab_size", l->vocab_size},
@@ -66,6 +71,15 @@ int bpt_plan_check_mesh(const bpt_config *c, const int dims[BPT_MESH_AXES], char
     for (int i = 0; i < 2; i++) {
         if (i == 1 && c->eval_steps <= 0) continue;
         const bpt_source_config *s = bpt_dataset_source(ds[i]);
+        int chunk = l->scan_query_chunk_size > l->scan_key_chunk_size ? l->scan_query_chunk_size
+                                                                      : l->scan_key_chunk_size;
+        if (sp > 1 && s->seq_length % (2 * sp) != 0)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d: %s seq_length=%d is not divisible "
+                           "by 2*sp=%d, the zig-zag chunks)", c->mesh_dim, sp, names[i], s->seq_length, 2 * sp);
+        if (sp > 1 && s->seq_length / sp < chunk)
+            return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d: %s seq_length/sp=%d is smaller than "
+                           "one attention chunk, %d; HINT: smaller llama.scan_query_chunk_size and "
+                           "scan_key_chunk_size, or a smaller sp)", c->mesh_dim, sp, names[i], s->seq_length / sp, chunk);
         if (s->batch_size % batch != 0)
             return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (dp*fsdp=%d does not divide %s batch_size=%d)",
                            c->mesh_dim, batch, names[i], s->batch_size);
@@ -116,6 +130,7 @@ static int plan_run(const bpt_config *c, const int dims[BPT_MESH_AXES], int B, i
     if (tk && tk->workspace) bpt_arena_alloc(&a, tk->workspace, "backend workspace");
     bpt_comm comm;
     bpt_comm_dry(&comm, dims[0], dims[1], dims[2], dims[3]);
+    T /= dims[3];   /* this rank's tokens of each sequence */
     bpt_model *m = bpt_model_create(&c->llama, &bpt_kernels_null, &a, B, T, 1, &comm);
     bpt_model_set_dtype(m, c->dtype);
     int accum = c->optimizer.accumulate_gradient_steps;
@@ -125,7 +140,7 @@ static int plan_run(const bpt_config *c, const int dims[BPT_MESH_AXES], int B, i
     step_result r;
     train_step(m, &comm, bs, accum, &c->optimizer.adamw, 0, &r);
     memset(p, 0, sizeof *p);
-    p->dp = dims[0]; p->fsdp = dims[1]; p->tp = dims[2];
+    p->dp = dims[0]; p->fsdp = dims[1]; p->tp = dims[2]; p->sp = dims[3];
     p->B = B; p->T = T;
     p->param_bytes = m->nparams * sizeof(float);
     p->kept_bytes = m->kept_bytes;
@@ -274,6 +289,39 @@ static void mesh_or_die(bpt_mesh *mesh, const bpt_config *c) {
     if (bpt_plan_check_mesh(c, dims, err, sizeof err) != 0) bpt_die("%s", err);
 }
 
+/* The first batch row of this rank: its dp and fsdp coordinates (the batch axis is
+ * dp x fsdp x sp, sp fastest; mesh.h). */
+static int batch_row0(const bpt_comm *comm, int B) { return comm->rank[BPT_AXIS_BATCH] / comm->size[BPT_AXIS_SP] * B; }
+
+/* The next batch into b (rows x T/sp): on sp > 1 the whole sequences are read into full
+ * (rows x T, labels shifted there) and this rank keeps its zig-zag tokens (ring.h). */
+static int read_batch(bpt_loader *ld, bpt_batch *b, bpt_batch *full, const bpt_comm *comm, int batch_rows,
+                      char *err, size_t errlen) {
+    int sp = comm->size[BPT_AXIS_SP], r = comm->rank[BPT_AXIS_SP], row0 = batch_row0(comm, b->rows);
+    if (sp == 1) return bpt_loader_next(ld, b, batch_rows, row0, err, errlen);
+    if (bpt_loader_next(ld, full, batch_rows, row0, err, errlen) != 0) return -1;
+    for (int i = 0; i < b->rows; i++)
+        for (int t = 0; t < b->T; t++) {
+            size_t to = (size_t)i * b->T + t, from = (size_t)i * full->T + bpt_ring_position(sp, r, b->T, t);
+            b->inputs[to] = full->inputs[from];
+            b->targets[to] = full->targets[from];
+            b->mask[to] = full->mask[from];
+        }
+    return 0;
+}
+
+static void batch_alloc(bpt_batch *b, bpt_batch *full, int rows, int T_local, const bpt_comm *comm) {
+    bpt_batch_alloc(b, rows, T_local);
+    int sp = comm->size[BPT_AXIS_SP];
+    if (sp > 1) bpt_batch_alloc(full, rows, T_local * sp);
+    else memset(full, 0, sizeof *full);
+}
+
+static void batch_free(bpt_batch *b, bpt_batch *full) {
+    bpt_batch_free(b);
+    if (full->inputs) bpt_batch_free(full);
+}
+
 typedef struct eval_result { double loss, accuracy, tokens; } eval_result;
 
 /* Mean over nsteps global batches of the loader (this rank reads its rows): token
@@ -281,20 +329,19 @@ typedef struct eval_result { double loss, accuracy, tokens; } eval_result;
  * every rank when a read failed on any. */
 static int evaluate(bpt_model *m, bpt_comm *comm, bpt_loader *ld, int batch_rows, int64_t nsteps,
                     eval_result *r, char *err, size_t errlen) {
-    bpt_batch b;
-    bpt_batch_alloc(&b, m->B, m->T);
-    int row0 = comm->rank[BPT_AXIS_BATCH] * m->B;
+    bpt_batch b, full;
+    batch_alloc(&b, &full, m->B, m->T, comm);
     double sum[3] = {0, 0, 0};
     for (int64_t s = 0; s < nsteps; s++) {
         /* a read error is one rank's: every rank stops before the forward's collectives */
-        if (bpt_agree(bpt_loader_next(ld, &b, batch_rows, row0, err, errlen) != 0, err, errlen)) {
-            bpt_batch_free(&b);
+        if (bpt_agree(read_batch(ld, &b, &full, comm, batch_rows, err, errlen) != 0, err, errlen)) {
+            batch_free(&b, &full);
             return -1;
         }
         for (size_t i = 0; i < (size_t)m->B * m->T; i++) sum[2] += b.mask[i];
         bpt_model_forward(m, b.inputs, b.targets, b.mask, sum);
     }
-    bpt_batch_free(&b);
+    batch_free(&b, &full);
     bpt_allreduce_f64(comm, BPT_AXIS_BATCH, sum, 3);
     r->loss = sum[2] > 0 ? sum[0] / sum[2] : 0;
     r->accuracy = sum[2] > 0 ? sum[1] / sum[2] : 0;
@@ -425,7 +472,7 @@ int bpt_train_main(bpt_config *c) {
     const bpt_llama_config *lc = &c->llama;
     const bpt_source_config *src = bpt_dataset_source(&c->train_dataset);
     int Bg = src->batch_size, T = src->seq_length, accum = c->optimizer.accumulate_gradient_steps;
-    int B = Bg / (mesh.dp * mesh.fsdp), row0 = comm->rank[BPT_AXIS_BATCH] * B;
+    int B = Bg / (mesh.dp * mesh.fsdp), T_local = T / mesh.sp;
 
     if (c->train_dataset.shuffle_seed == 0) c->train_dataset.shuffle_seed = c->seed;
     if (c->eval_dataset.shuffle_seed == 0) c->eval_dataset.shuffle_seed = c->seed;
@@ -456,7 +503,7 @@ int bpt_train_main(bpt_config *c) {
                        "chunks, a remat policy or arena_bytes)", bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name,
                        mesh.world_rank);
     bpt_agree_or_exit(abad, err);
-    bpt_model *m = bpt_model_create(lc, k, &arena, B, T, 1, comm);
+    bpt_model *m = bpt_model_create(lc, k, &arena, B, T_local, 1, comm);
     bpt_model_set_dtype(m, c->dtype);
 
     /* weights: autoresume from the latest complete checkpoint, else load_checkpoint,
@@ -513,7 +560,7 @@ int bpt_train_main(bpt_config *c) {
         }
     }
     bpt_agree_or_exit(mbad != 0, err);
-    bpt_batch *bs = NULL;
+    bpt_batch *bs = NULL, *full = NULL;
     if (start >= c->total_steps) {
         if (root) {
             printf("nothing to train: %s is at step %lld and total_steps is %lld (raise total_steps to train "
@@ -531,8 +578,10 @@ int bpt_train_main(bpt_config *c) {
         char sl[256];
         slurm_header(sl, sizeof sl);
         fputs(sl, stdout);
-        printf("mesh: %d rank%s = dp %d x fsdp %d x tp %d | %d rows per rank per micro-batch | %d rank%s on this node\n",
-               mesh.world_size, mesh.world_size > 1 ? "s" : "", mesh.dp, mesh.fsdp, mesh.tp, B, mesh.local_size,
+        char spx[48] = "";
+        if (mesh.sp > 1) snprintf(spx, sizeof spx, " x sp %d (%d tokens per rank)", mesh.sp, T_local);
+        printf("mesh: %d rank%s = dp %d x fsdp %d x tp %d%s | %d rows per rank per micro-batch | %d rank%s on this node\n",
+               mesh.world_size, mesh.world_size > 1 ? "s" : "", mesh.dp, mesh.fsdp, mesh.tp, spx, B, mesh.local_size,
                mesh.local_size > 1 ? "s" : "");
         printf("model: %.2fM parameters, L=%d D=%d H=%d KVH=%d F=%d V=%d | T=%d batch=%d x %d accum | mode %s\n",
                bpt_llama_num_params(lc) / 1e6, lc->num_hidden_layers, lc->hidden_size, lc->num_attention_heads,
@@ -556,7 +605,8 @@ int bpt_train_main(bpt_config *c) {
                     sizeof saved);
 
     bs = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
-    for (int a = 0; a < accum; a++) bpt_batch_alloc(&bs[a], B, T);
+    full = bpt_xcalloc((size_t)accum, sizeof(bpt_batch));
+    for (int a = 0; a < accum; a++) batch_alloc(&bs[a], &full[a], B, T_local, comm);
     int tty = root && isatty(STDERR_FILENO);
     double t_start = bpt_now(), last_loss = NAN;
     int64_t done = 0;
@@ -568,7 +618,7 @@ int bpt_train_main(bpt_config *c) {
         memcpy(bytes0, comm->bytes, sizeof bytes0);
         int dbad = 0;
         for (int a = 0; a < accum && !dbad; a++)
-            dbad = bpt_loader_next(ld, &bs[a], Bg, row0, err, sizeof err) != 0;
+            dbad = read_batch(ld, &bs[a], &full[a], comm, Bg, err, sizeof err) != 0;
         snprintf(derr, sizeof derr, "train_dataset: %s (rank %d, step %lld)", err, mesh.world_rank, (long long)step);
         bpt_agree_or_exit(dbad, derr);   /* a read error is one rank's: all stop, none waits */
         double t_data = bpt_now() - t0;
@@ -599,11 +649,11 @@ int bpt_train_main(bpt_config *c) {
                             "\"gradient_norm\": %.8g, \"param_norm\": %.8g, \"tokens_per_second\": %.6g, "
                             "\"mfu\": %s, \"peak_memory_bytes\": %llu, \"data_seconds\": %.6g, \"step_seconds\": %.6g, "
                             "\"dataset_tokens_consumed\": %llu, \"dataset_malformed_lines\": %llu, "
-                            "\"comm_bytes\": {\"dp\": %llu, \"fsdp\": %llu, \"tp\": %llu, \"batch\": %llu, \"world\": %llu}",
+                            "\"comm_bytes\": {\"dp\": %llu, \"fsdp\": %llu, \"tp\": %llu, \"sp\": %llu, \"batch\": %llu, \"world\": %llu}",
                         (long long)step, r.loss, r.accuracy, r.opt.lr, r.opt.grad_norm, r.opt.param_norm, tps, mfu_json,
                         (unsigned long long)peak, t_data, dt, (unsigned long long)bpt_loader_tokens_consumed(ld),
                         (unsigned long long)bpt_loader_malformed_lines(ld), (unsigned long long)sent[BPT_AXIS_DP],
-                        (unsigned long long)sent[BPT_AXIS_FSDP], (unsigned long long)sent[BPT_AXIS_TP],
+                        (unsigned long long)sent[BPT_AXIS_FSDP], (unsigned long long)sent[BPT_AXIS_TP], (unsigned long long)sent[BPT_AXIS_SP],
                         (unsigned long long)sent[BPT_AXIS_BATCH], (unsigned long long)sent[BPT_AXIS_WORLD]);
                 if (eld) fprintf(mf, ", \"eval_loss\": %.8g, \"eval_accuracy\": %.8g", ev.loss, ev.accuracy);
                 fprintf(mf, "}\n");
@@ -619,10 +669,10 @@ int bpt_train_main(bpt_config *c) {
                     bpt_tboard_scalar(tb, "tokens_per_second", tps);
                     if (isfinite(mfu)) bpt_tboard_scalar(tb, "mfu", mfu);
                     bpt_tboard_scalar(tb, "peak_memory_bytes", (double)peak);
-                    static const char *const axes[] = {"comm_bytes/dp", "comm_bytes/fsdp", "comm_bytes/tp",
+                    static const char *const axes[] = {"comm_bytes/dp", "comm_bytes/fsdp", "comm_bytes/tp", "comm_bytes/sp",
                                                        "comm_bytes/batch", "comm_bytes/world"};
-                    const bpt_axis ax[] = {BPT_AXIS_DP, BPT_AXIS_FSDP, BPT_AXIS_TP, BPT_AXIS_BATCH, BPT_AXIS_WORLD};
-                    for (int a = 0; a < 5; a++) bpt_tboard_scalar(tb, axes[a], (double)sent[ax[a]]);
+                    const bpt_axis ax[] = {BPT_AXIS_DP, BPT_AXIS_FSDP, BPT_AXIS_TP, BPT_AXIS_SP, BPT_AXIS_BATCH, BPT_AXIS_WORLD};
+                    for (int a = 0; a < 6; a++) bpt_tboard_scalar(tb, axes[a], (double)sent[ax[a]]);
                     if (eld) {
                         bpt_tboard_scalar(tb, "eval_loss", ev.loss);
                         bpt_tboard_scalar(tb, "eval_accuracy", ev.accuracy);
@@ -712,8 +762,9 @@ int bpt_train_main(bpt_config *c) {
         bpt_tboard_close(tb);
     }
 finish:
-    for (int a = 0; bs && a < accum; a++) bpt_batch_free(&bs[a]);
+    for (int a = 0; bs && a < accum; a++) batch_free(&bs[a], &full[a]);
     free(bs);
+    free(full);
     bpt_loader_close(ld);
     if (eld) bpt_loader_close(eld);
     bpt_model_free(m);
@@ -755,7 +806,7 @@ int bpt_eval_main(bpt_config *c) {
                        "eval_dataset batch_size or arena_bytes)", bpt_fmt_bytes((double)cap, b1, sizeof b1), k->name,
                        mesh.world_rank);
     bpt_agree_or_exit(abad, err);
-    bpt_model *m = bpt_model_create(lc, k, &arena, B, src->seq_length, 0, &mesh.comm);
+    bpt_model *m = bpt_model_create(lc, k, &arena, B, src->seq_length / mesh.sp, 0, &mesh.comm);
     bpt_model_set_dtype(m, c->dtype);
     char path[BPT_STR + 64];
     bpt_ckpt_meta meta = {0, 0, 0, 0, 1};

@@ -8,8 +8,11 @@
  *   fsdp = (r / (tp_size * sp_size)) % fsdp_size
  *   dp   = r / (tp_size * sp_size * fsdp_size)
  * so tensor parallelism is fastest-varying and stays inside a node, and the sequence
- * ring (sp) comes next. Each axis gets its MPI sub-communicator; the batch axis is
- * dp x fsdp.
+ * ring (sp) comes next. Each axis gets its MPI sub-communicator, with two that span
+ * more than one axis: the fsdp communicator is fsdp x sp (parameters, gradients and
+ * AdamW state are sharded over both, so the sp ranks do not replicate the model), and
+ * the batch axis (the loss's token counts) is dp x fsdp x sp. A rank's batch rows are
+ * given by its dp and fsdp coordinates; its tokens of them by its sp coordinate.
  */
 #ifndef BPT_MESH_H
 #define BPT_MESH_H

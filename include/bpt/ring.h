@@ -36,6 +36,8 @@ typedef struct {
     int B, T_local, H, KVH, Dh;     /* T_local = 2C tokens of this rank */
     int Bq, Bk;                     /* attention chunk sizes, as for attn_fwd */
     float *work;                    /* bpt_ring_work_floats(...) floats, backend memory */
+    int compute_only;               /* bench/bench_ring: every hop's work on the local block, no
+                                       message (wrong results; the time of the compute alone) */
 } bpt_ring;
 
 /* Floats of work space the ring needs: two K/V blocks for the forward, and for the

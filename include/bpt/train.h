@@ -27,7 +27,7 @@ int bpt_eval_main(bpt_config *c);
 #define BPT_PLAN_TOP 24
 
 typedef struct bpt_plan {
-    int dp, fsdp, tp;                 /* the mesh */
+    int dp, fsdp, tp, sp;             /* the mesh */
     int B, T;                         /* rows per rank per micro-batch, sequence length */
     size_t param_bytes;               /* this rank's parameter shards (= grads, = each moment) */
     size_t kept_bytes;                /* activations kept from the forward for the backward */

@@ -25,7 +25,7 @@ acc.Reload()
 keys = ["loss", "accuracy", "learning_rate", "gradient_norm", "param_norm", "tokens_per_second", "mfu",
         "peak_memory_bytes", "eval_loss", "eval_accuracy"]
 n = 0
-for k in keys + ["comm_bytes/" + a for a in ("dp", "fsdp", "tp", "batch", "world")]:
+for k in keys + ["comm_bytes/" + a for a in ("dp", "fsdp", "tp", "sp", "batch", "world")]:
     got = {e.step: e.value for e in acc.Scalars(k)}
     want = {r["step"]: (r["comm_bytes"][k.split("/")[1]] if k.startswith("comm_bytes/") else r[k]) for r in rows}
     assert sorted(got) == sorted(want), (k, sorted(got), sorted(want))

@@ -164,6 +164,73 @@ for key in ("parameters", "gradients", "optimizer"):
 PY
 done
 
+# sequence parallelism (sp, ring attention): every mesh with sp > 1 gives the one-rank
+# losses and parameters; chunks small enough for the 64/sp tokens of a rank (the
+# one-rank reference keeps its own: blockwise attention is exact in any chunking)
+SPC=(--llama.scan_query_chunk_size=4 --llama.scan_key_chunk_size=8)
+for variant in "mha:8" "gqa:2"; do
+    name=${variant%%:*}; kvh=${variant##*:}
+    meshes="1,1,1,8 1,2,1,4 2,1,1,4 dp:1,fsdp:2,tp:2,sp:2"
+    [ "$kvh" = 8 ] && meshes="$meshes 1,1,2,4 2,1,2,2 1,1,4,2"
+    for mesh in $meshes; do
+        dir="$WORK/$name-sp-${mesh//[:,]/_}"
+        if ! timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --llama.num_key_value_heads=$kvh "${SPC[@]}" \
+                --mesh_dim=$mesh --logger.output_dir="$dir" > "$dir.out" 2>&1; then
+            fail "$name mesh $mesh: run failed: $(grep -m1 '^bpt:' "$dir.out")"; continue
+        fi
+        res=$(compare "$dir" "$WORK/$name-ref" 2>&1) && ok "$name (KVH=$kvh) mesh $mesh (sp) == one rank: $res" ||
+            fail "$name (KVH=$kvh) mesh $mesh: $res"
+    done
+done
+
+# a checkpoint saved on sp = 8 evaluates to the same loss on 1 rank, on 2,2,2 and on sp = 8
+EV=(--eval_steps=2 --eval_dataset.hdf5_dataset.path="$WORK/train.h5" --eval_dataset.hdf5_dataset.seq_length=64
+    --eval_dataset.hdf5_dataset.batch_size=8)
+ck="params::$WORK/mha-sp-1_1_1_8/ckpt"
+EV=("${COMMON[@]}" --llama.num_key_value_heads=8 "${EV[@]}")
+e1=$("$BPT" eval "${EV[@]}" --load_checkpoint="$ck" 2>&1 | grep '^{')
+e2=$("${MPI[@]}" "$BPT" eval "${EV[@]}" --load_checkpoint="$ck" --mesh_dim=2,2,2 2>&1 | grep '^{')
+e3=$("${MPI[@]}" "$BPT" eval "${EV[@]}" "${SPC[@]}" --load_checkpoint="$ck" --mesh_dim=1,1,1,8 2>&1 | grep '^{')
+python3 - "$e1" "$e2" "$e3" <<'PY' && ok "checkpoint of sp=8: the same eval loss on 1,1,1 / 2,2,2 / 1,1,1,8: $e1" || fail "eval of the sp=8 checkpoint: $e1 | $e2 | $e3"
+import json, sys
+a, b, c = (json.loads(x) for x in sys.argv[1:4])
+assert a["tokens"] == b["tokens"] == c["tokens"] > 0
+for x in (b, c):
+    assert abs(x["loss"] - a["loss"]) <= 1e-5 * abs(a["loss"]), (a, x)
+PY
+
+# memory with sp: the state shrinks as 1/(fsdp*sp*tp), the attention activations as 1/sp,
+# and the measured peak equals the plan
+python3 - "$WORK/mha-sp-1_1_1_8/metrics.jsonl" \
+    "$("$BPT" plan "${COMMON[@]}" --llama.num_key_value_heads=8 "${SPC[@]}" --mesh_dim=1,1,1,8 --world_size=8 | sed -n 's/.*peak .*(\([0-9]*\) bytes)/\1/p')" <<'PY' &&
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert rows[-1]["peak_memory_bytes"] == int(sys.argv[2]), (rows[-1]["peak_memory_bytes"], sys.argv[2])
+PY
+ok "sp=8: measured peak == plan" || fail "sp=8: measured peak != plan"
+for sp in 2 4 8; do
+    "$BPT" plan "${COMMON[@]}" "${SPC[@]}" --mesh_dim=1,1,1,1 --world_size=1 > "$WORK/plansp1" &&
+    "$BPT" plan "${COMMON[@]}" "${SPC[@]}" --mesh_dim=1,1,1,$sp --world_size=$sp > "$WORK/plansp" &&
+    python3 - "$WORK/plansp1" "$WORK/plansp" "$sp" <<'PY' && ok "sp=$sp: state and kept activations x1/$sp per rank" || fail "sp=$sp: memory per rank"
+import sys
+import re
+units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+sp = int(sys.argv[3])
+def get(path, key):   # the first size on the line that starts with key
+    for line in open(path):
+        if line.strip().startswith(key):
+            v, u = re.search(r"([0-9.]+) (B|KiB|MiB|GiB)", line).groups()
+            return float(v) * units[u]
+    raise KeyError(key)
+for key in ("parameters", "gradients", "optimizer"):
+    ratio = get(sys.argv[1], key) / get(sys.argv[2], key)
+    assert 0.9 * sp <= ratio <= sp * 1.0001, (key, ratio)
+ratio = get(sys.argv[1], "kept activations") / get(sys.argv[2], "kept activations")
+assert abs(ratio / sp - 1) < 0.02, ("kept activations", ratio)   # printed to 3 digits
+print(f"  sp={sp} ok")
+PY
+done
+
 # bad meshes: one line naming mesh_dim and the numbers, every rank exits non-zero, fast
 expect_error "mesh product != ranks" "mesh_dim.*'2,2,1'.*4 != 8" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=2,2,1
 expect_error "two -1" "mesh_dim.*'-1,-1,2'.*-1" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=-1,-1,2
@@ -172,4 +239,13 @@ expect_error "tp does not divide heads" "mesh_dim.*tp=8.*num_key_value_heads=2" 
 expect_error "batch not divisible by dp*fsdp" "mesh_dim.*dp\*fsdp=8.*batch_size=4" "${MPI[@]}" "$BPT" train \
     "${COMMON[@]}" --train_dataset.hdf5_dataset.batch_size=4 --mesh_dim=8,1,1
 expect_error "non-numeric entry" "mesh_dim.*'2,two,2'" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=2,two,2
+expect_error "sp does not divide the ranks" "mesh_dim.*'1,-1,1,3'.*8 ranks.*3" "${MPI[@]}" "$BPT" train "${COMMON[@]}" \
+    --mesh_dim=1,-1,1,3
+expect_error "seq_length not divisible by 2*sp" "mesh_dim.*sp=8.*seq_length=72.*2\*sp=16" "${MPI[@]}" "$BPT" train \
+    "${COMMON[@]}" --llama.scan_query_chunk_size=4 --llama.scan_key_chunk_size=4 --llama.scan_mlp_chunk_size=4 --llama.scan_loss_chunk_size=4 \
+    --train_dataset.hdf5_dataset.seq_length=72 --mesh_dim=1,1,1,8
+expect_error "seq_length/sp below one attention chunk" "mesh_dim.*sp=8.*seq_length/sp=8.*chunk, 32" "${MPI[@]}" \
+    "$BPT" train "${COMMON[@]}" --mesh_dim=1,1,1,8
+expect_error "sp with vanilla attention" "mesh_dim.*sp=2.*scan_attention" "${MPI[@]}" "$BPT" train "${COMMON[@]}" \
+    "${SPC[@]}" --llama.scan_attention=false --mesh_dim=1,2,2,2
 finish
