@@ -14,6 +14,7 @@
 #ifdef BPT_HAVE_CUDA
 #include "kernels/cuda/cuda.h"
 #endif
+#include "bench.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,10 +47,9 @@ int main(int argc, char **argv) {
            bpt_cuda_device_name(), peak / 1e12, H, Dh, reps);
     printf("| T | fwd ms | fwd TFLOP/s | fwd %% of peak | fwd+bwd ms | fwd+bwd TFLOP/s | fwd+bwd %% of peak |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|\n");
-    char tbuf[256];
-    snprintf(tbuf, sizeof tbuf, "%s", ts);
-    for (char *sv = NULL, *tok = strtok_r(tbuf, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
-        int T = atoi(tok);
+    int Ts[128], nT = bench_t_list(ts, Ts, 128);
+    for (int ti = 0; ti < nT; ti++) {
+        int T = Ts[ti];
         size_t n = (size_t)T * H * Dh, nl = (size_t)H * T;
         bpt_arena a;
         if (bpt_arena_init(&a, k, 8 * n * sizeof(float) + nl * sizeof(float) + BPT_CUDA_WORKSPACE + (1 << 20)) != 0) {

@@ -11,6 +11,7 @@
  */
 #include "bpt/bpt.h"
 #include "kernels/kernels.h"
+#include "bench.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -59,10 +60,9 @@ int main(int argc, char **argv) {
     }
     printf("| T | mode | step s | tokens/s | GFLOP/s (6N+12LDT) | MFU vs peak | MFU, causal FLOPs (6N+6LDT) | peak arena |\n");
     printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
-    char tbuf[256];
-    snprintf(tbuf, sizeof tbuf, "%s", ts);
-    for (char *sv = NULL, *tok = strtok_r(tbuf, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
-        int T = atoi(tok);
+    int Ts[128], nT = bench_t_list(ts, Ts, 128);
+    for (int ti = 0; ti < nT; ti++) {
+        int T = Ts[ti];
         /* the benchmark's settings first, then the user's overrides (later wins) */
         char t[64], err[1024];
         snprintf(t, sizeof t, "--train_dataset.hdf5_dataset.seq_length=%d", T);

@@ -55,6 +55,19 @@ static void write_tokens(const char *path, hid_t ftype, const int64_t *v, size_t
     H5Fclose(f);
 }
 
+/* A dataset name of file type ftype and shape dims[0..rank) (rank 0: a scalar), holding v
+ * (int64) when v != NULL, in a new HDF5 file at path, or added to the one there (add). */
+static void write_dataset(const char *path, int add, const char *name, hid_t ftype, int rank,
+                          const hsize_t *dims, const int64_t *v) {
+    hid_t f = add ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT) : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t d = H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (v) H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
 static void write_text(const char *path, const char *s) { write_file(path, s, strlen(s)); }
 
 static bpt_dataset_config hdf5_cfg(const char *path) {
@@ -269,13 +282,8 @@ static void test_hdf5_errors(void) {
     CHECK(!l && contains(err, "nonexistent.h5") && contains(err, "no such file"), "missing file: %s", err);
 
     const char *pn = tmp("notokens.h5");
-    hid_t f = H5Fcreate(pn, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t dim = 4;
-    hid_t sp = H5Screate_simple(1, &dim, NULL);
-    hid_t ds = H5Dcreate2(f, "ids", H5T_STD_U32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dclose(ds);
-    H5Sclose(sp);
-    H5Fclose(f);
+    write_dataset(pn, 0, "ids", H5T_STD_U32LE, 1, &dim, NULL);
     d = hdf5_cfg(pn);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pn) && contains(err, "no /tokens dataset") && !contains(err, "no such file"),
@@ -283,32 +291,22 @@ static void test_hdf5_errors(void) {
 
     /* /tokens a group, of rank 2, or a scalar: each named as such */
     const char *pg = tmp("group.h5");
-    f = H5Fcreate(pg, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t f = H5Fcreate(pg, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Gclose(H5Gcreate2(f, "tokens", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     H5Fclose(f);
     d = hdf5_cfg(pg);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pg) && contains(err, "/tokens is a group, not a dataset"), "/tokens a group: %s", err);
     const char *pr = tmp("rank2.h5");
-    f = H5Fcreate(pr, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t dims2[2] = {4, 10};
-    sp = H5Screate_simple(2, dims2, NULL);
-    ds = H5Dcreate2(f, "tokens", H5T_STD_U16LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok);
-    H5Dclose(ds);
-    H5Sclose(sp);
-    H5Fclose(f);
+    write_dataset(pr, 0, "tokens", H5T_STD_U16LE, 2, dims2, tok);
     d = hdf5_cfg(pr);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pr) && contains(err, "/tokens has rank 2 (4 x 10), expected 1-D"),
           "/tokens of rank 2: %s", err);
     const char *pm = tmp("scalarmask.h5");
     write_tokens(pm, H5T_STD_U16LE, tok, 40, NULL);
-    f = H5Fopen(pm, H5F_ACC_RDWR, H5P_DEFAULT);
-    sp = H5Screate(H5S_SCALAR);
-    H5Dclose(H5Dcreate2(f, "loss_mask", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    H5Sclose(sp);
-    H5Fclose(f);
+    write_dataset(pm, 1, "loss_mask", H5T_STD_U8LE, 0, NULL, NULL);
     d = hdf5_cfg(pm);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pm) && contains(err, "/loss_mask is a scalar, expected 1-D"),
@@ -374,12 +372,7 @@ static void test_hdf5_errors(void) {
     CHECK(!l && contains(err, pt) && contains(err, "not an HDF5 file"), "text file as hdf5: %s", err);
 
     const char *pf = tmp("float.h5");
-    f = H5Fcreate(pf, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    sp = H5Screate_simple(1, &dim, NULL);
-    ds = H5Dcreate2(f, "tokens", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dclose(ds);
-    H5Sclose(sp);
-    H5Fclose(f);
+    write_dataset(pf, 0, "tokens", H5T_IEEE_F32LE, 1, &dim, NULL);
     d = hdf5_cfg(pf);
     l = bpt_loader_open(&d, "", 64, 0, 1, err, sizeof err);
     CHECK(!l && contains(err, pf) && contains(err, "/tokens holds float32, expected integer"), "float /tokens: %s", err);

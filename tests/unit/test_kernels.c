@@ -636,13 +636,21 @@ static double xent_loss(void *p) {  // scale * sum mask * nll
     return c->scale * L;
 }
 
+/* A cross-entropy case before its special rows: N x V logits uniform in [-a, a) (returned),
+ * and in every row a random target (*tgt) of weight 1 (*mask); all three malloc'd. */
+static float *xent_case(int N, int V, double a, int32_t **tgt, float **mask) {
+    float *x = frand((size_t)N * V, -a, a);
+    *tgt = malloc(sizeof(int32_t) * N);
+    *mask = malloc(sizeof(float) * N);
+    for (int n = 0; n < N; n++) { (*tgt)[n] = (int32_t)(urand() * V); (*mask)[n] = 1.0f; }
+    return x;
+}
+
 static void test_xent(void) {
     int N = 13, V = 37;
     float scale = 1.0f / 7.0f;
-    float *x = frand((size_t)N * V, -4, 4);
-    int32_t tgt[13];
-    float mask[13];
-    for (int n = 0; n < N; n++) { tgt[n] = (int32_t)(urand() * V); mask[n] = 1.0f; }
+    int32_t *tgt;
+    float *mask, *x = xent_case(N, V, 4, &tgt, &mask);
     mask[2] = 0.0f; mask[7] = 0.0f; tgt[7] = -1;  // masked rows (one with a padding target)
     mask[9] = 0.5f;                               // a fractional weight
     for (int i = 0; i < V; i++) x[3 * V + i] += 1000.0f;  // large logits: needs max subtraction
@@ -711,15 +719,13 @@ static void test_xent(void) {
     // determinism of the sums
     double o1[2] = {0, 0}, o2[2] = {0, 0};
     int Nb = 301;
-    float *xb = frand((size_t)Nb * V, -3, 3), *xb2 = fdup(xb, (size_t)Nb * V);
-    int32_t *tb = malloc(sizeof(int32_t) * Nb);
-    float *mb = malloc(sizeof(float) * Nb);
-    for (int n = 0; n < Nb; n++) { tb[n] = (int32_t)(urand() * V); mb[n] = 1.0f; }
+    int32_t *tb;
+    float *mb, *xb = xent_case(Nb, V, 3, &tb, &mb), *xb2 = fdup(xb, (size_t)Nb * V);
     K->xent_fwd_bwd(xb, o1, tb, mb, Nb, V, 1.0f);
     K->xent_fwd_bwd(xb2, o2, tb, mb, Nb, V, 1.0f);
     check_true("xent_fwd_bwd deterministic", o1[0] == o2[0] && o1[1] == o2[1] &&
                memcmp(xb, xb2, sizeof(float) * Nb * V) == 0);
-    free(x); free(xd); free(gref); free(g); free(xb); free(xb2); free(tb); free(mb);
+    free(x); free(tgt); free(mask); free(xd); free(gref); free(g); free(xb); free(xb2); free(tb); free(mb);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -772,10 +778,8 @@ static void test_sumsq_axpy(void) {
 static void test_xent_vocab_parallel(void) {
     int N = 11, V = 60;
     float scale = 1.0f / 9.0f;
-    float *x = frand((size_t)N * V, -4, 4);
-    int32_t tgt[11];
-    float mask[11];
-    for (int n = 0; n < N; n++) { tgt[n] = (int32_t)(urand() * V); mask[n] = 1.0f; }
+    int32_t *tgt;
+    float *mask, *x = xent_case(N, V, 4, &tgt, &mask);
     mask[3] = 0.0f;
     x[5 * V + 9] = x[5 * V + 41] = 9.0f; tgt[5] = 9;    // tie across pieces: the lower id wins
     x[6 * V + 19] = x[6 * V + 50] = 9.0f; tgt[6] = 50;  // ... so this one is wrong
@@ -827,7 +831,7 @@ static void test_xent_vocab_parallel(void) {
         for (int p = 0; p < P; p++) free(loc[p]);
         free(loc); free(g); free(rmax); free(tl); free(av); free(se); free(ai); free(gm); free(gt); free(gs); free(ga);
     }
-    free(x); free(gf);
+    free(x); free(tgt); free(mask); free(gf);
 
     // embedding over a vocabulary range: rows outside are zero, gradients land only in range
     int D = 5, Ve = 12, n = 7;

@@ -134,50 +134,45 @@ static void test_bytes(void) {
 }
 
 static void test_errors(void) {
-    bpt_tokenizer *t = bpt_tokenizer_open(tmp("missing.model"), err, sizeof err);
-    CHECK(!t && strstr(err, "missing.model") && strstr(err, "cannot open") && !strchr(err, '\n'),
-          "missing file: one line naming it (%s)", err);
-    t = bpt_tokenizer_open(tmp("missing.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "missing.json"), "missing .json file: names it (%s)", err);
-
-    write_file(tmp("garbage.model"), "this is not a protobuf {[", 25);
-    t = bpt_tokenizer_open(tmp("garbage.model"), err, sizeof err);
-    CHECK(!t && strstr(err, "garbage.model") && strstr(err, "SentencePiece") && !strchr(err, '\n'),
-          "garbage .model: one line naming the file (%s)", err);
-    write_file(tmp("empty.model"), "", 0);
-    t = bpt_tokenizer_open(tmp("empty.model"), err, sizeof err);
-    CHECK(!t && strstr(err, "empty.model"), "empty .model rejected (%s)", err);
-
-    write_file(tmp("garbage.json"), "{\"model\": [1, 2", 15);
-    t = bpt_tokenizer_open(tmp("garbage.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "garbage.json") && strstr(err, "JSON") && !strchr(err, '\n'),
-          "garbage .json: one line naming the file (%s)", err);
-    write_file(tmp("other.json"), "{\"a\": 1}", 8);
-    t = bpt_tokenizer_open(tmp("other.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "other.json") && strstr(err, "model"), "JSON that is no tokenizer (%s)", err);
-    const char *wp = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}";
-    write_file(tmp("wp.json"), wp, strlen(wp));
-    t = bpt_tokenizer_open(tmp("wp.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "model.type") && strstr(err, "WordPiece"), "WordPiece model names model.type (%s)", err);
-    const char *nf = "{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
-                     " \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}";
-    write_file(tmp("nfc.json"), nf, strlen(nf));
-    t = bpt_tokenizer_open(tmp("nfc.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "normalizer") && strstr(err, "NFC"), "NFC normalizer names normalizer (%s)", err);
-    const char *nb = "{\"pre_tokenizer\": null, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
-    write_file(tmp("nobl.json"), nb, strlen(nb));
-    t = bpt_tokenizer_open(tmp("nobl.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "ByteLevel"), "BPE without ByteLevel rejected (%s)", err);
-    const char *bm = "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
-                     "\"vocab\": {\"a\": 0}, \"merges\": [\"a zz\"]}}";
-    write_file(tmp("badmerge.json"), bm, strlen(bm));
-    t = bpt_tokenizer_open(tmp("badmerge.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "model.merges[0]"), "merge with an unknown token names model.merges[0] (%s)", err);
-    const char *br = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}}, "
-                     "\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}";
-    write_file(tmp("badre.json"), br, strlen(br));
-    t = bpt_tokenizer_open(tmp("badre.json"), err, sizeof err);
-    CHECK(!t && strstr(err, "Split.pattern"), "bad Split regex names Split.pattern (%s)", err);
+    /* Files that must not open: the message names what is wrong (has, and also has2 when
+     * given), on one line where one_line is set. text NULL: no file is written. */
+    static const struct {
+        const char *file, *text, *has, *has2;
+        int one_line;
+        const char *what;
+    } bad[] = {
+        {"missing.model", NULL, "missing.model", "cannot open", 1, "missing file: one line naming it"},
+        {"missing.json", NULL, "missing.json", NULL, 0, "missing .json file: names it"},
+        {"garbage.model", "this is not a protobuf {[", "garbage.model", "SentencePiece", 1,
+         "garbage .model: one line naming the file"},
+        {"empty.model", "", "empty.model", NULL, 0, "empty .model rejected"},
+        {"garbage.json", "{\"model\": [1, 2", "garbage.json", "JSON", 1, "garbage .json: one line naming the file"},
+        {"other.json", "{\"a\": 1}", "other.json", "model", 0, "JSON that is no tokenizer"},
+        {"wp.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "model.type", "WordPiece", 0,
+         "WordPiece model names model.type"},
+        {"nfc.json",
+         "{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+         " \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}",
+         "normalizer", "NFC", 0, "NFC normalizer names normalizer"},
+        {"nobl.json", "{\"pre_tokenizer\": null, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+         "ByteLevel", NULL, 0, "BPE without ByteLevel rejected"},
+        {"badmerge.json",
+         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+         "\"vocab\": {\"a\": 0}, \"merges\": [\"a zz\"]}}",
+         "model.merges[0]", NULL, 0, "merge with an unknown token names model.merges[0]"},
+        {"badre.json",
+         "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}}, "
+         "\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}",
+         "Split.pattern", NULL, 0, "bad Split regex names Split.pattern"},
+    };
+    bpt_tokenizer *t;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (bad[i].text) write_file(tmp(bad[i].file), bad[i].text, strlen(bad[i].text));
+        t = bpt_tokenizer_open(tmp(bad[i].file), err, sizeof err);
+        CHECK(!t && strstr(err, bad[i].has) && (!bad[i].has2 || strstr(err, bad[i].has2)) &&
+              (!bad[i].one_line || !strchr(err, '\n')), "%s (%s)", bad[i].what, err);
+        bpt_tokenizer_free(t);
+    }
 
     pb_w w = {{0}, 0};
     pbw_piece(&w, "<unk>", 0, 2);

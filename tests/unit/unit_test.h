@@ -86,32 +86,27 @@ static inline int tap_driven(void) {
     return s && *s && *s != '0';
 }
 
-/* Nothing to test here (no GPU, ...), before any check: the plan "1..0 # SKIP why";
- * exits 77, or 0 under the driver. */
-static inline void tap_skip_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static inline void tap_skip_all(const char *fmt, ...) {
+/* The program's last line, prefix and fmt's text as a description; then exit(status).
+ * Called as tap_skip_all or tap_bail. */
+static inline void tap_stop(int status, const char *prefix, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+static inline void tap_stop(int status, const char *prefix, const char *fmt, ...) {
     va_list ap;
-    printf("1..0 # SKIP ");
+    fputs(prefix, stdout);
     va_start(ap, fmt);
     tap_vdesc(fmt, ap);
     va_end(ap);
     putchar('\n');
     fflush(stdout);
-    exit(tap_driven() ? 0 : 77);
+    exit(status);
 }
 
-/* The test cannot go on (a setup step failed): "Bail out! why", exit 1. */
-static inline void tap_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static inline void tap_bail(const char *fmt, ...) {
-    va_list ap;
-    printf("Bail out! ");
-    va_start(ap, fmt);
-    tap_vdesc(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-    exit(1);
-}
+/* tap_skip_all(fmt, ...): nothing to test here (no GPU, ...), before any check: the plan
+ * "1..0 # SKIP why"; exits 77, or 0 under the driver. */
+#define tap_skip_all(...) tap_stop(tap_driven() ? 0 : 77, "1..0 # SKIP ", __VA_ARGS__)
+
+/* tap_bail(fmt, ...): the test cannot go on (a setup step failed): "Bail out! why", exit 1. */
+#define tap_bail(...) tap_stop(1, "Bail out! ", __VA_ARGS__)
 
 /* The end: the plan "1..N" and a tally; the exit status for main to return. */
 static inline int tap_done(void) {
