@@ -6,6 +6,7 @@
 #   bench/plan_sp.sh [extra overrides...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/plan_lib.sh
 echo "| model | T | ranks | mesh (dp,fsdp,tp,sp) | tokens per rank | state | kept activations | peak per rank | fits 80 GiB | ring (sp) bytes/step |"
 echo "|---|---:|---:|---|---:|---:|---:|---:|:-:|---:|"
 for model in 7b 13b; do
@@ -16,13 +17,8 @@ for model in 7b 13b; do
         [ "$fsdp" -ge 1 ] || continue
         mesh=1,$fsdp,$tp,$sp
         [ $((T / sp)) -ge 4096 ] || continue   # a rank holds at least one key chunk
-        src/bpt plan --load_llama_config=$model --mesh_dim=$mesh --world_size=$n \
-          --llama.max_sequence_length=$T --train_dataset.hdf5_dataset.seq_length=$T \
-          --train_dataset.hdf5_dataset.batch_size=$fsdp --llama.scan_attention=true --llama.scan_mlp=true \
-          --llama.scan_loss=true --llama.remat_block=nothing_saveable --llama.remat_attention=nothing_saveable \
-          --llama.remat_mlp=nothing_saveable --llama.scan_query_chunk_size=2048 --llama.scan_key_chunk_size=4096 \
-          --llama.scan_mlp_chunk_size=2048 --llama.scan_loss_chunk_size=2048 "$@" > /tmp/bpt_plan.$$
-        g() { sed -n "s/^ *$1 *\([0-9.]* [KMGT]*i*B\).*/\1/p" /tmp/bpt_plan.$$ | head -n 1; }
+        recipe_plan /tmp/bpt_plan.$$ "$model" "$T" "$mesh" "$n" "$fsdp" "$@"
+        g() { plan_size /tmp/bpt_plan.$$ "$1"; }
         bytes=$(sed -n 's/.*peak .*(\([0-9]*\) bytes)/\1/p' /tmp/bpt_plan.$$)
         fits=$([ "$bytes" -le $((80 * 1024 * 1024 * 1024)) ] && echo yes || echo no)
         ring=$(g sp); [ -n "$ring" ] || ring="-"

@@ -5,6 +5,7 @@
 #   bench/plan_tables.sh [extra overrides...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/plan_lib.sh
 echo "| model | T | ranks | mesh | global batch | state (params+grads+adamw) | kept activations | peak per rank | comm/step fsdp | comm/step tp | comm/step dp |"
 echo "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 for model in 7b 13b; do
@@ -13,13 +14,8 @@ for model in 7b 13b; do
       n=${spec%%:*}; mesh=${spec#*:}
       IFS=, read -r dp fsdp tp <<< "$mesh"
       batch=$((dp * fsdp))
-      src/bpt plan --load_llama_config=$model --mesh_dim=$mesh --world_size=$n \
-        --llama.max_sequence_length=$T --train_dataset.hdf5_dataset.seq_length=$T \
-        --train_dataset.hdf5_dataset.batch_size=$batch --llama.scan_attention=true --llama.scan_mlp=true \
-        --llama.scan_loss=true --llama.remat_block=nothing_saveable --llama.remat_attention=nothing_saveable \
-        --llama.remat_mlp=nothing_saveable --llama.scan_query_chunk_size=2048 --llama.scan_key_chunk_size=4096 \
-        --llama.scan_mlp_chunk_size=2048 --llama.scan_loss_chunk_size=2048 "$@" > /tmp/bpt_plan.$$ 
-      g() { sed -n "s/^ *$1 *\([0-9.]* [KMGT]*i*B\).*/\1/p" /tmp/bpt_plan.$$ | head -n 1; }
+      recipe_plan /tmp/bpt_plan.$$ "$model" "$T" "$mesh" "$n" "$batch" "$@"
+      g() { plan_size /tmp/bpt_plan.$$ "$1"; }
       p=$(g parameters); k=$(g "kept activations"); pk=$(g peak)
       f=$(g fsdp); t=$(g tp); d=$(g dp)
       echo "| $model | $T | $n | $mesh | $batch | 4 x $p | $k | $pk | $f | $t | $d |"
