@@ -172,22 +172,35 @@ static inline int visible(long r, long delta, long c0, int n) {
     return v < 0 ? 0 : v > n ? n : (int)v;
 }
 
+/* The tiling of a segment pair: chunk sizes clamped to the segments, chunk counts,
+ * row strides, the causal offset. 0 when there is nothing to compute. */
+typedef struct {
+    int B, Tq, Tk, H, KVH, Dh, Bq, Bk, G, nI, nJ, ldq, ldk;
+    long delta, qld, kld;
+    float scale;
+} tiling;
+
+static int tiling_of(const bpt_attn_seg *sg, tiling *t) {
+    if (sg->B <= 0 || sg->Tq <= 0 || sg->Tk <= 0 || sg->H <= 0) return 0;
+    bpt_cpu_blas_single_thread();
+    int Bq = sg->Bq <= 0 || sg->Bq > sg->Tq ? sg->Tq : sg->Bq, Bk = sg->Bk <= 0 || sg->Bk > sg->Tk ? sg->Tk : sg->Bk;
+    *t = (tiling){ sg->B, sg->Tq, sg->Tk, sg->H, sg->KVH, sg->Dh, Bq, Bk, sg->H / sg->KVH,
+                   (sg->Tq + Bq - 1) / Bq, (sg->Tk + Bk - 1) / Bk, sg->H * sg->Dh, sg->KVH * sg->Dh,
+                   (long)(sg->q_pos - sg->k_pos), sg->q_ld, sg->k_ld, 1.0f / sqrtf((float)sg->Dh) };
+    return 1;
+}
+
 // q (B,Tq,H,Dh), k, v (B,Tk,KVH,Dh) rows strided by q_ld / k_ld tokens per batch ->
 // o (B,Tq,H,Dh), lse (B,H,q_ld); merge: combine with the o, lse already there
 static void attn_fwd_core(float *o, float *lse, const float *q, const float *k, const float *v,
                           const bpt_attn_seg *sg, int merge) {
-    int B = sg->B, Tq = sg->Tq, Tk = sg->Tk, H = sg->H, KVH = sg->KVH, Dh = sg->Dh;
-    int Bq = sg->Bq, Bk = sg->Bk;
-    long delta = (long)(sg->q_pos - sg->k_pos);
-    if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0) return;
-    bpt_cpu_blas_single_thread();
-    if (Bq <= 0 || Bq > Tq) Bq = Tq;
-    if (Bk <= 0 || Bk > Tk) Bk = Tk;
-    int G = H / KVH;
-    int nI = (Tq + Bq - 1) / Bq, nJ = (Tk + Bk - 1) / Bk;
+    tiling t;
+    if (!tiling_of(sg, &t)) return;
+    int B = t.B, Tq = t.Tq, Tk = t.Tk, H = t.H, KVH = t.KVH, Dh = t.Dh, Bq = t.Bq, Bk = t.Bk, G = t.G;
+    int nI = t.nI, nJ = t.nJ, ldq = t.ldq, ldk = t.ldk;
+    long delta = t.delta;
+    float scale = t.scale;
     int rq = imin(RQ, Bq), nsub = (Bq + rq - 1) / rq;
-    int ldq = H * Dh, ldk = KVH * Dh;
-    float scale = 1.0f / sqrtf((float)Dh);
     long units = (long)B * H * nI * nsub;
     #pragma omp parallel
     {
@@ -260,24 +273,34 @@ void bpt_cpu_attn_fwd_seg(float *o, float *lse, const float *q, const float *k, 
 /* ------------------------------------------------------------------------- */
 /* blockwise backward */
 
+// One tile of the backward, recomputed: for nr query rows from query index r_first
+// (q, dout rows at qp, dop) and nc keys from key index c_first (kp, vp),
+//   S = q k^T / sqrt(Dh), P = exp(S - lse) (masked), dP = dO v^T, dS = P (dP - D)
+// leaving P in S and dS in dP (nr,nc); lse_r, D_r the rows' lse and D.
+static void tile_dS(float *S, float *dP, const float *qp, const float *dop, const float *kp, const float *vp,
+                    int nr, int nc, int Dh, int ldq, int ldk, float scale, long r_first, long delta, long c_first,
+                    const float *lse_r, const float *D_r) {
+    sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
+    sgemm(0, 1, nr, nc, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nc);
+    for (int r = 0; r < nr; r++) {
+        int nv = visible(r_first + r, delta, c_first, nc);
+        bwd_row(S + (size_t)r * nc, dP + (size_t)r * nc, nv, nc, lse_r[r], D_r[r]);
+    }
+}
+
 // dout (B,Tq,H,Dh) -> dq (B,Tq,H,Dh), dk, dv (B,Tk,KVH,Dh), strided as in the forward;
 // overwrite: they are set, else this pair's contributions are added to them
 static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
                           const float *q, const float *k, const float *v,
                           const float *o, const float *lse, const bpt_attn_seg *sg, int overwrite) {
-    int B = sg->B, Tq = sg->Tq, Tk = sg->Tk, H = sg->H, KVH = sg->KVH, Dh = sg->Dh;
-    int Bq = sg->Bq, Bk = sg->Bk;
-    long delta = (long)(sg->q_pos - sg->k_pos), qld = sg->q_ld, kld = sg->k_ld;
-    if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0) return;
-    bpt_cpu_blas_single_thread();
-    if (Bq <= 0 || Bq > Tq) Bq = Tq;
-    if (Bk <= 0 || Bk > Tk) Bk = Tk;
-    int G = H / KVH;
-    int nI = (Tq + Bq - 1) / Bq, nJ = (Tk + Bk - 1) / Bk;
+    tiling t;
+    if (!tiling_of(sg, &t)) return;
+    int B = t.B, Tq = t.Tq, Tk = t.Tk, H = t.H, KVH = t.KVH, Dh = t.Dh, Bq = t.Bq, Bk = t.Bk, G = t.G;
+    int nI = t.nI, nJ = t.nJ, ldq = t.ldq, ldk = t.ldk;
+    long delta = t.delta, qld = t.qld, kld = t.kld;
+    float scale = t.scale;
     int rq = imin(RQ, Bq), nsubq = (Bq + rq - 1) / rq;
     int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
-    int ldq = H * Dh, ldk = KVH * Dh;
-    float scale = 1.0f / sqrtf((float)Dh);
     float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * Tq);  // D = rowsum(dO o), (B,H,Tq)
     long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk;
     size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
@@ -311,14 +334,8 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
                 if (nc <= 0) break;
                 size_t krow = (size_t)(b * kld + k0) * KVH + kvh;
                 const float *kp = k + krow * Dh, *vp = v + krow * Dh;
-                // S = q_i k_j^T / sqrt(Dh);  dP (nr,nc) = dO_i (nr,Dh) v_j^T (Dh,nc)
-                sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
-                sgemm(0, 1, nr, nc, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nc);
-                // P = exp(S - lse), dS = P (dP - D)
-                for (int r = 0; r < nr; r++) {
-                    int nv = visible(q0 + r, delta, k0, nc);
-                    bwd_row(S + (size_t)r * nc, dP + (size_t)r * nc, nv, nc, lsep[r], Dp[r]);
-                }
+                // P, dS (nr,nc) of tile (q_i, k_j)
+                tile_dS(S, dP, qp, dop, kp, vp, nr, nc, Dh, ldq, ldk, scale, q0, delta, k0, lsep, Dp);
                 // S = q k^T / sqrt(Dh)  =>  dq_i (nr,Dh) += dS (nr,nc) k_j (nc,Dh) / sqrt(Dh)
                 sgemm(0, 0, nr, Dh, nc, scale, dP, nc, kp, ldk, 1.0f, dqp, ldq);
             }
@@ -353,13 +370,9 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
                         int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
                         size_t row0 = (size_t)(b * qld + r0) * H + h;
                         const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
-                        // S (nq,nk) = q k^T / sqrt(Dh);  dP (nq,nk) = dO v^T
-                        sgemm(0, 1, nq, nk, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nk);
-                        sgemm(0, 1, nq, nk, Dh, 1.0f, dop, ldq, vp, ldk, 0.0f, dP, nk);
-                        for (int r = 0; r < nq; r++) {
-                            int nv = visible(r0 + r, delta, c0, nk);
-                            bwd_row(S + (size_t)r * nk, dP + (size_t)r * nk, nv, nk, lseh[r0 + r], Dvec[r0 + r]);
-                        }
+                        // P, dS (nq,nk) of these query rows and keys c0..c1-1
+                        tile_dS(S, dP, qp, dop, kp, vp, nq, nk, Dh, ldq, ldk, scale, r0, delta, c0, lseh + r0,
+                                Dvec + r0);
                         // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
                         sgemm(1, 0, nk, Dh, nq, 1.0f, S, nk, dop, ldq, 1.0f, dvp, ldk);
                         // S = q k^T / sqrt(Dh)  =>  dk (nk,Dh) += dS^T (nk,nq) q (nq,Dh) / sqrt(Dh)
