@@ -285,7 +285,9 @@ int bpt_ckpt_save(const char *path, const bpt_model *m, const bpt_ckpt_meta *met
         strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
     if (p.up) MPI_Bcast(created, sizeof created, MPI_CHAR, 0, MPI_COMM_WORLD);
-    snprintf(mesh, sizeof mesh, "%d,%d,%d", m->comm->size[BPT_AXIS_DP], m->fsdp, m->tp);
+    int sp = m->comm->size[BPT_AXIS_SP];   /* the model's fsdp shards span fsdp x sp (mesh.h) */
+    if (sp > 1) snprintf(mesh, sizeof mesh, "%d,%d,%d,%d", m->comm->size[BPT_AXIS_DP], m->fsdp / sp, m->tp, sp);
+    else snprintf(mesh, sizeof mesh, "%d,%d,%d", m->comm->size[BPT_AXIS_DP], m->fsdp, m->tp);
     int bf16 = meta && meta->bf16;
     int version = BPT_CKPT_FORMAT_VERSION;
     int64_t step = meta ? meta->step : 0, seed = meta ? meta->seed : 0;

@@ -97,7 +97,7 @@ const keydef cfg_keys[] = {
     /* top level */
     { "seed", K_I64, F(seed), "42", NONNEG, .help = "random seed (weights, data order)" },
     { "mesh_dim", K_STR, F(mesh_dim), "1,-1,1", F_LIST, .check = check_mesh_dim,
-      .help = "dp,fsdp,tp mesh (one may be -1), or dp:1,fsdp:-1,tp:1" },
+      .help = "dp,fsdp,tp[,sp] mesh (one may be -1), or dp:1,fsdp:-1,tp:1[,sp:4]" },
     { "dtype", K_ENUM, F(dtype), "bf16", .choices = "fp32|float32>fp32|bf16|bfloat16>bf16",
       .check = check_dtype, .help = "compute dtype; master weights are always fp32" },
     { "device", K_ENUM, F(device), "cpu", .choices = "cpu|cuda", .help = "compute backend" },

@@ -35,11 +35,11 @@ static const struct { const char *cmd, *text; } command_help[] = {
     {"train",
      "usage: mpirun -np N bpt train --config FILE [--key=value ...]\n"
      "\n"
-     "Train on the mesh mesh_dim (dp,fsdp,tp; product = N ranks). Writes\n"
+     "Train on the mesh mesh_dim (dp,fsdp,tp[,sp]; product = N ranks). Writes\n"
      "<logger.output_dir>/metrics.jsonl and checkpoints under <logger.output_dir>/ckpt/.\n"
      "\n"
      "common keys:\n"
-     "  --mesh_dim=1,-1,1                       dp,fsdp,tp (or dp:2,fsdp:2,tp:2; one -1)\n"
+     "  --mesh_dim=1,-1,1                       dp,fsdp,tp[,sp] (or dp:2,fsdp:2,tp:2,sp:2; one -1)\n"
      "  --load_llama_config=7b                  a preset model (debug, 1b, 3b, 7b, 13b, ...)\n"
      "  --total_steps=N --log_freq=N            steps to run, how often to log\n"
      "  --train_dataset.type=hdf5 --train_dataset.hdf5_dataset.path=FILE\n"
