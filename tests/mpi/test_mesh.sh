@@ -183,6 +183,24 @@ for variant in "mha:8" "gqa:2"; do
     done
 done
 
+# the ring's bytes per step equal the analytic count (docs/mesh.md): per layer, (sp-1) K/V
+# hops in the forward and again in its recomputation (remat_attention: nothing_saveable),
+# then sp-1 K/V hops and sp dK/dV hops in the backward, 8*B*(T/sp)*(KVH/tp)*Dh bytes each
+for run in mha:1,1,1,8:8 mha:1,2,1,4:8 mha:1,1,2,4:8 mha:2,1,2,2:8 gqa:1,1,1,8:2 gqa:2,1,1,4:2; do
+    IFS=: read -r name mesh kvh <<< "$run"
+    python3 - "$WORK/$name-sp-${mesh//,/_}/metrics.jsonl" "$mesh" "$kvh" <<'PY' && ok "$name mesh $mesh: ring bytes per step == analytic" || fail "$name mesh $mesh: ring bytes"
+import json, sys
+dp, fsdp, tp, sp = map(int, sys.argv[2].split(","))
+kvh, L, T, Bg, Dh = int(sys.argv[3]), 2, 64, 8, 8
+B, Tl = Bg // (dp * fsdp), T // sp
+hop = 8 * B * Tl * (kvh // tp) * Dh
+want = L * hop * (2 * (sp - 1) + (2 * sp - 1))
+for r in (json.loads(l) for l in open(sys.argv[1])):
+    assert r["comm_bytes"]["sp"] == want, (r["step"], r["comm_bytes"]["sp"], want)
+print(f"  {sys.argv[2]}: {want} bytes")
+PY
+done
+
 # a checkpoint saved on sp = 8 evaluates to the same loss on 1 rank, on 2,2,2 and on sp = 8
 EV=(--eval_steps=2 --eval_dataset.hdf5_dataset.path="$WORK/train.h5" --eval_dataset.hdf5_dataset.seq_length=64
     --eval_dataset.hdf5_dataset.batch_size=8)
