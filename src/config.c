@@ -398,13 +398,21 @@ int cfg_unknown_key(const char *name, const char *const *extra, int nextra, char
     return bpt_err(err, n, "unknown config key '%s' (see docs/config.md for the list)", name);
 }
 
-/* Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-static int utf8_valid(const char *s) {
-    size_t n = strlen(s), bad;
+/* Whether s can be printed as a YAML string (the config is printed as YAML by
+ * --print_config and into checkpoints, and must load again): well-formed UTF-8 (no
+ * overlong forms, surrogates or code points past U+10FFFF) of YAML's printable
+ * characters (no control character but tab, no U+007F..U+009F but U+0085, no U+FFFE,
+ * U+FFFF). 0 if it can; else -1 with the reason in why. */
+static int yaml_printable(const char *s, char *why, size_t n) {
+    size_t len = strlen(s), bad;
     uint32_t cp;
-    for (size_t i = 0, k; i < n; i += k)
-        if ((k = (size_t)bpt_utf8_decode((const unsigned char *)s + i, n - i, &cp, &bad)) == 0) return 0;
-    return 1;
+    for (size_t i = 0, k; i < len; i += k) {
+        if ((k = (size_t)bpt_utf8_decode((const unsigned char *)s + i, len - i, &cp, &bad)) == 0)
+            return bpt_err(why, n, "not valid UTF-8");
+        if ((cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f && cp != 0x85) || cp == 0xfffe || cp == 0xffff)
+            return bpt_err(why, n, "control character U+%04X", (unsigned)cp);
+    }
+    return 0;
 }
 
 /* ---- parsing values ------------------------------------------------------------------ */
@@ -617,10 +625,8 @@ int cfg_set_value(bpt_config *c, const keydef *k, const char *v, int store, char
     case K_STR: {
         size_t cap = (k->flags & F_IGN) ? BPT_STR : k->size;
         if (strlen(v) >= cap) return bad_value(k, v, NULL, err, n);
-        for (const char *p = v; *p; p++)
-            if ((unsigned char)*p < 0x20 && *p != '\t') return bad_value(k, v, NULL, err, n);
-        /* the config is printed as YAML (--print_config, checkpoints), which is UTF-8 */
-        if (!utf8_valid(v)) return bpt_err(err, n, "bad value for %s: not valid UTF-8", k->name);
+        char why[64];
+        if (yaml_printable(v, why, sizeof why) != 0) return bpt_err(err, n, "bad value for %s: %s", k->name, why);
         if (field) snprintf(field, k->size, "%s", v);
         return 0;
     }

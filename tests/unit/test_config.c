@@ -373,6 +373,10 @@ static void test_errors(void) {
     args_err("palm", ARGS("--optimizer.type=palm"), "optimizer.type", "palm", "not supported", NULL);
     /* found by fuzz_config_args: the printed config (YAML, UTF-8) must load again */
     args_err("invalid UTF-8", ARGS("--load_dataset_state=\xff" "4"), "load_dataset_state", "not valid UTF-8", NULL);
+    /* ... and YAML's printable characters only (found by fuzz_config_args: U+007F) */
+    args_err("DEL", ARGS("--load_dataset_state=et.c\x7f"), "bad value for load_dataset_state", "control character U+007F", NULL);
+    args_err("C1 control", ARGS("--load_checkpoint=a\xc2\x90"), "bad value for load_checkpoint", "control character U+0090", NULL);
+    args_err("newline", ARGS("--logger.output_dir=a\nb"), "bad value for logger.output_dir", "control character U+000A", NULL);
     args_err("ckpt float dtype", ARGS("--checkpointer.float_dtype=fp16"), "checkpointer.float_dtype", "fp16", NULL);
     args_err("ckpt keep", ARGS("--checkpointer.keep=-1"), "checkpointer.keep", "-1", NULL);
     args_err("remat", ARGS("--llama.remat_mlp=nothing"), "bad value for llama.remat_mlp: 'nothing'",
