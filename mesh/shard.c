@@ -80,6 +80,12 @@ int bpt_model_shard_owner(const bpt_model *m, int i) {
 }
 
 void bpt_model_reduce_grads(bpt_model *m) {
+    /* under sequence parallelism each tp rank saw its rows only: the replicated tensors'
+     * (the norms') gradients are partial sums over tp */
+    if (bpt_tp_seq(m))
+        for (int i = 0; i < m->ntensors; i++)
+            if (m->tensors[i].split == BPT_SPLIT_REP)
+                bpt_allreduce_f32(m->comm, BPT_AXIS_TP, bpt_model_shard(m, BPT_BUF_GRAD, i), m->tensors[i].numel);
     bpt_allreduce_f32(m->comm, BPT_AXIS_DP, m->buf[BPT_BUF_GRAD], m->nparams);
 }
 
@@ -264,6 +270,20 @@ void bpt_tp_reduce_begin(bpt_model *m, float *out, const float *residual, size_t
 }
 
 void bpt_tp_reduce_fwd(bpt_model *m, float *out, size_t n) { bpt_allreduce_f32(m->comm, BPT_AXIS_TP, out, n); }
+
+/* Sequence parallelism over tp: the rows' two pairs, each forward next to its backward. */
+void bpt_sp_enter_fwd(bpt_model *m, float *full, const float *local, size_t n) {
+    bpt_allgather_f32(m->comm, BPT_AXIS_TP, full, local, n);
+}
+void bpt_sp_enter_bwd(bpt_model *m, float *dlocal, const float *dfull, size_t n) {
+    bpt_reduce_scatter_f32(m->comm, BPT_AXIS_TP, dlocal, dfull, n);
+}
+void bpt_sp_leave_fwd(bpt_model *m, float *local, const float *full, size_t n) {
+    bpt_reduce_scatter_f32(m->comm, BPT_AXIS_TP, local, full, n);
+}
+void bpt_sp_leave_bwd(bpt_model *m, float *dfull, const float *dlocal, size_t n) {
+    bpt_allgather_f32(m->comm, BPT_AXIS_TP, dfull, dlocal, n);
+}
 
 void bpt_tp_xent_stats(bpt_model *m, float *rmax, float *tlogit, float *amaxv, int32_t *amaxi, size_t rows) {
     bpt_allreduce_max_f32(m->comm, BPT_AXIS_TP, rmax, rows);

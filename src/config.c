@@ -170,6 +170,9 @@ const keydef cfg_keys[] = {
     { "llama.scan_mlp_chunk_size", K_INT, F(llama.scan_mlp_chunk_size), "1024", POS, .help = "Bf" },
     { "llama.scan_loss_chunk_size", K_INT, F(llama.scan_loss_chunk_size), "1024", POS,
       .help = "tokens per loss chunk" },
+    { "llama.sequence_parallel", K_BOOL, F(llama.sequence_parallel), "true",
+      .help = "with tp > 1, Megatron's sequence parallelism: the residual stream, norms and loss input "
+              "sharded over tp along the tokens (tp times less of their memory; the same bytes moved)" },
     { "llama.scan_layers", K_BOOL, F(llama.scan_layers), "true", .help = "accepted; no effect" },
     { "llama.param_scan_axis", K_INT, F(llama.param_scan_axis), "0", .flags = F_MIN | F_MAX,
       .lo = 0, .hi = 1, .help = "accepted; no effect" },

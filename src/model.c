@@ -243,6 +243,8 @@ typedef struct dims {
     int B, T, N, D, F, H, KVH, Dh, qd, kvd, Bq, Bk, vanilla;
     int V, v0;      /* local vocabulary rows and the first one's global id */
     int mlp_rows;   /* rows per feed-forward chunk */
+    int seq, Nl;    /* sequence parallelism over tp (shard.h), and the rows of the (N, D)
+                       activations outside the tp regions here: N/tp with it, else N */
 } dims;
 
 static dims get_dims(const bpt_model *m) {
@@ -258,6 +260,8 @@ static dims get_dims(const bpt_model *m) {
     d.Bk = c->scan_key_chunk_size < d.T ? c->scan_key_chunk_size : d.T;
     int bf = c->scan_mlp && c->scan_mlp_chunk_size < d.T ? c->scan_mlp_chunk_size : d.T;
     d.mlp_rows = d.B * bf;
+    d.seq = bpt_tp_seq(m);
+    d.Nl = d.seq ? d.N / m->tp : d.N;
     return d;
 }
 
@@ -266,13 +270,14 @@ typedef struct acts {
 } acts;
 
 /* Allocate the members of `want` (a K_ mask) that are still NULL. G/U/H are full
- * (N,F) arrays here; chunk scratch is separate. */
+ * (N,F) arrays here; chunk scratch is separate. The norms' inputs and outputs have this
+ * rank's Nl rows, the tp regions' products all N. */
 static void alloc_acts(bpt_model *m, const dims *d, acts *a, int want) {
     bpt_arena *ar = m->arena;
-    size_t N = (size_t)d->N, fb = sizeof(float);
+    size_t N = (size_t)d->N, Nl = (size_t)d->Nl, fb = sizeof(float);
     size_t lse_n = d->vanilla ? (size_t)d->B * d->H * d->T * d->T : (size_t)d->B * d->H * d->T;
-    if ((want & K_XN1) && !a->xn1) a->xn1 = bpt_arena_alloc(ar, N * d->D * fb, "xn1");
-    if ((want & K_RSTD1) && !a->rstd1) a->rstd1 = bpt_arena_alloc(ar, N * fb, "rstd1");
+    if ((want & K_XN1) && !a->xn1) a->xn1 = bpt_arena_alloc(ar, Nl * d->D * fb, "xn1");
+    if ((want & K_RSTD1) && !a->rstd1) a->rstd1 = bpt_arena_alloc(ar, Nl * fb, "rstd1");
     if ((want & K_Q) && !a->q) a->q = bpt_arena_alloc(ar, N * d->qd * fb, "q");
     if ((want & K_K) && !a->k) a->k = bpt_arena_alloc(ar, N * d->kvd * fb, "k");
     if ((want & K_V) && !a->v) a->v = bpt_arena_alloc(ar, N * d->kvd * fb, "v");
@@ -280,9 +285,9 @@ static void alloc_acts(bpt_model *m, const dims *d, acts *a, int want) {
         a->o = bpt_arena_alloc(ar, N * d->qd * fb, "attention output");
         a->lse = bpt_arena_alloc(ar, lse_n * fb, d->vanilla ? "attention probs" : "attention lse");
     }
-    if ((want & K_X1) && !a->x1) a->x1 = bpt_arena_alloc(ar, N * d->D * fb, "x1");
-    if ((want & K_XN2) && !a->xn2) a->xn2 = bpt_arena_alloc(ar, N * d->D * fb, "xn2");
-    if ((want & K_RSTD2) && !a->rstd2) a->rstd2 = bpt_arena_alloc(ar, N * fb, "rstd2");
+    if ((want & K_X1) && !a->x1) a->x1 = bpt_arena_alloc(ar, Nl * d->D * fb, "x1");
+    if ((want & K_XN2) && !a->xn2) a->xn2 = bpt_arena_alloc(ar, Nl * d->D * fb, "xn2");
+    if ((want & K_RSTD2) && !a->rstd2) a->rstd2 = bpt_arena_alloc(ar, Nl * fb, "rstd2");
     if ((want & K_G) && !a->g) a->g = bpt_arena_alloc(ar, N * d->F * fb, "mlp gate");
     if ((want & K_U) && !a->u) a->u = bpt_arena_alloc(ar, N * d->F * fb, "mlp up");
     if ((want & K_H) && !a->h) a->h = bpt_arena_alloc(ar, N * d->F * fb, "mlp hidden");
@@ -296,22 +301,71 @@ static void linear(const bpt_kernels *k, float *out, const float *inp, const flo
     k->gemm(0, 1, rows, n_out, n_in, 1.0f, inp, n_in, W, n_in, beta, out, n_out);
 }
 
+/* The tp regions' way in and out (shard.h). Entering: the (N, D) rows a region's
+ * column-parallel products read: x itself, or under sequence parallelism every tp rank's
+ * Nl rows of x gathered into a new arena buffer. Its adjoint: dx (Nl rows) = the sum over
+ * tp of this rank's rows of dfull (without sequence parallelism dfull is dx, summed in
+ * place). */
+static const float *enter_tp(bpt_model *m, const dims *d, const float *x, const char *what) {
+    bpt_tp_copy_fwd(m, x, (size_t)d->N * d->D);
+    if (!d->seq) return x;
+    float *full = bpt_arena_alloc(m->arena, (size_t)d->N * d->D * sizeof(float), what);
+    bpt_sp_enter_fwd(m, full, x, (size_t)d->Nl * d->D);
+    return full;
+}
+
+static void enter_tp_bwd(bpt_model *m, const dims *d, float *dx, const float *dfull) {
+    if (!d->seq) bpt_tp_copy_bwd(m, dx, (size_t)d->N * d->D);
+    else bpt_sp_enter_bwd(m, dx, dfull, (size_t)d->Nl * d->D);
+}
+
+/* Leaving: out (Nl rows) = residual + the sum over tp of row-parallel products. The
+ * products add into what leave_begin returns: out itself, set up by
+ * bpt_tp_reduce_begin, or under sequence parallelism a zeroed (N, D) arena buffer
+ * whose rows leave_end reduce-scatters. out may be residual; residual may be NULL. */
+static float *leave_begin(bpt_model *m, const dims *d, float *out, const float *residual, const char *what) {
+    if (!d->seq) {
+        bpt_tp_reduce_begin(m, out, residual, (size_t)d->N * d->D);
+        return out;
+    }
+    size_t bytes = (size_t)d->N * d->D * sizeof(float);
+    float *part = bpt_arena_alloc(m->arena, bytes, what);
+    m->k->zero(part, bytes);
+    return part;
+}
+
+static void leave_end(bpt_model *m, const dims *d, float *out, const float *residual, const float *part) {
+    size_t n = (size_t)d->Nl * d->D;
+    if (!d->seq) {
+        bpt_tp_reduce_fwd(m, out, n);
+        return;
+    }
+    float *sum = out == residual ? bpt_arena_alloc(m->arena, n * sizeof(float), "tp sum of rows") : out;
+    bpt_sp_leave_fwd(m, sum, part, n);
+    if (out == residual) m->k->axpy(out, 1.0f, sum, n);
+    else if (residual) m->k->axpy(out, 1.0f, residual, n);
+}
+
 /* The attention half of the forward, from what `a` already holds:
  * computes whichever of xn1/rstd1, q/k/v, o/lse, x1 are requested in `need`. */
 static void attn_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, const float *x, acts *a, int need) {
     const bpt_kernels *k = m->k;
     float eps = (float)m->cfg.rms_norm_eps;
-    if (need & (K_XN1 | K_RSTD1)) k->rmsnorm_fwd(a->xn1, a->rstd1, x, w->norm1, d->N, d->D, eps);
-    if (need & (K_Q | K_K | K_V)) bpt_tp_copy_fwd(m, a->xn1, (size_t)d->N * d->D);   // q/k/v are column parallel
-    if (need & K_Q) {   // q = rope(xn1 Wq^T)  (N,D) -> (N,qd)
-        linear(k, a->q, a->xn1, w->wq, d->N, d->D, d->qd, 0.0f);
-        k->rope_fwd(a->q, m->rope_cos, m->rope_sin, d->B, d->T, d->H, d->Dh);
+    if (need & (K_XN1 | K_RSTD1)) k->rmsnorm_fwd(a->xn1, a->rstd1, x, w->norm1, d->Nl, d->D, eps);
+    if (need & (K_Q | K_K | K_V)) {
+        size_t mark = bpt_arena_mark(m->arena);
+        const float *xn1 = enter_tp(m, d, a->xn1, "xn1 gathered over tp");   // q/k/v are column parallel
+        if (need & K_Q) {   // q = rope(xn1 Wq^T)  (N,D) -> (N,qd)
+            linear(k, a->q, xn1, w->wq, d->N, d->D, d->qd, 0.0f);
+            k->rope_fwd(a->q, m->rope_cos, m->rope_sin, d->B, d->T, d->H, d->Dh);
+        }
+        if (need & K_K) {   // k = rope(xn1 Wk^T)  (N,D) -> (N,kvd)
+            linear(k, a->k, xn1, w->wk, d->N, d->D, d->kvd, 0.0f);
+            k->rope_fwd(a->k, m->rope_cos, m->rope_sin, d->B, d->T, d->KVH, d->Dh);
+        }
+        if (need & K_V) linear(k, a->v, xn1, w->wv, d->N, d->D, d->kvd, 0.0f);
+        bpt_arena_release(m->arena, mark);
     }
-    if (need & K_K) {   // k = rope(xn1 Wk^T)  (N,D) -> (N,kvd)
-        linear(k, a->k, a->xn1, w->wk, d->N, d->D, d->kvd, 0.0f);
-        k->rope_fwd(a->k, m->rope_cos, m->rope_sin, d->B, d->T, d->KVH, d->Dh);
-    }
-    if (need & K_V) linear(k, a->v, a->xn1, w->wv, d->N, d->D, d->kvd, 0.0f);
     if (need & K_O) {   // o = softmax(q k^T / sqrt(Dh)) v, causal
         if (d->vanilla)
             k->attn_vanilla_fwd(a->o, a->lse, a->q, a->k, a->v, d->B, d->T, d->H, d->KVH, d->Dh);
@@ -324,9 +378,11 @@ static void attn_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, cons
             k->attn_fwd(a->o, a->lse, a->q, a->k, a->v, d->B, d->T, d->H, d->KVH, d->Dh, d->Bq, d->Bk);
     }
     if (need & K_X1) {  // x1 = x + o Wo^T  (row parallel: summed over tp)
-        bpt_tp_reduce_begin(m, a->x1, x, (size_t)d->N * d->D);
-        linear(k, a->x1, a->o, w->wo, d->N, d->qd, d->D, 1.0f);
-        bpt_tp_reduce_fwd(m, a->x1, (size_t)d->N * d->D);
+        size_t mark = bpt_arena_mark(m->arena);
+        float *p = leave_begin(m, d, a->x1, x, "o projection over tp");
+        linear(k, p, a->o, w->wo, d->N, d->qd, d->D, 1.0f);
+        leave_end(m, d, a->x1, x, p);
+        bpt_arena_release(m->arena, mark);
     }
 }
 
@@ -341,18 +397,18 @@ static void mlp_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, acts 
     float *gs = a->g ? NULL : bpt_arena_alloc(m->arena, cb, "mlp gate chunk");
     float *us = a->u ? NULL : bpt_arena_alloc(m->arena, cb, "mlp up chunk");
     float *hs = a->h ? NULL : bpt_arena_alloc(m->arena, cb, "mlp hidden chunk");
-    bpt_tp_copy_fwd(m, a->xn2, (size_t)d->N * D);   // gate/up are column parallel
-    bpt_tp_reduce_begin(m, x_out, a->x1, (size_t)d->N * D);
+    const float *xn2 = enter_tp(m, d, a->xn2, "xn2 gathered over tp");   // gate/up are column parallel
+    float *out = leave_begin(m, d, x_out, a->x1, "down projection over tp");   // down is row parallel
     for (int r0 = 0; r0 < d->N; r0 += R) {
         size_t off = (size_t)r0 * F;
-        const float *xn = a->xn2 + (size_t)r0 * D;
+        const float *xn = xn2 + (size_t)r0 * D;
         float *g = a->g ? a->g + off : gs, *u = a->u ? a->u + off : us, *h = a->h ? a->h + off : hs;
         linear(k, g, xn, w->wg, R, D, F, 0.0f);          // g = xn2 Wg^T  (R,D) -> (R,F)
         linear(k, u, xn, w->wu, R, D, F, 0.0f);          // u = xn2 Wu^T
         k->swiglu_fwd(h, g, u, (size_t)R * F);           // h = silu(g) * u
-        linear(k, x_out + (size_t)r0 * D, h, w->wd, R, F, D, 1.0f);  // x_out += h Wd^T
+        linear(k, out + (size_t)r0 * D, h, w->wd, R, F, D, 1.0f);  // x_out += h Wd^T
     }
-    bpt_tp_reduce_fwd(m, x_out, (size_t)d->N * D);   // down is row parallel
+    leave_end(m, d, x_out, a->x1, out);
     bpt_arena_release(m->arena, mark);
 }
 
@@ -374,7 +430,7 @@ static void layer_forward(bpt_model *m, const dims *d, const bpt_layer_w *wp, co
     attn_forward(m, d, &w, x, &t, K_X1);
     bpt_arena_release(m->arena, mark);   /* the attention's scratch: x1 is kept or x_out */
     alloc_acts(m, d, &t, K_XN2 | K_RSTD2);
-    m->k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, d->N, d->D, (float)m->cfg.rms_norm_eps);
+    m->k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, d->Nl, d->D, (float)m->cfg.rms_norm_eps);
     mlp_forward(m, d, &w, &t, x_out);
     bpt_arena_release(m->arena, mark);
 }
@@ -398,8 +454,8 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     const bpt_kernels *k = m->k;
     bpt_arena *ar = m->arena;
     bpt_layer_w w = *wp, gw = *gwp;
-    int N = d->N, D = d->D, F = d->F, qd = d->qd, kvd = d->kvd, R = d->mlp_rows;
-    size_t fb = sizeof(float), nd = (size_t)N * D, mark = bpt_arena_mark(ar);
+    int N = d->N, Nl = d->Nl, D = d->D, F = d->F, qd = d->qd, kvd = d->kvd, R = d->mlp_rows;
+    size_t fb = sizeof(float), nd = (size_t)Nl * D, mark = bpt_arena_mark(ar);
     float eps = (float)m->cfg.rms_norm_eps;
     int roomy = qd == D;               /* q's and o's buffers can hold an (N,D) tensor */
     int x_scratch = x16 && roomy;
@@ -429,11 +485,22 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     if (x_scratch && !(have & K_XN2)) t.xn2 = x;   /* x is not read again until widened anew */
     alloc_acts(m, d, &t, K_XN2 | K_RSTD2);
     if ((have & (K_XN2 | K_RSTD2)) != (K_XN2 | K_RSTD2))
-        k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, N, D, eps);
+        k->rmsnorm_fwd(t.xn2, t.rstd2, t.x1, w.norm2, Nl, D, eps);
 
     /* ---- feed-forward, chunk by chunk ---- */
     float *dx1 = dx_out;   /* becomes dloss/dx1 below, in place */
     bpt_tp_reduce_bwd(m, dx_out, nd);   // down is row parallel: dy is whole on every rank
+    /* under sequence parallelism the products see all N rows: dy and xn2 gathered over
+     * tp, and dxn2's rows written in place of xn2's (a chunk reads its rows first) */
+    const float *dys = dx_out, *xn2 = t.xn2;
+    float *dxns = dxn;
+    if (d->seq) {
+        float *g = bpt_arena_alloc(ar, (size_t)N * D * fb, "dx gathered over tp");
+        bpt_sp_leave_bwd(m, g, dx_out, nd);
+        dys = g;
+        dxns = (float *)enter_tp(m, d, t.xn2, "xn2 gathered over tp");
+        xn2 = dxns;
+    }
     size_t cb = (size_t)R * F * fb;
     float *gs = t.g ? NULL : bpt_arena_alloc(ar, cb, "mlp gate chunk");
     float *us = t.u ? NULL : bpt_arena_alloc(ar, cb, "mlp up chunk");
@@ -443,7 +510,7 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     float *du = bpt_arena_alloc(ar, cb, "mlp du chunk");
     for (int r0 = 0; r0 < N; r0 += R) {
         size_t off = (size_t)r0 * F;
-        const float *xn = t.xn2 + (size_t)r0 * D, *dy = dx_out + (size_t)r0 * D;
+        const float *xn = xn2 + (size_t)r0 * D, *dy = dys + (size_t)r0 * D;
         float *g = t.g ? t.g + off : gs, *u = t.u ? t.u + off : us, *h = t.h ? t.h + off : hs;
         if (!t.g) linear(k, g, xn, w.wg, R, D, F, 0.0f);
         if (!t.u) linear(k, u, xn, w.wu, R, D, F, 0.0f);
@@ -456,23 +523,30 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
         // g = xn2 Wg^T, u = xn2 Wu^T  =>  dWg += dg^T xn2 ; dWu += du^T xn2 ; dxn2 = dg Wg + du Wu
         k->gemm(1, 0, F, D, R, 1.0f, dg, F, xn, D, 1.0f, gw.wg, D);
         k->gemm(1, 0, F, D, R, 1.0f, du, F, xn, D, 1.0f, gw.wu, D);
-        k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxn + (size_t)r0 * D, D);
-        k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxn + (size_t)r0 * D, D);
+        k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxns + (size_t)r0 * D, D);
+        k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxns + (size_t)r0 * D, D);
     }
-    bpt_tp_copy_bwd(m, dxn, nd);   // gate/up are column parallel
+    enter_tp_bwd(m, d, dxn, dxns);   // gate/up are column parallel
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
-    k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, N, D, 1);
+    k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, Nl, D, 1);
     bpt_arena_release(ar, mark_mlp);   /* x1, xn2 and the chunks (unless kept) */
 
     /* ---- attention ---- */
     // x1 = x + o Wo^T  =>  dWo += dx1^T o ; do = dx1 Wo
     bpt_tp_reduce_bwd(m, dx1, nd);   // o is row parallel: dx1 is whole on every rank
-    k->gemm(1, 0, D, qd, N, 1.0f, dx1, D, t.o, qd, 1.0f, gw.wo, qd);
-    float *dO = dxn;       /* dxn2 is consumed; qd == D */
+    float *dO = dxn;       /* dxn2 is consumed; N * qd <= Nl * D */
     float *dq = x_scratch ? x : bpt_arena_alloc(ar, (size_t)N * qd * fb, "dq");
     float *dk = bpt_arena_alloc(ar, (size_t)N * kvd * fb, "dk");
     float *dv = bpt_arena_alloc(ar, (size_t)N * kvd * fb, "dv");
-    k->gemm(0, 0, N, qd, D, 1.0f, dx1, D, w.wo, qd, 0.0f, dO, qd);
+    /* under sequence parallelism dx1 gathered over tp, then xn1, then dxn1 in its place */
+    float *rows = d->seq ? bpt_arena_alloc(ar, (size_t)N * D * fb, "rows gathered over tp") : NULL;
+    const float *dyo = dx1;
+    if (d->seq) {
+        bpt_sp_leave_bwd(m, rows, dx1, nd);
+        dyo = rows;
+    }
+    k->gemm(1, 0, D, qd, N, 1.0f, dyo, D, t.o, qd, 1.0f, gw.wo, qd);
+    k->gemm(0, 0, N, qd, D, 1.0f, dyo, D, w.wo, qd, 0.0f, dO, qd);
     // o = softmax(q k^T / sqrt(Dh)) v
     if (d->vanilla)
         k->attn_vanilla_bwd(dq, dk, dv, dO, t.q, t.k, t.v, t.lse, d->B, d->T, d->H, d->KVH, d->Dh);
@@ -494,18 +568,24 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     }
     if (drop_xn1) {
         t.xn1 = t.o;
-        k->rmsnorm_fwd(t.xn1, t.rstd1, x, w.norm1, N, D, eps);
+        k->rmsnorm_fwd(t.xn1, t.rstd1, x, w.norm1, Nl, D, eps);
     }
     // q' = xn1 Wq^T, k' = xn1 Wk^T, v = xn1 Wv^T  =>  dW += d^T xn1 ; dxn1 = dq Wq + dk Wk + dv Wv
-    k->gemm(1, 0, qd, D, N, 1.0f, dq, qd, t.xn1, D, 1.0f, gw.wq, D);
-    k->gemm(1, 0, kvd, D, N, 1.0f, dk, kvd, t.xn1, D, 1.0f, gw.wk, D);
-    k->gemm(1, 0, kvd, D, N, 1.0f, dv, kvd, t.xn1, D, 1.0f, gw.wv, D);
-    k->gemm(0, 0, N, D, qd, 1.0f, dq, qd, w.wq, D, 0.0f, dxn, D);
-    k->gemm(0, 0, N, D, kvd, 1.0f, dk, kvd, w.wk, D, 1.0f, dxn, D);
-    k->gemm(0, 0, N, D, kvd, 1.0f, dv, kvd, w.wv, D, 1.0f, dxn, D);
-    bpt_tp_copy_bwd(m, dxn, nd);   // q/k/v are column parallel
+    const float *xn1 = t.xn1;
+    dxns = dxn;            /* under sequence parallelism: the gathered rows, once read */
+    if (d->seq) {
+        bpt_sp_enter_fwd(m, rows, t.xn1, nd);
+        xn1 = dxns = rows;
+    }
+    k->gemm(1, 0, qd, D, N, 1.0f, dq, qd, xn1, D, 1.0f, gw.wq, D);
+    k->gemm(1, 0, kvd, D, N, 1.0f, dk, kvd, xn1, D, 1.0f, gw.wk, D);
+    k->gemm(1, 0, kvd, D, N, 1.0f, dv, kvd, xn1, D, 1.0f, gw.wv, D);
+    k->gemm(0, 0, N, D, qd, 1.0f, dq, qd, w.wq, D, 0.0f, dxns, D);
+    k->gemm(0, 0, N, D, kvd, 1.0f, dk, kvd, w.wk, D, 1.0f, dxns, D);
+    k->gemm(0, 0, N, D, kvd, 1.0f, dv, kvd, w.wv, D, 1.0f, dxns, D);
+    enter_tp_bwd(m, d, dxn, dxns);   // q/k/v are column parallel
     // xn1 = rmsnorm(x); x1 = x + ...  =>  dx = dx1 + rmsnorm_bwd(dxn1)
-    k->rmsnorm_bwd(dx1, gw.norm1, dxn, x, w.norm1, t.rstd1, N, D, 1);
+    k->rmsnorm_bwd(dx1, gw.norm1, dxn, x, w.norm1, t.rstd1, Nl, D, 1);
     k->copy_d2d(dx_in, dx1, nd * fb);
     bpt_arena_release(ar, mark);
 }
@@ -542,8 +622,8 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     bpt_arena *ar = m->arena;
     const bpt_llama_config *c = &m->cfg;
     dims d = get_dims(m);
-    int N = d.N, D = d.D, L = c->num_hidden_layers;
-    size_t fb = sizeof(float), xb = (size_t)N * D * fb, mark0 = bpt_arena_mark(ar);
+    int N = d.N, Nl = d.Nl, D = d.D, L = c->num_hidden_layers;
+    size_t fb = sizeof(float), nd = (size_t)Nl * D, xb = nd * fb, mark0 = bpt_arena_mark(ar);
     float eps = (float)c->rms_norm_eps;
     const int32_t *tok = m->d_tokens, *tgt = m->d_tokens + N;
     k->copy_h2d(m->d_tokens, inputs, (size_t)N * sizeof(int32_t));
@@ -573,8 +653,9 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     {
         size_t mk = bpt_arena_mark(ar);
         const float *wte = bpt_tensor_fetch(m, 0, "gathered embedding");
-        k->embed_fwd(xs[0], tok, wte, N, D, d.v0, d.V);   // x0 = wte[tokens] (vocab parallel)
-        bpt_tp_reduce_fwd(m, xs[0], (size_t)N * D);
+        float *e = d.seq ? leave_begin(m, &d, xs[0], NULL, "embedding over tp") : xs[0];   /* written whole */
+        k->embed_fwd(e, tok, wte, N, D, d.v0, d.V);   // x0 = wte[tokens] (vocab parallel)
+        leave_end(m, &d, xs[0], NULL, e);
         bpt_arena_release(ar, mk);
     }
     bpt_layer_w wlast = {0};
@@ -583,8 +664,8 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         if (l + 1 < L) bpt_weights_start(m, &wb, l + 1);
         wlast = w;
         if (r16) {
-            ks[l] = bpt_arena_alloc(ar, (size_t)N * D * sizeof(uint16_t), "kept layer input (bf16)");
-            k->to_bf16(ks[l], xs[l], (size_t)N * D);
+            ks[l] = bpt_arena_alloc(ar, nd * sizeof(uint16_t), "kept layer input (bf16)");
+            k->to_bf16(ks[l], xs[l], nd);
             xs[l + 1] = xp[(l + 1) % 2];
         } else {
             xs[l + 1] = (train || l == 0) ? bpt_arena_alloc(ar, xb, "layer output") : xs[l - 1];
@@ -611,14 +692,14 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     float *gnormf = train ? bpt_tensor_grad_begin(m, inf, "final norm gradient") : NULL;
     float *gwlm = train ? bpt_tensor_grad_begin(m, ilm, "lm_head gradient") : NULL;
     float *xf = bpt_arena_alloc(ar, xb, "xf");
-    float *rstdf = bpt_arena_alloc(ar, (size_t)N * fb, "rstdf");
-    float *dxf = train ? bpt_arena_alloc(ar, xb, "dxf") : NULL;
+    float *rstdf = bpt_arena_alloc(ar, (size_t)Nl * fb, "rstdf");
+    float *dxf = train ? bpt_arena_alloc(ar, (size_t)N * D * fb, "dxf") : NULL;
     float *logits = bpt_arena_alloc(ar, (size_t)rows * d.V * fb, "logits chunk");
-    k->rmsnorm_fwd(xf, rstdf, xs[L], normf, N, D, eps);           // xf = rmsnorm(x_L)
+    k->rmsnorm_fwd(xf, rstdf, xs[L], normf, Nl, D, eps);           // xf = rmsnorm(x_L)
     k->zero(m->d_stats, 2 * sizeof(double));
-    bpt_tp_copy_fwd(m, xf, (size_t)N * D);   // lm_head is column (vocab) parallel
+    const float *xfs = enter_tp(m, &d, xf, "xf gathered over tp");   // lm_head is column (vocab) parallel
     for (int r0 = 0; r0 < N; r0 += rows) {
-        const float *xc = xf + (size_t)r0 * D;
+        const float *xc = xfs + (size_t)r0 * D;
         linear(k, logits, xc, wlm, rows, D, d.V, 0.0f);            // logits = xf Wlm^T
         loss_chunk(m, &d, logits, tgt + r0, m->d_mask + r0, rows, train ? scale : 0.0f);
         if (!train) continue;
@@ -631,9 +712,10 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
     out[0] += st[0];
     out[1] += st[1];
     if (train) {
-        bpt_tp_copy_bwd(m, dxf, (size_t)N * D);   // lm_head is column (vocab) parallel
+        float *dxl = d.seq ? xf : dxf;   /* this rank's rows (xf is consumed: gathered) */
+        enter_tp_bwd(m, &d, dxl, dxf);   // lm_head is column (vocab) parallel
         // xf = rmsnorm(x_L)
-        k->rmsnorm_bwd(dxa, gnormf, dxf, xs[L], normf, rstdf, N, D, 0);
+        k->rmsnorm_bwd(dxa, gnormf, dxl, xs[L], normf, rstdf, Nl, D, 0);
         bpt_tensor_grad_commit(m, ilm, gwlm);
         bpt_tensor_grad_commit(m, inf, gnormf);
     }
@@ -647,16 +729,24 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
             bpt_layer_w gw = bpt_grads_begin(m, &gb, l);
             float *xl = xs[l];
             if (r16) {   /* x_L is done with (the final norm's backward ran): reuse its buffer */
-                k->from_bf16(xw, ks[l], (size_t)N * D);
+                k->from_bf16(xw, ks[l], nd);
                 xl = xw;
             }
             layer_backward(m, &d, &w, &gw, xl, r16 ? ks[l] : NULL, &A[l], dxa, dxb);
             bpt_grads_commit(m, &gb, l);
             float *tmp = dxa; dxa = dxb; dxb = tmp;
         }
+        size_t mk = bpt_arena_mark(ar);
         float *gwte = bpt_tensor_grad_begin(m, 0, "embedding gradient");
-        k->embed_bwd(gwte, dxa, tok, N, D, d.v0, d.V);   // x0 = wte[tokens]
+        const float *dx0 = dxa;   /* under sequence parallelism: every tp rank's rows */
+        if (d.seq) {
+            float *g = bpt_arena_alloc(ar, (size_t)N * D * fb, "dx gathered over tp");
+            bpt_sp_leave_bwd(m, g, dxa, nd);
+            dx0 = g;
+        }
+        k->embed_bwd(gwte, dx0, tok, N, D, d.v0, d.V);   // x0 = wte[tokens]
         bpt_tensor_grad_commit(m, 0, gwte);
+        bpt_arena_release(ar, mk);
         bpt_grads_finish(m, &gb);
     }
     free(xs);

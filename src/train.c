@@ -83,6 +83,12 @@ int bpt_plan_check_mesh(const bpt_config *c, const int dims[BPT_MESH_AXES], char
         if (s->batch_size % batch != 0)
             return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (dp*fsdp=%d does not divide %s batch_size=%d)",
                            c->mesh_dim, batch, names[i], s->batch_size);
+        long rows = (long)(s->batch_size / batch) * (s->seq_length / sp);
+        if (tp > 1 && l->sequence_parallel && rows % tp != 0)
+            return bpt_err(err, errlen, "bad value for llama.sequence_parallel: true (tp=%d does not divide the "
+                           "%ld tokens of a rank's micro-batch, %s batch_size/(dp*fsdp) * seq_length/sp = %d * %d; "
+                           "HINT: llama.sequence_parallel: false)", tp, rows, names[i], s->batch_size / batch,
+                           s->seq_length / sp);
     }
     return 0;
 }

@@ -58,6 +58,7 @@ typedef struct bpt_llama_config {
     int scan_mlp_chunk_size;                          /* Bf */
     int scan_loss_chunk_size;                         /* tokens per loss chunk */
     int scan_layers, param_scan_axis;                 /* accepted for compatibility */
+    int sequence_parallel;                            /* tp > 1: activations sharded along the rows */
 } bpt_llama_config;
 
 typedef struct bpt_adamw_config {

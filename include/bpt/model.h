@@ -117,7 +117,8 @@ void bpt_model_forward(bpt_model *m, const int32_t *inputs, const int32_t *targe
                        const float *mask, double out[2]);
 
 void bpt_model_zero_grad(bpt_model *m);
-/* All-reduce the gradient shards over dp (after the last micro-batch of a step). */
+/* All-reduce the gradient shards over dp (after the last micro-batch of a step); under
+ * sequence parallelism over tp, first the replicated tensors' over tp (shard.h). */
 void bpt_model_reduce_grads(bpt_model *m);
 /* Squared global L2 norm of the logical tensors of buffer which: shards summed over
  * fsdp and tp, replicated tensors counted once. Identical on every rank. */

@@ -27,6 +27,7 @@
  *   reduce from the tp region      all-reduce over tp            identity
  *     (output of o, down: row-parallel products; the vocabulary-parallel embedding)
  *   vocabulary-parallel loss       max, sum, maxloc, sum over tp (its gradient is local)
+ *   (sequence parallelism over tp: the two tp regions move rows, below)
  *   after the last micro-batch     -                             all-reduce over dp
  *
  * These are Megatron-LM's f and g operators; FSDP is ZeRO-3's gather-before-use.
@@ -116,6 +117,29 @@ void bpt_tp_copy_bwd(bpt_model *m, float *dx, size_t n);
 void bpt_tp_reduce_begin(bpt_model *m, float *out, const float *residual, size_t n);
 void bpt_tp_reduce_fwd(bpt_model *m, float *out, size_t n);
 static inline void bpt_tp_reduce_bwd(bpt_model *m, const float *dy, size_t n) { (void)m; (void)dy; (void)n; }
+
+/* ---- sequence parallelism over tp (llama.sequence_parallel) ------------------------- */
+
+/* Megatron-LM's sequence parallelism: with it on (bpt_tp_seq), every (N, D) activation
+ * outside the tp regions (the residual stream, the norms and their outputs, the loss's
+ * input) holds on tp rank r only rows [r*N/tp, (r+1)*N/tp) of the micro-batch's N rows,
+ * so it takes tp times less memory. The two region pairs above then move rows instead
+ * of summing whole tensors, the same bytes as the all-reduce they replace:
+ *
+ *   what                            forward                      backward
+ *   enter the tp region             all-gather the rows          reduce-scatter the rows
+ *     (norm outputs into q/k/v, gate/up, lm_head; the embedding's gradient)
+ *   leave the tp region             reduce-scatter the rows      all-gather the rows
+ *     (o and down products, the vocabulary-parallel embedding)
+ *
+ * A replicated tensor's gradient (the norms') is then a partial sum over the rows of
+ * each tp rank: bpt_model_reduce_grads completes it over tp. `local` is n = N/tp * D
+ * floats, `full` tp * n. */
+static inline int bpt_tp_seq(const bpt_model *m) { return m->tp > 1 && m->cfg.sequence_parallel; }
+void bpt_sp_enter_fwd(bpt_model *m, float *full, const float *local, size_t n);
+void bpt_sp_enter_bwd(bpt_model *m, float *dlocal, const float *dfull, size_t n);
+void bpt_sp_leave_fwd(bpt_model *m, float *local, const float *full, size_t n);
+void bpt_sp_leave_bwd(bpt_model *m, float *dfull, const float *dlocal, size_t n);
 
 /* The vocabulary-parallel cross-entropy of `rows` rows of logits, each tp rank holding
  * its V/tp columns: the per-row maxima, target logits and argmax (value, global index)

@@ -60,6 +60,20 @@ for variant in "mha:8" "gqa:2"; do
     done
 done
 
+# sequence parallelism over tp (llama.sequence_parallel, on by default with tp > 1: every
+# tp mesh above ran with it) off: the one-rank result too, and the same losses as on
+for mesh in 2,2,2 1,4,2 1,1,8; do
+    dir="$WORK/mha-${mesh//,/_}-seqoff"
+    if ! timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --llama.num_key_value_heads=8 --llama.sequence_parallel=false \
+            --mesh_dim=$mesh --logger.output_dir="$dir" > "$dir.out" 2>&1; then
+        fail "mesh $mesh, sequence_parallel off: run failed: $(grep -m1 '^bpt:' "$dir.out")"; continue
+    fi
+    res=$(compare "$dir" "$WORK/mha-ref" 2>&1) && ok "mha mesh $mesh, sequence_parallel off == one rank: $res" ||
+        fail "mha mesh $mesh, sequence_parallel off: $res"
+    res=$(compare "$dir" "$WORK/mha-${mesh//,/_}" 2>&1) && ok "mha mesh $mesh: sequence_parallel off == on: $res" ||
+        fail "mha mesh $mesh: sequence_parallel off != on: $res"
+done
+
 # MPI counts are int, so host all-reduces go in pieces (2^28 elements; a tp all-reduce of
 # N x D passes 2^31 at 1M tokens). In 100-element pieces the 2,2,2 run must be
 # bit-identical to the one in whole calls: each of its sums has two terms.
@@ -96,17 +110,20 @@ fi
 
 # communication: the bytes each axis moved in a step equal the analytic count of the
 # design (docs/mesh.md), and the plan's peak equals the measured one
-for run in mha:2,2,2 mha:1,4,2 mha:2,4,1 bf16:2,2,2 bf16:1,8,1; do
+for run in mha:2,2,2 mha:1,4,2 mha:2,4,1 bf16:2,2,2 bf16:1,8,1 seqoff:2,2,2 seqoff:1,4,2; do
     name=${run%%:*}; mesh=${run##*:}
     dir="$WORK/$name-${mesh//,/_}"
     if [ "$name" = bf16 ]; then args=("${B16[@]}"); else args=("${COMMON[@]}" --llama.num_key_value_heads=8); fi
+    seq=1
+    if [ "$name" = seqoff ]; then seq=0 dir="$WORK/mha-${mesh//,/_}-seqoff" args+=(--llama.sequence_parallel=false); fi
     plan=$("$BPT" plan "${args[@]}" --mesh_dim=$mesh --world_size=$NP | sed -n 's/.*peak .*(\([0-9]*\) bytes)/\1/p')
-    python3 - "$dir/metrics.jsonl" "$mesh" "$plan" "$name" <<'PY' && ok "$name mesh $mesh: comm bytes per axis == analytic, plan peak == measured" || fail "$name mesh $mesh: comm bytes / plan"
+    python3 - "$dir/metrics.jsonl" "$mesh" "$plan" "$name" "$seq" <<'PY' && ok "$name mesh $mesh: comm bytes per axis == analytic, plan peak == measured" || fail "$name mesh $mesh: comm bytes / plan"
 import json, sys
 from fractions import Fraction as Fr
 rows = [json.loads(l) for l in open(sys.argv[1])]
 dp, fsdp, tp = map(int, sys.argv[2].split(","))
 plan = int(sys.argv[3])
+seq = sys.argv[5] == "1" and tp > 1      # sequence parallelism over tp
 wb = 2 if sys.argv[4] == "bf16" else 4     # bytes of a gathered weight
 KVH = 2 if sys.argv[4] == "bf16" else 8
 V, D, H, F, L, T, Bg = 256, 64, 8, 192, 2, 64, 8
@@ -131,6 +148,14 @@ fsdp_b = (fsdp - 1) * (wb * ((2 * L - 1) * S_l + S_emb + S_nf + S_lm) + 4 * (L *
 # tp: embedding, two per layer forward, two per layer backward, dxf: N x D each; the
 # vocabulary-parallel loss: max, target logit, (value, index), sum exp per row; two norms
 tp_b = ar(tp, 4 * N * D * (1 + 2 * L + 2 * L + 1)) + ar(tp, 20 * N) + 2 * ar(tp, 8)
+if seq:
+    # all-gathers and reduce-scatters of N x D rows instead, (tp-1)/tp of it sent: the
+    # embedding out; per layer forward xn1 in, x1 out, xn2 in, down out; per layer
+    # backward xn1 in again (the attention's recomputation), dy in, xn2 in, dxn2 out, dx1
+    # in, xn1 in, dxn1 out; xf in, dxf out, dx0 in; then the norms' gradients (partial
+    # sums over the rows) all-reduced over tp
+    tp_b = Fr(tp - 1, tp) * 4 * N * D * (1 + 4 * L + 7 * L + 3) + ar(tp, 20 * N) + 2 * ar(tp, 8) \
+           + ar(tp, 4 * (2 * L + 1) * shard(D, 1, "rep"))
 dp_b = ar(dp, 4 * nparams)
 batch_b = ar(dp * fsdp, 8) + ar(dp * fsdp, 16)
 want = {"dp": dp_b, "fsdp": fsdp_b, "tp": tp_b, "batch": batch_b}
@@ -141,6 +166,30 @@ for r in rows:
 assert rows[-1]["peak_memory_bytes"] == plan, (rows[-1]["peak_memory_bytes"], plan)
 print(f"  {sys.argv[4]} {sys.argv[2]}: dp {dp_b} fsdp {fsdp_b} tp {tp_b} batch {batch_b}; peak {plan}")
 PY
+done
+
+# memory: sequence parallelism over tp keeps the layer inputs (and x1) of this rank's
+# rows only: the kept activations shrink as 1/tp; without it tp keeps them whole
+for tp in 2 4 8; do
+    for seq in true false; do
+        "$BPT" plan "${COMMON[@]}" --llama.num_key_value_heads=8 --mesh_dim=1,1,1 --world_size=1 > "$WORK/plan1" &&
+        "$BPT" plan "${COMMON[@]}" --llama.num_key_value_heads=8 --llama.sequence_parallel=$seq --mesh_dim=1,1,$tp \
+            --world_size=$tp > "$WORK/plantp" &&
+        python3 - "$WORK/plan1" "$WORK/plantp" "$tp" "$seq" <<'PY' && ok "tp=$tp, sequence_parallel $seq: kept activations per rank as expected" || fail "tp=$tp, sequence_parallel $seq: kept activations"
+import re, sys
+units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+def get(path, key):
+    for line in open(path):
+        if line.strip().startswith(key):
+            v, u = re.search(r"([0-9.]+) (B|KiB|MiB|GiB)", line).groups()
+            return float(v) * units[u]
+    raise KeyError(key)
+tp, want = int(sys.argv[3]), int(sys.argv[3]) if sys.argv[4] == "true" else 1
+ratio = get(sys.argv[1], "kept activations") / get(sys.argv[2], "kept activations")
+print(f"  tp={tp} sequence_parallel={sys.argv[4]}: kept x1/{ratio:.2f}")
+assert abs(ratio / want - 1) < 0.02, ratio   # printed to 3 digits
+PY
+    done
 done
 
 # memory: parameters, gradients and moments shrink as 1/(fsdp*tp)
@@ -264,6 +313,10 @@ expect_error "seq_length not divisible by 2*sp" "mesh_dim.*sp=8.*seq_length=72.*
     --train_dataset.hdf5_dataset.seq_length=72 --mesh_dim=1,1,1,8
 expect_error "seq_length/sp below one attention chunk" "mesh_dim.*sp=8.*seq_length/sp=8.*chunk, 32" "${MPI[@]}" \
     "$BPT" train "${COMMON[@]}" --mesh_dim=1,1,1,8
+expect_error "sequence_parallel: tp does not divide a rank's tokens" \
+    "llama.sequence_parallel.*tp=8.*68 tokens" "${MPI[@]}" "$BPT" train "${COMMON[@]}" --llama.num_key_value_heads=8 \
+    --llama.scan_query_chunk_size=4 --llama.scan_key_chunk_size=4 --llama.scan_mlp_chunk_size=4 --llama.scan_loss_chunk_size=4 \
+    --train_dataset.hdf5_dataset.batch_size=1 --train_dataset.hdf5_dataset.seq_length=68 --mesh_dim=1,1,8
 expect_error "sp with vanilla attention" "mesh_dim.*sp=2.*scan_attention" "${MPI[@]}" "$BPT" train "${COMMON[@]}" \
     "${SPC[@]}" --llama.scan_attention=false --mesh_dim=1,2,2,2
 finish
