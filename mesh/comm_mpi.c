@@ -29,6 +29,7 @@
 #define bpt_nccl_reduce_scatter(c, a, o, i, n, t, r) ((void)0)
 #define bpt_nccl_broadcast(c, a, b, n, r) ((void)0)
 #define bpt_nccl_copy(d, s, n) ((void)0)
+#define bpt_nccl_ring_shift(c, a, r, s, n, q) ((void)0)
 int bpt_comm_nccl_init(bpt_comm *c, char *err, size_t errlen) {
     (void)c;
     if (err && errlen) snprintf(err, errlen, "NCCL: this build has no CUDA (HINT: ./configure --with-cuda)");
@@ -269,9 +270,9 @@ void bpt_ring_shift_f32(bpt_comm *c, bpt_axis a, float *recv, const float *send,
         else count(c, a, (double)n * sizeof(float));
         return;
     }
-    BPT_CHECK(!DEV(c, recv) && !DEV(c, send), "the ring exchange of device buffers needs NCCL send/recv");
-    BPT_CHECK(n <= INT_MAX, "ring message of %zu floats", n);
     count(c, a, (double)n * sizeof(float));
+    if (DEV(c, recv)) { bpt_nccl_ring_shift(c, a, recv, send, n, req); return; }
+    BPT_CHECK(n <= INT_MAX, "ring message of %zu floats", n);
     int me = c->rank[a], next = (me + 1) % p, prev = (me + p - 1) % p;
     MPI_Irecv(recv, (int)n, MPI_FLOAT, prev, 0, c->comm[a], &req->r2);
     MPI_Isend(send, (int)n, MPI_FLOAT, next, 0, c->comm[a], &req->r);

@@ -75,6 +75,23 @@ static void teardown(struct bpt_nccl *n, int abort_comms) {
     free(n);
 }
 
+/* NCCL connects peers on their first send/receive; the sp ring's are made here, at
+ * start-up, with a one-float hop (a hang here is timed by the watchdog as setup). */
+static void ring_connect(struct bpt_nccl *n, const bpt_comm *c) {
+    bpt_axis a = BPT_AXIS_SP;
+    int p = c->size[a], me = c->rank[a];
+    float *buf = NULL;   /* two floats of its own: the arena (and its comm scratch) comes later */
+    CU(cudaMalloc((void **)&buf, 2 * sizeof(float)));
+    bpt_watchdog_enter("NCCL ring setup", a);
+    nccl_check(ncclGroupStart(), "ring setup", a);
+    nccl_check(ncclSend(buf, 1, ncclFloat32, (me + 1) % p, n->comm[a], n->stream[a]), "ring setup", a);
+    nccl_check(ncclRecv(buf + 1, 1, ncclFloat32, (me + p - 1) % p, n->comm[a], n->stream[a]), "ring setup", a);
+    nccl_check(ncclGroupEnd(), "ring setup", a);
+    CU(cudaStreamSynchronize(n->stream[a]));
+    bpt_watchdog_leave();
+    CU(cudaFree(buf));
+}
+
 int bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen) {
     if (c->nccl) return 0;
     struct bpt_nccl *n = bpt_xcalloc(1, sizeof *n);
@@ -127,6 +144,7 @@ int bpt_nccl_init_axes(bpt_comm *c, int single, char *err, size_t errlen) {
             return -1;
         }
     }
+    if (!single && n->comm[BPT_AXIS_SP]) ring_connect(n, c);
     c->nccl = n;
     active = n;
     return 0;
@@ -182,7 +200,7 @@ static void reap(struct bpt_nccl *n) {
 static pending *begin(struct bpt_nccl *n, bpt_axis a) {
     if (!n->comm[a])
         bpt_panic(__FILE__, __LINE__, "a collective on device memory over axis %s, which has no NCCL communicator "
-                  "(only dp, fsdp and tp do)", bpt_axis_name(a));
+                  "(only dp, fsdp, tp and sp do)", bpt_axis_name(a));
     CU(cudaEventRecord(n->ready, n->compute));
     CU(cudaStreamWaitEvent(n->stream[a], n->ready, 0));
     pthread_mutex_lock(&n->lock);
@@ -328,6 +346,20 @@ void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in,
     pending *q = begin(nc, a);
     nccl_check(ncclReduceScatter(in, out, n, nccl_type(t), ncclSum, nc->comm[a], nc->stream[a]), "reduce-scatter", a);
     finish(nc, q, "reduce-scatter", a, req);
+}
+
+/* The ring step: send to the next rank of the axis, receive from the previous one, one
+ * NCCL group on the axis's comm stream (so the compute stream runs the hop's attention
+ * meanwhile, and bpt_wait joins the two). */
+void bpt_nccl_ring_shift(bpt_comm *c, bpt_axis a, float *recv, const float *send, size_t n, bpt_request *req) {
+    struct bpt_nccl *nc = up(c);
+    pending *q = begin(nc, a);
+    int p = c->size[a], me = c->rank[a];
+    nccl_check(ncclGroupStart(), "ring send/receive", a);
+    nccl_check(ncclSend(send, n, ncclFloat32, (me + 1) % p, nc->comm[a], nc->stream[a]), "ring send", a);
+    nccl_check(ncclRecv(recv, n, ncclFloat32, (me + p - 1) % p, nc->comm[a], nc->stream[a]), "ring receive", a);
+    nccl_check(ncclGroupEnd(), "ring send/receive", a);
+    finish(nc, q, "ring send/receive", a, req);
 }
 
 void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root) {

@@ -2,7 +2,7 @@
  *
  * Once bpt_comm_nccl_init has run, comm_mpi.c hands every collective whose buffers are
  * device memory to these functions; host buffers stay on MPI. Each mesh axis (dp, fsdp,
- * tp) of size > 1 has its own NCCL communicator (batch and world, whose collectives
+ * tp, sp) of size > 1 has its own NCCL communicator (batch and world, whose collectives
  * are all on host buffers, have none) and its own comm stream (so a tp all-reduce does not
  * queue behind an fsdp prefetch): the comm stream first waits for the compute stream
  * (an event), and a blocking call makes the compute stream wait for the collective in
@@ -36,6 +36,8 @@ void bpt_nccl_wait(bpt_comm *c, bpt_request *req);
 void bpt_nccl_reduce_scatter(bpt_comm *c, bpt_axis a, void *out, const void *in, size_t n, bpt_wire_type t,
                              bpt_request *req);
 void bpt_nccl_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
+/* The ring step of bpt_ring_shift_f32 on device buffers (req: its completion). */
+void bpt_nccl_ring_shift(bpt_comm *c, bpt_axis a, float *recv, const float *send, size_t n, bpt_request *req);
 void bpt_nccl_copy(void *dst, const void *src, size_t bytes);
 
 #endif

@@ -55,9 +55,6 @@ int bpt_plan_check_mesh(const bpt_config *c, const int dims[BPT_MESH_AXES], char
     if (sp > 1 && !l->scan_attention)
         return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d needs llama.scan_attention: true; "
                        "vanilla attention does not shard the sequence)", c->mesh_dim, sp);
-    if (sp > 1 && c->device == BPT_DEVICE_CUDA)
-        return bpt_err(err, errlen, "bad value for mesh_dim: '%s' (sp=%d: the cuda backend has no ring "
-                       "attention yet; use sp=1 or device: cpu)", c->mesh_dim, sp);
     struct { const char *key; int v; } div[] = {
         {"llama.num_attention_heads", l->num_attention_heads}, {"llama.num_key_value_heads", bpt_kv_heads(l)},
         {"llama.intermediate_size", l->intermediate_size}, {"llama.vocab_size", l->vocab_size},

@@ -123,8 +123,8 @@ void bpt_ireduce_scatter_f32(bpt_comm *c, bpt_axis a, float *out, const float *i
 /* The ring step of axis a (sequence parallelism): send n floats to the next rank of
  * the axis ((rank + 1) % size) and receive n floats from the previous one into recv,
  * non-blocking; complete with bpt_wait before touching either. send and recv do not
- * overlap. On a one-rank axis recv = send. Host buffers (MPI); device buffers are an
- * internal error until the NCCL ring lands. */
+ * overlap. On a one-rank axis recv = send. Host buffers on MPI (Irecv + Isend); device
+ * buffers on NCCL (ncclSend + ncclRecv in one group on the axis's comm stream). */
 void bpt_ring_shift_f32(bpt_comm *c, bpt_axis a, float *recv, const float *send, size_t n, bpt_request *req);
 void bpt_broadcast(bpt_comm *c, bpt_axis a, void *buf, size_t bytes, int root);
 void bpt_barrier(bpt_comm *c, bpt_axis a);

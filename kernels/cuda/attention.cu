@@ -14,6 +14,13 @@
  * tiles at or after it) in another. Both recompute P = exp(s - lse) from q, k and the
  * saved lse, and D = rowsum(dO * o) per tile. GQA reads kv head h / (H / KVH) in place.
  *
+ * Every kernel works on a segment pair (seg_t): Tq query rows at rows of q_ld tokens
+ * against Tk keys in rows of k_ld, a key visible to a query iff tk <= tq + dpos (dpos =
+ * q_pos - k_pos). The whole causal attention is the pair {T, T, T, T, 0}; ring
+ * attention (mesh/ring.c) calls the pairs of its zig-zag chunks, merging the forward's
+ * partial o and lse through their log-sum-exp in fp32 and adding the backward's
+ * contributions to dq, dk, dv (merge), never rounding per hop.
+ *
  * Head dims up to 128 are padded in shared memory to the next of 16, 32, 64, 128 (zero
  * columns change no dot product). The table's chunk sizes Bq, Bk set the blockwise
  * schedule of the model; the kernel picks its own 64-row tiles, which gives the same
@@ -24,6 +31,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/kernels.h"
 
 using namespace bptcu;
 using namespace nvcuda;
@@ -65,30 +73,45 @@ __device__ void mma_smem(float *C, int ldc, const bf16 *A, int lda, const bf16 *
     }
 }
 
-/* rows [t0, t0+R) of head hh of x (B,T,nh,Dh) as bf16 into s (R, ld), zero padded */
-__device__ void load_tile(bf16 *s, int ld, const float *x, int b, int t0, int R, int T, int nh, int hh, int Dh, int DP) {
+/* A segment pair (see the top): the whole causal attention is {T, T, T, T, 0, 0}. */
+struct seg_t {
+    int Tq, Tk;       /* query and key rows */
+    int q_ld, k_ld;   /* tokens per batch row of the arrays they sit in */
+    int dpos;         /* q_pos - k_pos: key tk is visible to query tq iff tk <= tq + dpos */
+    int merge;        /* forward: merge into the o, lse there; backward: add to dq, dk, dv */
+};
+
+/* The last key row visible to some query row in [q0, q0+R) (-1: none). */
+__device__ __forceinline__ int last_key(const seg_t &s, int q0, int R) {
+    return min(min(q0 + R - 1, s.Tq - 1) + s.dpos, s.Tk - 1);
+}
+
+/* rows [t0, t0+R) of head hh of x (B, ld tokens, nh, Dh), the first T of a row valid,
+ * as bf16 into s (R, lds), zero padded */
+__device__ void load_tile(bf16 *s, int lds, const float *x, int b, int t0, int R, int T, int ld, int nh, int hh,
+                          int Dh, int DP) {
     for (int e = threadIdx.x; e < R * DP; e += blockDim.x) {
         int r = e / DP, d = e % DP, t = t0 + r;
-        float v = (t < T && d < Dh) ? x[(((size_t)b * T + t) * nh + hh) * Dh + d] : 0.0f;
-        s[r * ld + d] = __float2bfloat16(v);
+        float v = (t < T && d < Dh) ? x[(((size_t)b * ld + t) * nh + hh) * Dh + d] : 0.0f;
+        s[r * lds + d] = __float2bfloat16(v);
     }
 }
 
-/* D[r] = sum_d dO[r,d] o[r,d] in fp32 and lse of rows [t0, t0+R) of head h */
+/* D[r] = sum_d dO[r,d] o[r,d] in fp32 and lse of query rows [t0, t0+R) of head h */
 __device__ void load_rowstats(float *Ds, float *Ls, const float *dout, const float *o, const float *lse, int b,
-                              int t0, int R, int T, int H, int h, int Dh) {
+                              int t0, int R, const seg_t &sg, int H, int h, int Dh) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     for (int r = warp; r < R; r += NWARPS) {
         int t = t0 + r;
         float s = 0.0f;
-        if (t < T) {
-            size_t base = (((size_t)b * T + t) * H + h) * Dh;
+        if (t < sg.Tq) {
+            size_t base = (((size_t)b * sg.q_ld + t) * H + h) * Dh;
             for (int d = lane; d < Dh; d += 32) s += dout[base + d] * o[base + d];
         }
         s = warp_sum(s);
         if (lane == 0) {
             Ds[r] = s;
-            Ls[r] = t < T ? lse[((size_t)b * H + h) * T + t] : 0.0f;
+            Ls[r] = t < sg.Tq ? lse[((size_t)b * H + h) * sg.q_ld + t] : 0.0f;
         }
     }
 }
@@ -99,13 +122,14 @@ __device__ void load_rowstats(float *Ds, float *Ls, const float *dout, const flo
  * (when given) and dSs. Ends synchronised. */
 __device__ void backward_tile(bf16 *Ps, bf16 *dSs, int ldp, float *Ss, float *dPs, int lds, const bf16 *Qs,
                               const bf16 *dOs, const bf16 *Ks, const bf16 *Vs, int ldb, const float *Ls,
-                              const float *Ds, int M, int N, int DP, int q0, int k0, int T, float scale) {
+                              const float *Ds, int M, int N, int DP, int q0, int k0, const seg_t &sg,
+                              float scale) {
     mma_smem<wmma::row_major, wmma::col_major>(Ss, lds, Qs, ldb, Ks, ldb, M, N, DP, false);
     mma_smem<wmma::row_major, wmma::col_major>(dPs, lds, dOs, ldb, Vs, ldb, M, N, DP, false);
     __syncthreads();
     for (int e = threadIdx.x; e < M * N; e += blockDim.x) {
         int r = e / N, c = e % N, tq = q0 + r, tk = k0 + c;
-        float pv = (tk <= tq && tk < T && tq < T) ? __expf(Ss[r * lds + c] * scale - Ls[r]) : 0.0f;
+        float pv = (tk <= tq + sg.dpos && tk < sg.Tk && tq < sg.Tq) ? __expf(Ss[r * lds + c] * scale - Ls[r]) : 0.0f;
         if (Ps) Ps[r * ldp + c] = __float2bfloat16(pv);
         dSs[r * ldp + c] = __float2bfloat16(pv * (dPs[r * lds + c] - Ds[r]));
     }
@@ -137,6 +161,13 @@ static size_t pad128(size_t b) { return (b + 127) & ~(size_t)127; }
 
 /* ------------------------------------------------------------------ forward -- */
 
+/* log(e^a + e^b) in fp32, -inf when both are */
+__device__ __forceinline__ float log_add(float a, float b) {
+    float m = fmaxf(a, b);
+    if (m == -INFINITY) return -INFINITY;
+    return m + logf(expf(a - m) + expf(b - m));
+}
+
 template <int DP, int BM>
 struct fwd_smem {
     static constexpr int BN = BN_FWD;
@@ -149,7 +180,8 @@ struct fwd_smem {
 
 template <int DP, int BM>
 __global__ void __launch_bounds__(NTHREADS) attn_fwd_k(float *o, float *lse, const float *q, const float *k,
-                                                        const float *v, int T, int H, int KVH, int Dh, float scale) {
+                                                        const float *v, seg_t sg, int H, int KVH, int Dh,
+                                                        float scale) {
     typedef fwd_smem<DP, BM> L;
     constexpr int BN = BN_FWD;
     extern __shared__ __align__(128) char smem[];
@@ -164,16 +196,17 @@ __global__ void __launch_bounds__(NTHREADS) attn_fwd_k(float *o, float *lse, con
     int qt = gridDim.x - 1 - blockIdx.x;   /* the longest causal rows first: a shorter tail */
     int h = blockIdx.y, b = blockIdx.z, hk = h / (H / KVH);
     int q0 = qt * BM, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    load_tile(Qs, L::LDB, q, b, q0, BM, T, H, h, Dh, DP);
+    load_tile(Qs, L::LDB, q, b, q0, BM, sg.Tq, sg.q_ld, H, h, Dh, DP);
     for (int e = threadIdx.x; e < BM * L::LDO; e += blockDim.x) Os[e] = 0.0f;
     for (int r = threadIdx.x; r < BM; r += blockDim.x) { mrow[r] = -INFINITY; lrow[r] = 0.0f; }
 
-    int last = min(q0 + BM - 1, T - 1) / BN;   /* key tiles past the last query row are skipped */
+    int lk = last_key(sg, q0, BM);   /* key tiles past the last query row are skipped */
+    int last = lk < 0 ? -1 : lk / BN;
     for (int kt = 0; kt <= last; kt++) {
         int k0 = kt * BN;
         __syncthreads();   /* the previous tile's K, V and P are consumed */
-        load_tile(Ks, L::LDB, k, b, k0, BN, T, KVH, hk, Dh, DP);
-        load_tile(Vs, L::LDB, v, b, k0, BN, T, KVH, hk, Dh, DP);
+        load_tile(Ks, L::LDB, k, b, k0, BN, sg.Tk, sg.k_ld, KVH, hk, Dh, DP);
+        load_tile(Vs, L::LDB, v, b, k0, BN, sg.Tk, sg.k_ld, KVH, hk, Dh, DP);
         __syncthreads();
         mma_smem<wmma::row_major, wmma::col_major>(Ss, L::LDS, Qs, L::LDB, Ks, L::LDB, BM, BN, DP, false);
         __syncthreads();
@@ -183,7 +216,7 @@ __global__ void __launch_bounds__(NTHREADS) attn_fwd_k(float *o, float *lse, con
             float s[2];
             for (int j = 0; j < 2; j++) {
                 int c = lane + 32 * j, tk = k0 + c;
-                s[j] = (tk <= tq && tk < T) ? Ss[r * L::LDS + c] * scale : -INFINITY;
+                s[j] = (tk <= tq + sg.dpos && tk < sg.Tk) ? Ss[r * L::LDS + c] * scale : -INFINITY;
             }
             float mt = warp_max(fmaxf(s[0], s[1]));
             float mo = mrow[r], mn = fmaxf(mo, mt);
@@ -203,12 +236,29 @@ __global__ void __launch_bounds__(NTHREADS) attn_fwd_k(float *o, float *lse, con
         mma_smem<wmma::row_major, wmma::row_major>(Os, L::LDO, Ps, L::LDP, Vs, L::LDB, BM, DP, BN, true);
     }
     __syncthreads();
+    /* this pair's o = O / l and lse = m + log l (a row that saw no key: 0 and -inf);
+     * merged, o = o_old e^(lse_old - lse) + o_pair e^(lse_pair - lse), lse their log-add */
+    float *lse_h = lse + ((size_t)b * H + h) * sg.q_ld;
     for (int e = threadIdx.x; e < BM * Dh; e += blockDim.x) {
         int r = e / Dh, d = e % Dh, t = q0 + r;
-        if (t < T) o[(((size_t)b * T + t) * H + h) * Dh + d] = Os[r * L::LDO + d] / lrow[r];
+        if (t >= sg.Tq) continue;
+        size_t i = (((size_t)b * sg.q_ld + t) * H + h) * Dh + d;
+        float l = lrow[r], op = l > 0.0f ? Os[r * L::LDO + d] / l : 0.0f;
+        if (sg.merge) {
+            float lp = l > 0.0f ? mrow[r] + logf(l) : -INFINITY, lo = lse_h[t], ln = log_add(lo, lp);
+            op = ln == -INFINITY ? 0.0f
+                                 : (lo == -INFINITY ? 0.0f : o[i] * expf(lo - ln)) +
+                                       (lp == -INFINITY ? 0.0f : op * expf(lp - ln));
+        }
+        o[i] = op;
     }
-    for (int r = threadIdx.x; r < BM; r += blockDim.x)
-        if (q0 + r < T) lse[((size_t)b * H + h) * T + q0 + r] = mrow[r] + logf(lrow[r]);
+    __syncthreads();   /* every thread has read the old lse */
+    for (int r = threadIdx.x; r < BM; r += blockDim.x) {
+        int t = q0 + r;
+        if (t >= sg.Tq) continue;
+        float l = lrow[r], lp = l > 0.0f ? mrow[r] + logf(l) : -INFINITY;
+        lse_h[t] = sg.merge ? log_add(lse_h[t], lp) : lp;
+    }
 }
 
 /* ------------------------------------------------------------------------ dq -- */
@@ -225,7 +275,7 @@ struct dq_smem {
 
 template <int DP, int BM>
 __global__ void __launch_bounds__(NTHREADS) attn_dq_k(float *dq, const float *dout, const float *q, const float *k,
-                                                       const float *v, const float *o, const float *lse, int T,
+                                                       const float *v, const float *o, const float *lse, seg_t sg,
                                                        int H, int KVH, int Dh, float scale) {
     typedef dq_smem<DP, BM> L;
     constexpr int BN = BN_FWD;
@@ -241,19 +291,20 @@ __global__ void __launch_bounds__(NTHREADS) attn_dq_k(float *dq, const float *do
     int qt = gridDim.x - 1 - blockIdx.x;   /* the longest causal rows first: a shorter tail */
     int h = blockIdx.y, b = blockIdx.z, hk = h / (H / KVH);
     int q0 = qt * BM, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    load_tile(Qs, L::LDB, q, b, q0, BM, T, H, h, Dh, DP);
-    load_tile(dOs, L::LDB, dout, b, q0, BM, T, H, h, Dh, DP);
-    load_rowstats(Ds, Ls, dout, o, lse, b, q0, BM, T, H, h, Dh);
+    load_tile(Qs, L::LDB, q, b, q0, BM, sg.Tq, sg.q_ld, H, h, Dh, DP);
+    load_tile(dOs, L::LDB, dout, b, q0, BM, sg.Tq, sg.q_ld, H, h, Dh, DP);
+    load_rowstats(Ds, Ls, dout, o, lse, b, q0, BM, sg, H, h, Dh);
     for (int e = threadIdx.x; e < BM * L::LDO; e += blockDim.x) dQs[e] = 0.0f;
 
-    int last = min(q0 + BM - 1, T - 1) / BN;
+    int lk = last_key(sg, q0, BM);
+    int last = lk < 0 ? -1 : lk / BN;
     for (int kt = 0; kt <= last; kt++) {
         int k0 = kt * BN;
         __syncthreads();
-        load_tile(Ks, L::LDB, k, b, k0, BN, T, KVH, hk, Dh, DP);
-        load_tile(Vs, L::LDB, v, b, k0, BN, T, KVH, hk, Dh, DP);
+        load_tile(Ks, L::LDB, k, b, k0, BN, sg.Tk, sg.k_ld, KVH, hk, Dh, DP);
+        load_tile(Vs, L::LDB, v, b, k0, BN, sg.Tk, sg.k_ld, KVH, hk, Dh, DP);
         __syncthreads();
-        backward_tile(nullptr, dSs, L::LDP, Ss, dPs, L::LDS, Qs, dOs, Ks, Vs, L::LDB, Ls, Ds, BM, BN, DP, q0, k0, T,
+        backward_tile(nullptr, dSs, L::LDP, Ss, dPs, L::LDS, Qs, dOs, Ks, Vs, L::LDB, Ls, Ds, BM, BN, DP, q0, k0, sg,
                       scale);
         mma_smem<wmma::row_major, wmma::row_major>(dQs, L::LDO, dSs, L::LDP, Ks, L::LDB, BM, DP, BN, true);
     }
@@ -261,7 +312,9 @@ __global__ void __launch_bounds__(NTHREADS) attn_dq_k(float *dq, const float *do
     (void)warp; (void)lane;
     for (int e = threadIdx.x; e < BM * Dh; e += blockDim.x) {
         int r = e / Dh, d = e % Dh, t = q0 + r;
-        if (t < T) dq[(((size_t)b * T + t) * H + h) * Dh + d] = dQs[r * L::LDO + d] * scale;
+        if (t >= sg.Tq) continue;
+        size_t i = (((size_t)b * sg.q_ld + t) * H + h) * Dh + d;
+        dq[i] = (sg.merge ? dq[i] : 0.0f) + dQs[r * L::LDO + d] * scale;
     }
 }
 
@@ -279,7 +332,8 @@ struct dkv_smem {
 template <int DP, int BN>
 __global__ void __launch_bounds__(NTHREADS) attn_dkv_k(float *dk, float *dv, const float *dout, const float *q,
                                                         const float *k, const float *v, const float *o,
-                                                        const float *lse, int T, int H, int KVH, int Dh, float scale) {
+                                                        const float *lse, seg_t sg, int H, int KVH, int Dh,
+                                                        float scale) {
     typedef dkv_smem<DP, BN> L;
     extern __shared__ __align__(128) char smem[];
     char *p = smem;
@@ -292,20 +346,21 @@ __global__ void __launch_bounds__(NTHREADS) attn_dkv_k(float *dk, float *dv, con
 
     int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z, G = H / KVH;
     int k0 = kt * BN;
-    load_tile(Ks, L::LDB, k, b, k0, BN, T, KVH, hk, Dh, DP);
-    load_tile(Vs, L::LDB, v, b, k0, BN, T, KVH, hk, Dh, DP);
+    load_tile(Ks, L::LDB, k, b, k0, BN, sg.Tk, sg.k_ld, KVH, hk, Dh, DP);
+    load_tile(Vs, L::LDB, v, b, k0, BN, sg.Tk, sg.k_ld, KVH, hk, Dh, DP);
     for (int e = threadIdx.x; e < BN * L::LDO; e += blockDim.x) { dKs[e] = 0.0f; dVs[e] = 0.0f; }
-    int nqt = (T + BMB - 1) / BMB;
+    int nqt = (sg.Tq + BMB - 1) / BMB;
+    int first = max(k0 - sg.dpos, 0) / BMB;   /* query tiles ending before key k0 see none of these keys */
     for (int gi = 0; gi < G; gi++) {
         int h = hk * G + gi;
-        for (int qt = k0 / BMB; qt < nqt; qt++) {   /* query tiles ending before k0 see none of these keys */
+        for (int qt = first; qt < nqt; qt++) {
             int q0 = qt * BMB;
             __syncthreads();
-            load_tile(Qs, L::LDB, q, b, q0, BMB, T, H, h, Dh, DP);
-            load_tile(dOs, L::LDB, dout, b, q0, BMB, T, H, h, Dh, DP);
-            load_rowstats(Ds, Ls, dout, o, lse, b, q0, BMB, T, H, h, Dh);
+            load_tile(Qs, L::LDB, q, b, q0, BMB, sg.Tq, sg.q_ld, H, h, Dh, DP);
+            load_tile(dOs, L::LDB, dout, b, q0, BMB, sg.Tq, sg.q_ld, H, h, Dh, DP);
+            load_rowstats(Ds, Ls, dout, o, lse, b, q0, BMB, sg, H, h, Dh);
             __syncthreads();
-            backward_tile(Ps, dSs, L::LDP, Ss, dPs, L::LDS, Qs, dOs, Ks, Vs, L::LDB, Ls, Ds, BMB, BN, DP, q0, k0, T,
+            backward_tile(Ps, dSs, L::LDP, Ss, dPs, L::LDS, Qs, dOs, Ks, Vs, L::LDB, Ls, Ds, BMB, BN, DP, q0, k0, sg,
                           scale);
             /* dV += P^T dO, dK += dS^T Q: the transposes are col-major views */
             mma_smem<wmma::col_major, wmma::row_major>(dVs, L::LDO, Ps, L::LDP, dOs, L::LDB, BN, DP, BMB, true);
@@ -315,10 +370,10 @@ __global__ void __launch_bounds__(NTHREADS) attn_dkv_k(float *dk, float *dv, con
     __syncthreads();
     for (int e = threadIdx.x; e < BN * Dh; e += blockDim.x) {
         int r = e / Dh, d = e % Dh, t = k0 + r;
-        if (t < T) {
-            size_t i = (((size_t)b * T + t) * KVH + hk) * Dh + d;
-            dk[i] = dKs[r * L::LDO + d] * scale;
-            dv[i] = dVs[r * L::LDO + d];
+        if (t < sg.Tk) {
+            size_t i = (((size_t)b * sg.k_ld + t) * KVH + hk) * Dh + d;
+            dk[i] = (sg.merge ? dk[i] : 0.0f) + dKs[r * L::LDO + d] * scale;
+            dv[i] = (sg.merge ? dv[i] : 0.0f) + dVs[r * L::LDO + d];
         }
     }
 }
@@ -348,59 +403,60 @@ static bool tiles_fit(const void *kernel, size_t bytes, int rows, bool *raised) 
 }
 
 template <int DP, int BM>
-static bool fwd_try(float *o, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
-                    int KVH, int Dh) {
+static bool fwd_try(float *o, float *lse, const float *q, const float *k, const float *v, const seg_t &sg, int B,
+                    int H, int KVH, int Dh) {
     static bool raised = false;
     size_t sm = fwd_smem<DP, BM>::bytes();
     if (!tiles_fit((const void *)attn_fwd_k<DP, BM>, sm, BM, &raised)) return false;
-    dim3 grid((T + BM - 1) / BM, H, B);
-    attn_fwd_k<DP, BM><<<grid, NTHREADS, sm, g.stream>>>(o, lse, q, k, v, T, H, KVH, Dh, 1.0f / sqrtf((float)Dh));
+    dim3 grid((sg.Tq + BM - 1) / BM, H, B);
+    attn_fwd_k<DP, BM><<<grid, NTHREADS, sm, g.stream>>>(o, lse, q, k, v, sg, H, KVH, Dh, 1.0f / sqrtf((float)Dh));
     LAUNCH_CHECK();
     return true;
 }
 
 template <int DP>
-static void fwd_launch(float *o, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
-                       int KVH, int Dh) {
-    if (!fwd_try<DP, 64>(o, lse, q, k, v, B, T, H, KVH, Dh) && !fwd_try<DP, 32>(o, lse, q, k, v, B, T, H, KVH, Dh))
+static void fwd_launch(float *o, float *lse, const float *q, const float *k, const float *v, const seg_t &sg, int B,
+                       int H, int KVH, int Dh) {
+    if (!fwd_try<DP, 64>(o, lse, q, k, v, sg, B, H, KVH, Dh) && !fwd_try<DP, 32>(o, lse, q, k, v, sg, B, H, KVH, Dh))
         bpt_panic(__FILE__, __LINE__, "attention forward: head dim %d needs %zu bytes of shared memory, the GPU has %d",
                   Dh, fwd_smem<DP, 32>::bytes(), smem_limit());
 }
 
 template <int DP, int BM>
 static bool dq_try(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *o,
-                   const float *lse, int B, int T, int H, int KVH, int Dh, float scale) {
+                   const float *lse, const seg_t &sg, int B, int H, int KVH, int Dh, float scale) {
     static bool raised = false;
     size_t sm = dq_smem<DP, BM>::bytes();
     if (!tiles_fit((const void *)attn_dq_k<DP, BM>, sm, BM, &raised)) return false;
-    dim3 grid((T + BM - 1) / BM, H, B);
-    attn_dq_k<DP, BM><<<grid, NTHREADS, sm, g.stream>>>(dq, dout, q, k, v, o, lse, T, H, KVH, Dh, scale);
+    dim3 grid((sg.Tq + BM - 1) / BM, H, B);
+    attn_dq_k<DP, BM><<<grid, NTHREADS, sm, g.stream>>>(dq, dout, q, k, v, o, lse, sg, H, KVH, Dh, scale);
     LAUNCH_CHECK();
     return true;
 }
 
 template <int DP, int BN>
 static bool dkv_try(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
-                    const float *o, const float *lse, int B, int T, int H, int KVH, int Dh, float scale) {
+                    const float *o, const float *lse, const seg_t &sg, int B, int H, int KVH, int Dh, float scale) {
     static bool raised = false;
     size_t sm = dkv_smem<DP, BN>::bytes();
     if (!tiles_fit((const void *)attn_dkv_k<DP, BN>, sm, BN, &raised)) return false;
-    dim3 grid((T + BN - 1) / BN, KVH, B);
-    attn_dkv_k<DP, BN><<<grid, NTHREADS, sm, g.stream>>>(dk, dv, dout, q, k, v, o, lse, T, H, KVH, Dh, scale);
+    dim3 grid((sg.Tk + BN - 1) / BN, KVH, B);
+    attn_dkv_k<DP, BN><<<grid, NTHREADS, sm, g.stream>>>(dk, dv, dout, q, k, v, o, lse, sg, H, KVH, Dh, scale);
     LAUNCH_CHECK();
     return true;
 }
 
 template <int DP>
 static void bwd_launch(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                       const float *v, const float *o, const float *lse, int B, int T, int H, int KVH, int Dh) {
+                       const float *v, const float *o, const float *lse, const seg_t &sg, int B, int H, int KVH,
+                       int Dh) {
     float scale = 1.0f / sqrtf((float)Dh);
-    if (!dq_try<DP, 64>(dq, dout, q, k, v, o, lse, B, T, H, KVH, Dh, scale) &&
-        !dq_try<DP, 32>(dq, dout, q, k, v, o, lse, B, T, H, KVH, Dh, scale))
+    if (!dq_try<DP, 64>(dq, dout, q, k, v, o, lse, sg, B, H, KVH, Dh, scale) &&
+        !dq_try<DP, 32>(dq, dout, q, k, v, o, lse, sg, B, H, KVH, Dh, scale))
         bpt_panic(__FILE__, __LINE__, "attention dq: head dim %d needs %zu bytes of shared memory, the GPU has %d", Dh,
                   dq_smem<DP, 32>::bytes(), smem_limit());
-    if (!dkv_try<DP, 64>(dk, dv, dout, q, k, v, o, lse, B, T, H, KVH, Dh, scale) &&
-        !dkv_try<DP, 32>(dk, dv, dout, q, k, v, o, lse, B, T, H, KVH, Dh, scale))
+    if (!dkv_try<DP, 64>(dk, dv, dout, q, k, v, o, lse, sg, B, H, KVH, Dh, scale) &&
+        !dkv_try<DP, 32>(dk, dv, dout, q, k, v, o, lse, sg, B, H, KVH, Dh, scale))
         bpt_panic(__FILE__, __LINE__, "attention dk/dv: head dim %d needs %zu bytes of shared memory, the GPU has %d",
                   Dh, dkv_smem<DP, 32>::bytes(), smem_limit());
 }
@@ -410,25 +466,56 @@ static void check_head_dim(int Dh) {
         bpt_panic(__FILE__, __LINE__, "CUDA attention supports head_dim up to 128 (got %d)", Dh);
 }
 
+static void fwd_any(float *o, float *lse, const float *q, const float *k, const float *v, const seg_t &sg, int B,
+                    int H, int KVH, int Dh) {
+    check_head_dim(Dh);
+    if (B <= 0 || sg.Tq <= 0) return;
+    if (Dh <= 16) fwd_launch<16>(o, lse, q, k, v, sg, B, H, KVH, Dh);
+    else if (Dh <= 32) fwd_launch<32>(o, lse, q, k, v, sg, B, H, KVH, Dh);
+    else if (Dh <= 64) fwd_launch<64>(o, lse, q, k, v, sg, B, H, KVH, Dh);
+    else fwd_launch<128>(o, lse, q, k, v, sg, B, H, KVH, Dh);
+}
+
+static void bwd_any(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                    const float *v, const float *o, const float *lse, const seg_t &sg, int B, int H, int KVH, int Dh) {
+    check_head_dim(Dh);
+    if (B <= 0 || sg.Tq <= 0 || sg.Tk <= 0) return;
+    if (Dh <= 16) bwd_launch<16>(dq, dk, dv, dout, q, k, v, o, lse, sg, B, H, KVH, Dh);
+    else if (Dh <= 32) bwd_launch<32>(dq, dk, dv, dout, q, k, v, o, lse, sg, B, H, KVH, Dh);
+    else if (Dh <= 64) bwd_launch<64>(dq, dk, dv, dout, q, k, v, o, lse, sg, B, H, KVH, Dh);
+    else bwd_launch<128>(dq, dk, dv, dout, q, k, v, o, lse, sg, B, H, KVH, Dh);
+}
+
 extern "C" void bpt_cu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
                                 int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
-    check_head_dim(Dh);
-    if (B <= 0 || T <= 0) return;
-    if (Dh <= 16) fwd_launch<16>(o, lse, q, k, v, B, T, H, KVH, Dh);
-    else if (Dh <= 32) fwd_launch<32>(o, lse, q, k, v, B, T, H, KVH, Dh);
-    else if (Dh <= 64) fwd_launch<64>(o, lse, q, k, v, B, T, H, KVH, Dh);
-    else fwd_launch<128>(o, lse, q, k, v, B, T, H, KVH, Dh);
+    fwd_any(o, lse, q, k, v, seg_t{T, T, T, T, 0, 0}, B, H, KVH, Dh);
 }
 
 extern "C" void bpt_cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                 const float *k, const float *v, const float *o, const float *lse,
                                 int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
-    check_head_dim(Dh);
-    if (B <= 0 || T <= 0) return;
-    if (Dh <= 16) bwd_launch<16>(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, KVH, Dh);
-    else if (Dh <= 32) bwd_launch<32>(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, KVH, Dh);
-    else if (Dh <= 64) bwd_launch<64>(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, KVH, Dh);
-    else bwd_launch<128>(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, KVH, Dh);
+    bwd_any(dq, dk, dv, dout, q, k, v, o, lse, seg_t{T, T, T, T, 0, 0}, B, H, KVH, Dh);
+}
+
+/* The segment pair of kernels.h as the kernels' seg_t (positions as a difference: a
+ * key is visible iff k_pos + tk <= q_pos + tq). */
+static seg_t seg_of(const bpt_attn_seg *s, int merge) {
+    int64_t dpos = s->q_pos - s->k_pos;
+    if (dpos > INT32_MAX / 2 || dpos < -(INT32_MAX / 2))
+        bpt_panic(__FILE__, __LINE__, "attention segment: positions %lld and %lld too far apart", (long long)s->q_pos,
+                  (long long)s->k_pos);
+    return seg_t{s->Tq, s->Tk, s->q_ld, s->k_ld, (int)dpos, merge};
+}
+
+extern "C" void bpt_cu_attn_fwd_seg(float *o, float *lse, const float *q, const float *k, const float *v,
+                                    const bpt_attn_seg *s, int merge) {
+    fwd_any(o, lse, q, k, v, seg_of(s, merge), s->B, s->H, s->KVH, s->Dh);
+}
+
+extern "C" void bpt_cu_attn_bwd_seg(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                    const float *k, const float *v, const float *o, const float *lse,
+                                    const bpt_attn_seg *s) {
+    bwd_any(dq, dk, dv, dout, q, k, v, o, lse, seg_of(s, 1), s->B, s->H, s->KVH, s->Dh);
 }
 
 /* ------------------------------------------------------------------ vanilla -- */

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -92,6 +94,11 @@ void bpt_cu_attn_fwd(float *o, float *lse, const float *q, const float *k, const
 void bpt_cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                      const float *k, const float *v, const float *o, const float *lse,
                      int B, int T, int H, int KVH, int Dh, int Bq, int Bk);
+/* ring attention's segment pairs (kernels.h: attn_fwd_seg, attn_bwd_seg) */
+void bpt_cu_attn_fwd_seg(float *o, float *lse, const float *q, const float *k, const float *v,
+                         const bpt_attn_seg *s, int merge);
+void bpt_cu_attn_bwd_seg(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                         const float *k, const float *v, const float *o, const float *lse, const bpt_attn_seg *s);
 void bpt_cu_attn_vanilla_fwd(float *o, float *probs, const float *q, const float *k, const float *v,
                              int B, int T, int H, int KVH, int Dh);
 /* Tests: 32 runs the flash kernels on their 32-row tiles (the ones GPUs with less shared

@@ -352,6 +352,82 @@ static void test_attention(void) {
     free(ho); free(hp); free(hq); free(hk); free(hv);
     bpt_arena_release(&ar, mk);
 }
+
+/* Relative L2 of the finite entries; every -inf of b must be -inf in a too (-1 if not). */
+static double rel_l2_lse(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(b[i]) || isinf(a[i])) { if (a[i] != b[i]) return -1; continue; }
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den + 1e-300));
+}
+
+/* Ring attention's segment pairs (attn_fwd_seg, attn_bwd_seg) against the CPU's: a
+ * segment sits at token offset qo (ko) of rows of q_ld (k_ld) tokens, as the zig-zag
+ * chunks of mesh/ring.c do; merge = 0 sets o and lse (rows that see no key: 0, -inf),
+ * merge = 1 merges into o, lse already there, and the backward adds to dq, dk, dv. */
+static void test_attention_segments(void) {
+    /* B, H, KVH, Dh, Tq, Tk, q_ld, k_ld, qo, ko, q_pos, k_pos */
+    int cases[][12] = {
+        {2, 4, 2, 64, 48, 48, 96, 96, 0, 0, 240, 240},       /* a zig-zag chunk against itself */
+        {2, 4, 2, 64, 48, 48, 96, 96, 48, 0, 336, 96},       /* a later chunk against an earlier one */
+        {1, 4, 1, 128, 100, 70, 100, 70, 0, 0, 10, 40},      /* 30 rows that see no key; Tq != Tk */
+        {1, 8, 1, 128, 130, 130, 260, 260, 130, 130, 1000, 1000},   /* GQA 8:1, partial tiles */
+        {2, 3, 3, 48, 33, 65, 40, 65, 7, 0, 64, 0},          /* padded head dim, q_ld not the segment */
+    };
+    for (int tiles = 0; tiles < 2; tiles++) {
+        bpt_cu_set_attn_tile_rows(tiles ? 32 : 0);
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            int *c = cases[ci];
+            bpt_attn_seg sg = {c[0], c[1], c[2], c[3], 64, 64, c[4], c[5], c[6], c[7], c[10], c[11]};
+            int B = sg.B, H = sg.H, KVH = sg.KVH, Dh = sg.Dh, qo = c[8], ko = c[9];
+            size_t nq = (size_t)B * sg.q_ld * H * Dh, nk = (size_t)B * sg.k_ld * KVH * Dh, nl = (size_t)B * H * sg.q_ld;
+            size_t oq = (size_t)qo * H * Dh, ok_ = (size_t)ko * KVH * Dh;
+            size_t mk = bpt_arena_mark(&ar);
+            float *q = host_randn(nq, 1), *k = host_randn(nk, 1), *v = host_randn(nk, 1), *dO = host_randn(nq, 1);
+            float *o0 = host_randn(nq, 1), *l0 = host_randn(nl, 1);   /* a previous pair's o, lse */
+            float *dq0 = host_randn(nq, 1), *dk0 = host_randn(nk, 1), *dv0 = host_randn(nk, 1);
+            float *gq = upf(q, nq), *gk = upf(k, nk), *gv = upf(v, nk), *gdO = upf(dO, nq);
+            for (int merge = 0; merge < 2; merge++) {
+                float *o = malloc(nq * 4), *lse = malloc(nl * 4);
+                memcpy(o, o0, nq * 4);
+                memcpy(lse, l0, nl * 4);
+                float *go = upf(o, nq), *glse = upf(lse, nl);
+                C->attn_fwd_seg(o + oq, lse + qo, q + oq, k + ok_, v + ok_, &sg, merge);
+                G->attn_fwd_seg(go + oq, glse + qo, gq + oq, gk + ok_, gv + ok_, &sg, merge);
+                float *ho = down(go, nq), *hl = down(glse, nl);
+                double eo = rel_l2(ho, o, nq), el = rel_l2_lse(hl, lse, nl);
+                CHECK(eo < 1e-2 && el >= 0 && el < 3e-3,
+                      "attention segment forward, %d-row tiles, merge %d, Tq=%d Tk=%d q_pos=%d k_pos=%d H=%d KVH=%d "
+                      "Dh=%d: o %.2e lse %.2e", tiles ? 32 : 64, merge, sg.Tq, sg.Tk, c[10], c[11], H, KVH, Dh, eo, el);
+                if (merge) {   /* the backward, given the merged (final, finite) o and lse */
+                    float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+                    memcpy(dq, dq0, nq * 4); memcpy(dk, dk0, nk * 4); memcpy(dv, dv0, nk * 4);
+                    float *gdq = upf(dq, nq), *gdk = upf(dk, nk), *gdv = upf(dv, nk);
+                    float *gof = upf(o, nq), *glf = upf(lse, nl);
+                    C->attn_bwd_seg(dq + oq, dk + ok_, dv + ok_, dO + oq, q + oq, k + ok_, v + ok_, o + oq, lse + qo, &sg);
+                    G->attn_bwd_seg(gdq + oq, gdk + ok_, gdv + ok_, gdO + oq, gq + oq, gk + ok_, gv + ok_, gof + oq,
+                                    glf + qo, &sg);
+                    float *hq = down(gdq, nq), *hk = down(gdk, nk), *hv = down(gdv, nk);
+                    /* the errors of what the pair added, against the size of that */
+                    for (size_t i = 0; i < nq; i++) { hq[i] -= dq0[i]; dq[i] -= dq0[i]; }
+                    for (size_t i = 0; i < nk; i++) { hk[i] -= dk0[i]; dk[i] -= dk0[i]; hv[i] -= dv0[i]; dv[i] -= dv0[i]; }
+                    double eq = rel_l2(hq, dq, nq), ek = rel_l2(hk, dk, nk), ev = rel_l2(hv, dv, nk);
+                    CHECK(eq < 2e-2 && ek < 2e-2 && ev < 2e-2, "attention segment backward (adds): dq %.2e dk %.2e dv %.2e",
+                          eq, ek, ev);
+                    free(dq); free(dk); free(dv); free(hq); free(hk); free(hv);
+                }
+                free(o); free(lse); free(ho); free(hl);
+            }
+            free(q); free(k); free(v); free(dO); free(o0); free(l0); free(dq0); free(dk0); free(dv0);
+            bpt_arena_release(&ar, mk);
+        }
+    }
+    bpt_cu_set_attn_tile_rows(0);
+}
 #endif
 
 int main(void) {
@@ -365,6 +441,7 @@ int main(void) {
     test_loss();
     test_optim();
     test_attention();
+    test_attention_segments();
     bpt_arena_destroy(&ar);
 #endif
     return tap_done();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# NCCL inside the mesh: 2 ranks on 2 GPUs (fsdp, then tp) against the same 2-rank run on
+# NCCL inside the mesh: 2 ranks on 2 GPUs (fsdp, tp, dp, then sp: the ring) against the same 2-rank run on
 # the CPU over MPI, both with dtype bf16 (the same bf16 weight copies, gathered as bf16
 # over NCCL on the GPUs). The device also rounds activations to bf16 inside its
 # products, so losses agree to 2e-2 relative, not bit for bit. Skips without a CUDA build or with fewer than two GPUs.
@@ -16,11 +16,14 @@ COMMON=(--config "$TOP/jobs/configs/demo.yaml" --load_llama_config=tiny --dtype=
         --train_dataset.hdf5_dataset.path="$WORK/train.h5" --train_dataset.hdf5_dataset.seq_length=256
         --train_dataset.hdf5_dataset.batch_size=4 --eval_steps=0 --log_freq=1 --total_steps=8
         --save_model_freq=0 --peak_flops=1e12 --optimizer.adamw_optimizer.lr=3e-3)
-for mesh in 1,2,1 1,1,2 2,1,1; do
+# 1,1,1,2: ring attention over sp on NCCL send/recv (two zig-zag halves of 64 tokens per rank)
+for mesh in 1,2,1 1,1,2 2,1,1 1,1,1,2; do
     tag=${mesh//,/_}
-    timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=$mesh --device=cpu --logger.output_dir="$WORK/cpu-$tag" \
+    X=()
+    [ "$mesh" = 1,1,1,2 ] && X=(--llama.scan_query_chunk_size=64 --llama.scan_key_chunk_size=64)
+    timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" "${X[@]}" --mesh_dim=$mesh --device=cpu --logger.output_dir="$WORK/cpu-$tag" \
         > "$WORK/cpu-$tag.out" 2>&1 || { fail "mesh $mesh on the CPU: $(grep -m1 '^bpt:' "$WORK/cpu-$tag.out")"; continue; }
-    timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" --mesh_dim=$mesh --device=cuda --logger.output_dir="$WORK/gpu-$tag" \
+    timeout 300 "${MPI[@]}" "$BPT" train "${COMMON[@]}" "${X[@]}" --mesh_dim=$mesh --device=cuda --logger.output_dir="$WORK/gpu-$tag" \
         > "$WORK/gpu-$tag.out" 2>&1 || { fail "mesh $mesh on 2 GPUs: $(grep -m1 '^bpt:' "$WORK/gpu-$tag.out")"; continue; }
     res=$(python3 - "$WORK/gpu-$tag" "$WORK/cpu-$tag" <<'PY'
 import json, sys

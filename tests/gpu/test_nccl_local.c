@@ -33,7 +33,7 @@ static int holds(const void *d, const void *h, size_t bytes) {
     return same;
 }
 static bpt_request fresh(void) {
-    bpt_request r = {MPI_REQUEST_NULL, NULL, NULL, BPT_AXIS_WORLD};
+    bpt_request r = {MPI_REQUEST_NULL, NULL, NULL, BPT_AXIS_WORLD, 0, MPI_REQUEST_NULL};
     return r;
 }
 #endif
