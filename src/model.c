@@ -105,7 +105,7 @@ static int64_t pos_of(const bpt_model *m, int t) {
 
 /* Ring attention over sp (mesh/ring.c) with its buffers on the arena for the call. */
 static bpt_ring ring_of(bpt_model *m, int B, int T, int H, int KVH, int Dh, int Bq, int Bk) {
-    bpt_ring g = { m->comm, m->k, B, T, H, KVH, Dh, Bq, Bk, NULL, 0 };
+    bpt_ring g = { m->comm, m->k, B, T, H, KVH, Dh, Bq, Bk, NULL, 0, 0 };
     g.work = bpt_arena_alloc(m->arena, bpt_ring_work_floats(B, T, KVH, Dh) * sizeof(float), "ring attention buffers");
     return g;
 }
@@ -322,7 +322,8 @@ static void enter_tp_bwd(bpt_model *m, const dims *d, float *dx, const float *df
 /* Leaving: out (Nl rows) = residual + the sum over tp of row-parallel products. The
  * products add into what leave_begin returns: out itself, set up by
  * bpt_tp_reduce_begin, or under sequence parallelism a zeroed (N, D) arena buffer
- * whose rows leave_end reduce-scatters. out may be residual; residual may be NULL. */
+ * whose rows leave_end reduce-scatters (n: the floats of out, Nl * D, or the
+ * feed-forward's share of a block). out may be residual; residual may be NULL. */
 static float *leave_begin(bpt_model *m, const dims *d, float *out, const float *residual, const char *what) {
     if (!d->seq) {
         bpt_tp_reduce_begin(m, out, residual, (size_t)d->N * d->D);
@@ -334,8 +335,7 @@ static float *leave_begin(bpt_model *m, const dims *d, float *out, const float *
     return part;
 }
 
-static void leave_end(bpt_model *m, const dims *d, float *out, const float *residual, const float *part) {
-    size_t n = (size_t)d->Nl * d->D;
+static void leave_end(bpt_model *m, const dims *d, float *out, const float *residual, const float *part, size_t n) {
     if (!d->seq) {
         bpt_tp_reduce_fwd(m, out, n);
         return;
@@ -381,9 +381,22 @@ static void attn_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, cons
         size_t mark = bpt_arena_mark(m->arena);
         float *p = leave_begin(m, d, a->x1, x, "o projection over tp");
         linear(k, p, a->o, w->wo, d->N, d->qd, d->D, 1.0f);
-        leave_end(m, d, a->x1, x, p);
+        leave_end(m, d, a->x1, x, p, (size_t)d->Nl * d->D);
         bpt_arena_release(m->arena, mark);
     }
+}
+
+/* The feed-forward's blocks of rows. Without sequence parallelism one block, all N rows
+ * (every tp rank holds them). With it, a block is one chunk of R = mlp_rows rows made of
+ * R/tp rows of every tp rank, gathered for the block's products and reduce-scattered
+ * back after them, so the feed-forward never holds an (N, D) tensor (the feed-forward is
+ * row-wise: which rows make a chunk changes nothing; the kept g/u/h rows follow the
+ * blocks, in the forward and the backward alike); all N at once where tp does not
+ * divide R. Returns the block's rows; *local is this rank's share of them. */
+static int ffn_block(const dims *d, int tp, int *local) {
+    int G = d->seq && d->mlp_rows % tp == 0 ? d->mlp_rows : d->N;
+    *local = d->seq ? G / tp : G;
+    return G;
 }
 
 /* The feed-forward half: x_out = x1 + down(silu(gate(xn2)) * up(xn2)), chunk by chunk
@@ -391,25 +404,42 @@ static void attn_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, cons
  * otherwise chunk scratch is used. */
 static void mlp_forward(bpt_model *m, const dims *d, const bpt_layer_w *w, acts *a, float *x_out) {
     const bpt_kernels *k = m->k;
-    size_t mark = bpt_arena_mark(m->arena);
-    int R = d->mlp_rows, F = d->F, D = d->D;
-    size_t cb = (size_t)R * F * sizeof(float);
-    float *gs = a->g ? NULL : bpt_arena_alloc(m->arena, cb, "mlp gate chunk");
-    float *us = a->u ? NULL : bpt_arena_alloc(m->arena, cb, "mlp up chunk");
-    float *hs = a->h ? NULL : bpt_arena_alloc(m->arena, cb, "mlp hidden chunk");
-    const float *xn2 = enter_tp(m, d, a->xn2, "xn2 gathered over tp");   // gate/up are column parallel
-    float *out = leave_begin(m, d, x_out, a->x1, "down projection over tp");   // down is row parallel
-    for (int r0 = 0; r0 < d->N; r0 += R) {
-        size_t off = (size_t)r0 * F;
-        const float *xn = xn2 + (size_t)r0 * D;
-        float *g = a->g ? a->g + off : gs, *u = a->u ? a->u + off : us, *h = a->h ? a->h + off : hs;
-        linear(k, g, xn, w->wg, R, D, F, 0.0f);          // g = xn2 Wg^T  (R,D) -> (R,F)
-        linear(k, u, xn, w->wu, R, D, F, 0.0f);          // u = xn2 Wu^T
-        k->swiglu_fwd(h, g, u, (size_t)R * F);           // h = silu(g) * u
-        linear(k, out + (size_t)r0 * D, h, w->wd, R, F, D, 1.0f);  // x_out += h Wd^T
+    bpt_arena *ar = m->arena;
+    size_t mark = bpt_arena_mark(ar);
+    int R = d->mlp_rows, F = d->F, D = d->D, Gl, G = ffn_block(d, m->tp, &Gl);
+    size_t cb = (size_t)R * F * sizeof(float), gb = (size_t)G * D * sizeof(float);
+    float *gs = a->g ? NULL : bpt_arena_alloc(ar, cb, "mlp gate chunk");
+    float *us = a->u ? NULL : bpt_arena_alloc(ar, cb, "mlp up chunk");
+    float *hs = a->h ? NULL : bpt_arena_alloc(ar, cb, "mlp hidden chunk");
+    float *xg = d->seq ? bpt_arena_alloc(ar, gb, "xn2 gathered over tp") : NULL;
+    float *part = d->seq ? bpt_arena_alloc(ar, gb, "down projection over tp") : NULL;
+    if (!d->seq) bpt_tp_reduce_begin(m, x_out, a->x1, (size_t)d->N * D);   // down is row parallel
+    for (int b0 = 0, l0 = 0; b0 < d->N; b0 += G, l0 += Gl) {   /* a block: rows b0.. of N, l0.. here */
+        const float *xn2 = a->xn2 + (size_t)b0 * D;
+        float *out = x_out + (size_t)b0 * D;
+        if (d->seq) {   // gate/up are column parallel: the block's rows from every tp rank
+            bpt_sp_enter_fwd(m, xg, a->xn2 + (size_t)l0 * D, (size_t)Gl * D);
+            k->zero(part, gb);
+            xn2 = xg;
+            out = part;
+        }
+        for (int r0 = 0; r0 < G; r0 += R) {
+            size_t off = (size_t)(b0 + r0) * F;
+            const float *xn = xn2 + (size_t)r0 * D;
+            float *g = a->g ? a->g + off : gs, *u = a->u ? a->u + off : us, *h = a->h ? a->h + off : hs;
+            linear(k, g, xn, w->wg, R, D, F, 0.0f);          // g = xn2 Wg^T  (R,D) -> (R,F)
+            linear(k, u, xn, w->wu, R, D, F, 0.0f);          // u = xn2 Wu^T
+            k->swiglu_fwd(h, g, u, (size_t)R * F);           // h = silu(g) * u
+            linear(k, out + (size_t)r0 * D, h, w->wd, R, F, D, 1.0f);  // x_out += h Wd^T
+        }
+        if (d->seq) {   // this rank's rows of the block: x_out = x1 + their sum over tp
+            size_t mk = bpt_arena_mark(ar);
+            leave_end(m, d, x_out + (size_t)l0 * D, a->x1 + (size_t)l0 * D, part, (size_t)Gl * D);
+            bpt_arena_release(ar, mk);
+        }
     }
-    leave_end(m, d, x_out, a->x1, out);
-    bpt_arena_release(m->arena, mark);
+    if (!d->seq) bpt_tp_reduce_fwd(m, x_out, (size_t)d->N * D);
+    bpt_arena_release(ar, mark);
 }
 
 /* Forward of layer l. Members of `keep` go in the persistent region (allocated before
@@ -490,43 +520,49 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     /* ---- feed-forward, chunk by chunk ---- */
     float *dx1 = dx_out;   /* becomes dloss/dx1 below, in place */
     bpt_tp_reduce_bwd(m, dx_out, nd);   // down is row parallel: dy is whole on every rank
-    /* under sequence parallelism the products see all N rows: dy and xn2 gathered over
-     * tp, and dxn2's rows written in place of xn2's (a chunk reads its rows first) */
-    const float *dys = dx_out, *xn2 = t.xn2;
-    float *dxns = dxn;
-    if (d->seq) {
-        float *g = bpt_arena_alloc(ar, (size_t)N * D * fb, "dx gathered over tp");
-        bpt_sp_leave_bwd(m, g, dx_out, nd);
-        dys = g;
-        dxns = (float *)enter_tp(m, d, t.xn2, "xn2 gathered over tp");
-        xn2 = dxns;
-    }
-    size_t cb = (size_t)R * F * fb;
+    /* in blocks of rows, as the forward's (ffn_block): under sequence parallelism each
+     * block's dy and xn2 gathered over tp, and its dxn2 written in place of xn2 (a chunk
+     * reads its rows first), then reduce-scattered into this rank's rows of dxn2 */
+    int Gl, G = ffn_block(d, m->tp, &Gl);
+    size_t cb = (size_t)R * F * fb, gb = (size_t)G * D * fb;
+    float *dyg = d->seq ? bpt_arena_alloc(ar, gb, "dx gathered over tp") : NULL;
+    float *xg = d->seq ? bpt_arena_alloc(ar, gb, "xn2 gathered over tp") : NULL;
     float *gs = t.g ? NULL : bpt_arena_alloc(ar, cb, "mlp gate chunk");
     float *us = t.u ? NULL : bpt_arena_alloc(ar, cb, "mlp up chunk");
     float *hs = t.h ? NULL : bpt_arena_alloc(ar, cb, "mlp hidden chunk");
     float *dh = bpt_arena_alloc(ar, cb, "mlp dh chunk");
     float *dg = bpt_arena_alloc(ar, cb, "mlp dg chunk");
     float *du = bpt_arena_alloc(ar, cb, "mlp du chunk");
-    for (int r0 = 0; r0 < N; r0 += R) {
-        size_t off = (size_t)r0 * F;
-        const float *xn = xn2 + (size_t)r0 * D, *dy = dys + (size_t)r0 * D;
-        float *g = t.g ? t.g + off : gs, *u = t.u ? t.u + off : us, *h = t.h ? t.h + off : hs;
-        if (!t.g) linear(k, g, xn, w.wg, R, D, F, 0.0f);
-        if (!t.u) linear(k, u, xn, w.wu, R, D, F, 0.0f);
-        if (!t.h) k->swiglu_fwd(h, g, u, (size_t)R * F);
-        // x_out = x1 + h Wd^T  =>  dWd += dy^T h ; dh = dy Wd
-        k->gemm(1, 0, D, F, R, 1.0f, dy, D, h, F, 1.0f, gw.wd, F);
-        k->gemm(0, 0, R, F, D, 1.0f, dy, D, w.wd, F, 0.0f, dh, F);
-        // h = silu(g) * u
-        k->swiglu_bwd(dg, du, dh, g, u, (size_t)R * F);
-        // g = xn2 Wg^T, u = xn2 Wu^T  =>  dWg += dg^T xn2 ; dWu += du^T xn2 ; dxn2 = dg Wg + du Wu
-        k->gemm(1, 0, F, D, R, 1.0f, dg, F, xn, D, 1.0f, gw.wg, D);
-        k->gemm(1, 0, F, D, R, 1.0f, du, F, xn, D, 1.0f, gw.wu, D);
-        k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxns + (size_t)r0 * D, D);
-        k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxns + (size_t)r0 * D, D);
+    for (int b0 = 0, l0 = 0; b0 < N; b0 += G, l0 += Gl) {
+        const float *dys = dx_out + (size_t)b0 * D, *xn2 = t.xn2 + (size_t)b0 * D;
+        float *dxns = dxn + (size_t)b0 * D;
+        if (d->seq) {
+            bpt_sp_leave_bwd(m, dyg, dx_out + (size_t)l0 * D, (size_t)Gl * D);
+            bpt_sp_enter_fwd(m, xg, t.xn2 + (size_t)l0 * D, (size_t)Gl * D);
+            dys = dyg;
+            xn2 = dxns = xg;
+        }
+        for (int r0 = 0; r0 < G; r0 += R) {
+            size_t off = (size_t)(b0 + r0) * F;
+            const float *xn = xn2 + (size_t)r0 * D, *dy = dys + (size_t)r0 * D;
+            float *g = t.g ? t.g + off : gs, *u = t.u ? t.u + off : us, *h = t.h ? t.h + off : hs;
+            if (!t.g) linear(k, g, xn, w.wg, R, D, F, 0.0f);
+            if (!t.u) linear(k, u, xn, w.wu, R, D, F, 0.0f);
+            if (!t.h) k->swiglu_fwd(h, g, u, (size_t)R * F);
+            // x_out = x1 + h Wd^T  =>  dWd += dy^T h ; dh = dy Wd
+            k->gemm(1, 0, D, F, R, 1.0f, dy, D, h, F, 1.0f, gw.wd, F);
+            k->gemm(0, 0, R, F, D, 1.0f, dy, D, w.wd, F, 0.0f, dh, F);
+            // h = silu(g) * u
+            k->swiglu_bwd(dg, du, dh, g, u, (size_t)R * F);
+            // g = xn2 Wg^T, u = xn2 Wu^T  =>  dWg += dg^T xn2 ; dWu += du^T xn2 ; dxn2 = dg Wg + du Wu
+            k->gemm(1, 0, F, D, R, 1.0f, dg, F, xn, D, 1.0f, gw.wg, D);
+            k->gemm(1, 0, F, D, R, 1.0f, du, F, xn, D, 1.0f, gw.wu, D);
+            k->gemm(0, 0, R, D, F, 1.0f, dg, F, w.wg, D, 0.0f, dxns + (size_t)r0 * D, D);
+            k->gemm(0, 0, R, D, F, 1.0f, du, F, w.wu, D, 1.0f, dxns + (size_t)r0 * D, D);
+        }
+        if (d->seq) bpt_sp_enter_bwd(m, dxn + (size_t)l0 * D, xg, (size_t)Gl * D);   // gate/up are column parallel
     }
-    enter_tp_bwd(m, d, dxn, dxns);   // gate/up are column parallel
+    if (!d->seq) bpt_tp_copy_bwd(m, dxn, nd);   // gate/up are column parallel
     // xn2 = rmsnorm(x1); x_out = x1 + ...  =>  dx1 = dx_out + rmsnorm_bwd(dxn2)
     k->rmsnorm_bwd(dx1, gw.norm2, dxn, t.x1, w.norm2, t.rstd2, Nl, D, 1);
     bpt_arena_release(ar, mark_mlp);   /* x1, xn2 and the chunks (unless kept) */
@@ -572,7 +608,7 @@ static void layer_backward(bpt_model *m, const dims *d, const bpt_layer_w *wp, c
     }
     // q' = xn1 Wq^T, k' = xn1 Wk^T, v = xn1 Wv^T  =>  dW += d^T xn1 ; dxn1 = dq Wq + dk Wk + dv Wv
     const float *xn1 = t.xn1;
-    dxns = dxn;            /* under sequence parallelism: the gathered rows, once read */
+    float *dxns = dxn;     /* under sequence parallelism: the gathered rows, once read */
     if (d->seq) {
         bpt_sp_enter_fwd(m, rows, t.xn1, nd);
         xn1 = dxns = rows;
@@ -655,7 +691,7 @@ static void run(bpt_model *m, const int32_t *inputs, const int32_t *targets, con
         const float *wte = bpt_tensor_fetch(m, 0, "gathered embedding");
         float *e = d.seq ? leave_begin(m, &d, xs[0], NULL, "embedding over tp") : xs[0];   /* written whole */
         k->embed_fwd(e, tok, wte, N, D, d.v0, d.V);   // x0 = wte[tokens] (vocab parallel)
-        leave_end(m, &d, xs[0], NULL, e);
+        leave_end(m, &d, xs[0], NULL, e, nd);
         bpt_arena_release(ar, mk);
     }
     bpt_layer_w wlast = {0};
