@@ -11,8 +11,12 @@
  *   C  t_comm      the ring's messages alone (the same sizes, no compute)
  *   D  t_one       one rank alone computing all T tokens with sp threads (the other
  *                  ranks wait without spinning): sp = 1 on the same cores
- * and prints overlap = 1 - (t_ring - t_compute) / t_comm (1: all hidden) and the
- * throughput sp retains, t_one / t_ring (1: as fast per token as one rank on all cores).
+ *   E  t_contig    the ring in the contiguous layout (rank r holds chunks 2r, 2r+1 of
+ *                  2sp: the last rank has most of the causal work, and every hop waits
+ *                  for it) instead of the zig-zag one
+ * and prints overlap = 1 - (t_ring - t_compute) / t_comm (1: all hidden), the
+ * throughput sp retains, t_one / t_ring (1: as fast per token as one rank on all cores),
+ * and what the zig-zag layout gains over the contiguous one, t_contig / t_ring.
  */
 #include "bpt/bpt.h"
 #include "bpt/ring.h"
@@ -81,10 +85,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nq; i++) { q[i] = bpt_randn(1, "q", i); dO[i] = bpt_randn(1, "do", i); }
     for (size_t i = 0; i < nk; i++) { k[i] = bpt_randn(1, "k", i); v[i] = bpt_randn(1, "v", i); }
     size_t nw = bpt_ring_work_floats(1, Tl, KVH, Dh);
-    bpt_ring g = { &mesh.comm, K, 1, Tl, H, KVH, Dh, Bq, Bk, calloc(nw, 4), 0 };
+    bpt_ring g = { &mesh.comm, K, 1, Tl, H, KVH, Dh, Bq, Bk, calloc(nw, 4), 0, 0 };
     float *msg = calloc(4 * lk, 4);
-    double *t[4];
-    for (int j = 0; j < 4; j++) t[j] = calloc((size_t)reps, sizeof(double));
+    double *t[5];
+    for (int j = 0; j < 5; j++) t[j] = calloc((size_t)reps, sizeof(double));
     omp_set_num_threads(1);
     for (int rep = -1; rep < reps; rep++) {   /* rep -1 warms up */
         double s;
@@ -120,14 +124,25 @@ int main(int argc, char **argv) {
         quiet_barrier();
         MPI_Bcast(&s, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
         if (rep >= 0) t[3][rep] = s;
+        /* E: the contiguous layout */
+        g.contiguous = 1;
+        MPI_Barrier(MPI_COMM_WORLD);
+        s = bpt_now();
+        bpt_ring_attn_fwd(&g, o, lse, q, k, v);
+        bpt_ring_attn_bwd(&g, dq, dk, dv, dO, q, k, v, o, lse);
+        s = slowest(bpt_now() - s);
+        if (rep >= 0) t[4][rep] = s;
+        g.contiguous = 0;
     }
     double ring = median(t[0], reps), comp = median(t[1], reps), comm = median(t[2], reps), one = median(t[3], reps);
+    double contig = median(t[4], reps);
     if (me == 0) {
-        printf("| sp | T | H | KVH | Dh | t_ring ms | t_compute ms | t_comm ms | overlap | t_one (sp threads) ms | retained |\n");
-        printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        printf("| %d | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f | %.0f%% |\n", sp, T, H, KVH, Dh,
-               1e3 * ring, 1e3 * comp, 1e3 * comm, comm > 0 ? 100 * (1 - (ring - comp) / comm) : 100.0, 1e3 * one,
-               100 * one / ring);
+        printf("| sp | T | H | KVH | Dh | t_ring ms | t_compute ms | t_comm ms | overlap | t_one (sp threads) ms | retained "
+               "| t_contig ms | zig-zag gain |\n");
+        printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        printf("| %d | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f | %.0f%% | %.1f | %.2fx |\n", sp, T, H, KVH,
+               Dh, 1e3 * ring, 1e3 * comp, 1e3 * comm, comm > 0 ? 100 * (1 - (ring - comp) / comm) : 100.0, 1e3 * one,
+               100 * one / ring, 1e3 * contig, contig / ring);
     }
     bpt_mesh_free(&mesh);
     MPI_Finalize();

@@ -16,14 +16,18 @@ int64_t bpt_ring_position(int sp, int r, int T_local, int t) {
     return (int64_t)chunk * C + t % C;
 }
 
-/* The global chunk of local chunk a (0 or 1) of sp rank r. */
-static int chunk_of(int sp, int r, int a) { return a == 0 ? r : 2 * sp - 1 - r; }
+/* The global chunk of local chunk a (0 or 1) of sp rank r: zig-zag, or (bench only)
+ * contiguous. */
+static int chunk_of(const bpt_ring *g, int sp, int r, int a) {
+    if (g->contiguous) return 2 * r + a;
+    return a == 0 ? r : 2 * sp - 1 - r;
+}
 
 /* The segment pair (this rank's query chunk a, key chunk b of the block from rank src);
  * 0 when every key of it is after every query (nothing to compute). */
 static int pair(const bpt_ring *g, int r, int src, int a, int b, bpt_attn_seg *s) {
     int sp = g->comm->size[BPT_AXIS_SP], C = g->T_local / 2;
-    int gq = chunk_of(sp, r, a), gk = chunk_of(sp, src, b);
+    int gq = chunk_of(g, sp, r, a), gk = chunk_of(g, sp, src, b);
     if (gk > gq) return 0;
     *s = (bpt_attn_seg){ g->B, g->H, g->KVH, g->Dh, g->Bq, g->Bk, C, C, g->T_local, g->T_local,
                          (int64_t)gq * C, (int64_t)gk * C };

@@ -38,6 +38,9 @@ typedef struct {
     float *work;                    /* bpt_ring_work_floats(...) floats, backend memory */
     int compute_only;               /* bench/bench_ring: every hop's work on the local block, no
                                        message (wrong results; the time of the compute alone) */
+    int contiguous;                 /* bench/bench_ring: rank r holds chunks 2r and 2r+1 (the
+                                       contiguous layout, whose causal work grows with r) instead
+                                       of the zig-zag r and 2sp-1-r; the model never sets it */
 } bpt_ring;
 
 /* Floats of work space the ring needs: two K/V blocks for the forward, and for the

@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
         local_rows(v_, v, B, T, Tl, krow, sp, r);
         local_rows(dO_, dO, B, T, Tl, qrow, sp, r);
         bpt_ring g = { &mesh.comm, K, B, Tl, H, KVH, Dh, Bq, Bk,
-                       malloc(bpt_ring_work_floats(B, Tl, KVH, Dh) * sizeof(float)), 0 };
+                       malloc(bpt_ring_work_floats(B, Tl, KVH, Dh) * sizeof(float)), 0, 0 };
         bpt_ring_attn_fwd(&g, o_, lse_, q_, k_, v_);
         bpt_ring_attn_bwd(&g, dq_, dk_, dv_, dO_, q_, k_, v_, o_, lse_);
         double e[5] = {
