@@ -1,13 +1,16 @@
 /* bench_throughput — training tokens/s and MFU, on the CPU against the sgemm peak
  * measured in the same run, on a GPU (--device=cuda) against its bf16 dense peak.
  *
- *   bench/bench_throughput [--steps 3] [--t 2048,8192] [config overrides...]
+ *   bench/bench_throughput [--steps 3] [--t 2048,8192] [--json] [config overrides...]
  *   bench/bench_throughput --device=cuda --load_llama_config=1b --t 32768
  *
  * Model: bench512 (D=512, L=8, H=8, F=1408, V=32000), batch 1, bpt mode with
  * nothing_saveable remat, chunks 1024 (query 512 / key 1024). MFU counts
  * 6*N + 12*L*D*T FLOPs per token (model.h) against the best sgemm rate of OpenBLAS on
- * 2048^3 products, measured immediately before.
+ * 2048^3 products, measured immediately before. The step time is the best of the
+ * timed steps; CPU s/step the user + system CPU seconds of the timed steps per step
+ * (getrusage: what two busy threads cost against one). --json prints one JSON line per
+ * T instead of the table (bench/compare_torch.sh reads it).
  */
 #include "bpt/bpt.h"
 #include "kernels/kernels.h"
@@ -16,6 +19,13 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+static double cpu_seconds(void) {
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return r.ru_utime.tv_sec + r.ru_stime.tv_sec + 1e-6 * (r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
 
 static double sgemm_peak(void) {
     int n = 2048;
@@ -35,13 +45,14 @@ static double sgemm_peak(void) {
 }
 
 int main(int argc, char **argv) {
-    int steps = 3;
+    int steps = 3, json = 0;
     const char *ts = "2048,8192";
     char **rest = calloc((size_t)argc + 16, sizeof(char *));
     int nrest = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--t") && i + 1 < argc) ts = argv[++i];
+        else if (!strcmp(argv[i], "--json")) json = 1;
         else rest[nrest++] = argv[i];
     }
     const bpt_kernels *k = &bpt_kernels_cpu;
@@ -53,13 +64,17 @@ int main(int argc, char **argv) {
     char err0[512];
     if (k->init && k->init(0, err0, sizeof err0) != 0) { printf("SKIP: %s\n", err0); return 77; }
     double peak = k->peak_flops ? k->peak_flops() : 0.0;
-    if (peak > 0) printf("backend %s | bf16 dense peak %.0f TFLOP/s\n\n", k->name, peak / 1e12);
-    else {
+    if (peak > 0) {
+        if (!json) printf("backend %s | bf16 dense peak %.0f TFLOP/s\n\n", k->name, peak / 1e12);
+    } else {
         peak = sgemm_peak();
-        printf("threads %d | sgemm peak %.1f GFLOP/s (2048^3, best of 5)\n\n", omp_get_max_threads(), peak / 1e9);
+        if (!json) printf("threads %d | sgemm peak %.1f GFLOP/s (2048^3, best of 5)\n\n", omp_get_max_threads(), peak / 1e9);
     }
-    printf("| T | mode | step s | tokens/s | GFLOP/s (6N+12LDT) | MFU vs peak | MFU, causal FLOPs (6N+6LDT) | peak arena |\n");
-    printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
+    if (!json) {
+        printf("| T | mode | step s | CPU s/step | tokens/s | GFLOP/s (6N+12LDT) | MFU vs peak | MFU, causal FLOPs "
+               "(6N+6LDT) | peak arena |\n");
+        printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     int Ts[128], nT = bench_t_list(ts, Ts, 128);
     for (int ti = 0; ti < nT; ti++) {
         int T = Ts[ti];
@@ -89,8 +104,9 @@ int main(int argc, char **argv) {
         int32_t *in = malloc((size_t)T * 4), *tg = malloc((size_t)T * 4);
         float *mask = malloc((size_t)T * 4);
         for (int i = 0; i < T; i++) { in[i] = (i * 7) % c.llama.vocab_size; tg[i] = (i * 11) % c.llama.vocab_size; mask[i] = 1; }
-        double best = 1e30;
+        double best = 1e30, c0 = 0, loss = 0;
         for (int s = 0; s <= steps; s++) {   /* step 0 warms up */
+            if (s == 1) c0 = cpu_seconds();
             double out[2] = {0, 0}, t0 = bpt_now();
             bpt_model_zero_grad(m);
             bpt_model_forward_backward(m, in, tg, mask, 1.0f / T, out);
@@ -99,13 +115,20 @@ int main(int argc, char **argv) {
             k->sync();
             double dt = bpt_now() - t0;
             if (s > 0 && dt < best) best = dt;
+            loss = out[0] / T;
         }
+        double cpu = steps > 0 ? (cpu_seconds() - c0) / steps : 0;
         double tps = T / best, flops = tps * bpt_llama_flops_per_token(&c.llama, T);
         /* the formula counts the full T x T attention; a causal model does half of it */
         double causal = tps * (bpt_llama_flops_per_token(&c.llama, T) - 6.0 * c.llama.num_hidden_layers * c.llama.hidden_size * (double)T);
         char b[32];
-        printf("| %d | bpt | %.2f | %.0f | %.1f | %.1f%% | %.1f%% | %s |\n", T, best, tps, flops / 1e9, 100 * flops / peak,
-               100 * causal / peak, bpt_fmt_bytes((double)a.peak, b, sizeof b));
+        if (json)
+            printf("{\"variant\": \"bpt\", \"T\": %d, \"tokens_per_s\": %.3f, \"step_s\": %.6f, \"cpu_s_per_step\": %.6f, "
+                   "\"arena_peak_bytes\": %zu, \"loss\": %.6f, \"threads\": %d, \"mfu\": %.4f}\n", T, tps, best, cpu,
+                   a.peak, loss, omp_get_max_threads(), flops / peak);
+        else
+            printf("| %d | bpt | %.2f | %.2f | %.0f | %.1f | %.1f%% | %.1f%% | %s |\n", T, best, cpu, tps, flops / 1e9,
+                   100 * flops / peak, 100 * causal / peak, bpt_fmt_bytes((double)a.peak, b, sizeof b));
         fflush(stdout);
         free(in); free(tg); free(mask);
         bpt_model_free(m);
