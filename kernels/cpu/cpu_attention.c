@@ -16,13 +16,18 @@
  * masked for all its rows (they would add exact zeros). The tile matmuls are
  * single-threaded sgemm calls on per-thread scratch; exp is a vectorised polynomial.
  *
- * Backward (reference §5.2), two passes that each own what they write, so there are no
- * races and the result does not depend on scheduling:
- *   pass 1, per (b, h, query rows):   D = rowsum(dO o); for each tile recompute
- *       P = exp(S - lse), dP = dO v_j^T, dS = P (dP - D);  dq += dS k_j / sqrt(Dh)
+ * Backward (reference §5.2). Each work unit owns what it writes, so there are no races
+ * and the result does not depend on scheduling. When the (b, kv head) pairs can keep
+ * every thread busy (their count a multiple of the threads, or at least four per
+ * thread), one pass: a unit is one (b, kv head) with its query heads, and for each
+ * block of key rows, each query head and each unskipped query chunk, in order, it
+ * recomputes P = exp(S - lse), dP = dO v^T, dS = P (dP - D) once (D = rowsum(dO o)) and
+ * adds all three products: dv += P^T dO, dk += dS^T q / sqrt(Dh), dq += dS k / sqrt(Dh)
+ * (5 products per tile). Otherwise (few kv heads: MQA, many threads) two passes over
+ * finer units, which recompute P and dS twice (7 products per tile):
+ *   pass 1, per (b, h, query rows):   D; for each tile P, dP, dS;  dq += dS k_j / sqrt(Dh)
  *   pass 2, per (b, kv head, key rows): for each query head of the group and each
- *       unskipped query chunk, in order, recompute P, dS as above;
- *       dv += P^T dO;  dk += dS^T q / sqrt(Dh)
+ *       unskipped query chunk, in order, P, dS again;  dv += P^T dO;  dk += dS^T q / sqrt(Dh)
  */
 #include <math.h>
 #include <stdint.h>
@@ -302,12 +307,61 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
     int rq = imin(RQ, Bq), nsubq = (Bq + rq - 1) / rq;
     int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
     float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * Tq);  // D = rowsum(dO o), (B,H,Tq)
-    long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk;
+    long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk, heads = (long)B * KVH;
     size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
+    int nt = omp_get_max_threads();
+    int one_pass = heads % nt == 0 || heads >= 4L * nt;
+    if (one_pass) units1 = units2 = 0;   /* the two passes below have nothing to do */
     #pragma omp parallel
     {
         float *S = bpt_xmalloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
 
+        // one pass: a unit is (b, kv head) and its query heads, every key block in order
+        #pragma omp for schedule(static, 1)
+        for (long u = 0; u < (one_pass ? heads : 0); u++) {
+            int kvh = (int)(u % KVH), b = (int)(u / KVH);
+            for (int g = 0; g < G; g++) {
+                int h = kvh * G + g;
+                for (int r = 0; r < Tq; r++) {
+                    size_t row = (size_t)(b * qld + r) * H + h;
+                    Dbuf[((size_t)b * H + h) * Tq + r] = dot_row(dout + row * Dh, o + row * Dh, Dh);
+                    if (overwrite) memset(dq + row * Dh, 0, sizeof(float) * Dh);
+                }
+            }
+            for (int j = 0; j < nJ; j++)
+                for (int sub = 0; sub < nsubk; sub++) {
+                    int kend = imin((j + 1) * Bk, Tk);
+                    int c0 = j * Bk + sub * rk, c1 = imin(c0 + rk, kend), nk = c1 - c0;
+                    if (nk <= 0) continue;
+                    size_t krow0 = (size_t)(b * kld + c0) * KVH + kvh;
+                    const float *kp = k + krow0 * Dh, *vp = v + krow0 * Dh;
+                    float *dkp = dk + krow0 * Dh, *dvp = dv + krow0 * Dh;
+                    for (int c = 0; c < nk && overwrite; c++) {
+                        memset(dkp + (size_t)c * ldk, 0, sizeof(float) * Dh);
+                        memset(dvp + (size_t)c * ldk, 0, sizeof(float) * Dh);
+                    }
+                    for (int g = 0; g < G; g++) {
+                        int h = kvh * G + g;
+                        const float *lseh = lse + ((size_t)b * H + h) * qld, *Dvec = Dbuf + ((size_t)b * H + h) * Tq;
+                        for (int i = 0; i < nI; i++) {
+                            int qend = imin((i + 1) * Bq, Tq);
+                            if (j * Bk >= qend + delta) continue;  // skipped tile, as in the forward
+                            long first = (long)c0 - delta;         // the first query row that sees key c0
+                            for (int r0 = first > i * Bq ? (int)(first < qend ? first : qend) : i * Bq; r0 < qend;
+                                 r0 += RQ2) {
+                                int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
+                                size_t row0 = (size_t)(b * qld + r0) * H + h;
+                                const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
+                                tile_dS(S, dP, qp, dop, kp, vp, nq, nk, Dh, ldq, ldk, scale, r0, delta, c0, lseh + r0,
+                                        Dvec + r0);
+                                sgemm(1, 0, nk, Dh, nq, 1.0f, S, nk, dop, ldq, 1.0f, dvp, ldk);      // dv += P^T dO
+                                sgemm(1, 0, nk, Dh, nq, scale, dP, nk, qp, ldq, 1.0f, dkp, ldk);    // dk += dS^T q
+                                sgemm(0, 0, nq, Dh, nk, scale, dP, nk, kp, ldk, 1.0f, dq + row0 * Dh, ldq);  // dq += dS k
+                            }
+                        }
+                    }
+                }
+        }
         // pass 1: dq, and D for pass 2
         #pragma omp for schedule(static, 1)
         for (long u = 0; u < units1; u++) {

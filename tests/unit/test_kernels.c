@@ -615,6 +615,15 @@ static void test_attention(void) {
     // chunks larger than the kernel's internal row blocks (64 query rows, 64 key rows, 256)
     static const int c320[][2] = {{320, 80}, {80, 320}, {160, 64}, {64, 160}, {320, 320}, {32, 32}};
     test_attn_config(2, 320, 4, 2, 16, c320, 6, 0);
+    /* the backward in one pass (a unit per (b, kv head): 1 thread) and in two (4 (b, kv
+     * head) units do not fill 3 threads evenly), whatever the machine's thread count */
+    int nt = omp_get_max_threads();
+    for (int threads = 1; threads <= 3; threads += 2) {
+        tap_note("attention with %d OpenMP thread(s): the %s backward", threads, threads == 1 ? "one-pass" : "two-pass");
+        omp_set_num_threads(threads);
+        test_attn_config(2, 40, 4, 2, 16, c40, 6, 24);
+    }
+    omp_set_num_threads(nt);
     test_attn_determinism();
 }
 
