@@ -293,6 +293,58 @@ static void tile_dS(float *S, float *dP, const float *qp, const float *dop, cons
     }
 }
 
+/* What a backward work unit reads and writes (attn_bwd_core). */
+typedef struct {
+    const tiling *t;
+    float *dq, *dk, *dv;
+    const float *dout, *q, *k, *v, *lse;
+    const float *D;        // rowsum(dO o), (B,H,Tq)
+    int rk, overwrite;     // key rows per block; set dk, dv (else add to them)
+} bwd_ctx;
+
+// The backward of key block `sub` (rk rows) of key chunk j of kv head kvh of batch row b:
+// for each query head of the group and each unskipped query chunk, in order, P and dS of
+// the query rows that see the block, once; dv += P^T dO, dk += dS^T q / sqrt(Dh), and
+// with_dq also dq += dS k / sqrt(Dh).
+static void key_block_bwd(const bwd_ctx *c, int b, int kvh, int j, int sub, float *S, float *dP, int with_dq) {
+    const tiling *t = c->t;
+    int Bq = t->Bq, Bk = t->Bk, Dh = t->Dh, H = t->H, KVH = t->KVH, G = t->G, ldq = t->ldq, ldk = t->ldk;
+    long delta = t->delta, qld = t->qld, kld = t->kld;
+    int kend = imin((j + 1) * Bk, t->Tk);
+    int c0 = j * Bk + sub * c->rk, c1 = imin(c0 + c->rk, kend), nk = c1 - c0;
+    if (nk <= 0) return;
+    size_t krow0 = (size_t)(b * kld + c0) * KVH + kvh;
+    const float *kp = c->k + krow0 * Dh, *vp = c->v + krow0 * Dh;
+    float *dkp = c->dk + krow0 * Dh, *dvp = c->dv + krow0 * Dh;
+    for (int r = 0; r < nk && c->overwrite; r++) {
+        memset(dkp + (size_t)r * ldk, 0, sizeof(float) * Dh);
+        memset(dvp + (size_t)r * ldk, 0, sizeof(float) * Dh);
+    }
+    for (int g = 0; g < G; g++) {
+        int h = kvh * G + g;
+        const float *lseh = c->lse + ((size_t)b * H + h) * qld, *Dvec = c->D + ((size_t)b * H + h) * t->Tq;
+        for (int i = 0; i < t->nI; i++) {
+            int qend = imin((i + 1) * Bq, t->Tq);
+            if (j * Bk >= qend + delta) continue;  // skipped tile, as in the forward
+            // query rows of chunk i that see at least one of keys c0..c1-1
+            long first = (long)c0 - delta;
+            for (int r0 = first > i * Bq ? (int)(first < qend ? first : qend) : i * Bq; r0 < qend; r0 += RQ2) {
+                int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
+                size_t row0 = (size_t)(b * qld + r0) * H + h;
+                const float *qp = c->q + row0 * Dh, *dop = c->dout + row0 * Dh;
+                // P, dS (nq,nk) of these query rows and keys c0..c1-1
+                tile_dS(S, dP, qp, dop, kp, vp, nq, nk, Dh, ldq, ldk, t->scale, r0, delta, c0, lseh + r0, Dvec + r0);
+                // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
+                sgemm(1, 0, nk, Dh, nq, 1.0f, S, nk, dop, ldq, 1.0f, dvp, ldk);
+                // S = q k^T / sqrt(Dh)  =>  dk (nk,Dh) += dS^T (nk,nq) q (nq,Dh) / sqrt(Dh)
+                sgemm(1, 0, nk, Dh, nq, t->scale, dP, nk, qp, ldq, 1.0f, dkp, ldk);
+                //                         and dq (nq,Dh) += dS (nq,nk) k (nk,Dh) / sqrt(Dh)
+                if (with_dq) sgemm(0, 0, nq, Dh, nk, t->scale, dP, nk, kp, ldk, 1.0f, c->dq + row0 * Dh, ldq);
+            }
+        }
+    }
+}
+
 // dout (B,Tq,H,Dh) -> dq (B,Tq,H,Dh), dk, dv (B,Tk,KVH,Dh), strided as in the forward;
 // overwrite: they are set, else this pair's contributions are added to them
 static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
@@ -312,6 +364,7 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
     int nt = omp_get_max_threads();
     int one_pass = heads % nt == 0 || heads >= 4L * nt;
     if (one_pass) units1 = units2 = 0;   /* the two passes below have nothing to do */
+    bwd_ctx ctx = { &t, dq, dk, dv, dout, q, k, v, lse, Dbuf, rk, overwrite };
     #pragma omp parallel
     {
         float *S = bpt_xmalloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
@@ -329,38 +382,7 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
                 }
             }
             for (int j = 0; j < nJ; j++)
-                for (int sub = 0; sub < nsubk; sub++) {
-                    int kend = imin((j + 1) * Bk, Tk);
-                    int c0 = j * Bk + sub * rk, c1 = imin(c0 + rk, kend), nk = c1 - c0;
-                    if (nk <= 0) continue;
-                    size_t krow0 = (size_t)(b * kld + c0) * KVH + kvh;
-                    const float *kp = k + krow0 * Dh, *vp = v + krow0 * Dh;
-                    float *dkp = dk + krow0 * Dh, *dvp = dv + krow0 * Dh;
-                    for (int c = 0; c < nk && overwrite; c++) {
-                        memset(dkp + (size_t)c * ldk, 0, sizeof(float) * Dh);
-                        memset(dvp + (size_t)c * ldk, 0, sizeof(float) * Dh);
-                    }
-                    for (int g = 0; g < G; g++) {
-                        int h = kvh * G + g;
-                        const float *lseh = lse + ((size_t)b * H + h) * qld, *Dvec = Dbuf + ((size_t)b * H + h) * Tq;
-                        for (int i = 0; i < nI; i++) {
-                            int qend = imin((i + 1) * Bq, Tq);
-                            if (j * Bk >= qend + delta) continue;  // skipped tile, as in the forward
-                            long first = (long)c0 - delta;         // the first query row that sees key c0
-                            for (int r0 = first > i * Bq ? (int)(first < qend ? first : qend) : i * Bq; r0 < qend;
-                                 r0 += RQ2) {
-                                int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
-                                size_t row0 = (size_t)(b * qld + r0) * H + h;
-                                const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
-                                tile_dS(S, dP, qp, dop, kp, vp, nq, nk, Dh, ldq, ldk, scale, r0, delta, c0, lseh + r0,
-                                        Dvec + r0);
-                                sgemm(1, 0, nk, Dh, nq, 1.0f, S, nk, dop, ldq, 1.0f, dvp, ldk);      // dv += P^T dO
-                                sgemm(1, 0, nk, Dh, nq, scale, dP, nk, qp, ldq, 1.0f, dkp, ldk);    // dk += dS^T q
-                                sgemm(0, 0, nq, Dh, nk, scale, dP, nk, kp, ldk, 1.0f, dq + row0 * Dh, ldq);  // dq += dS k
-                            }
-                        }
-                    }
-                }
+                for (int sub = 0; sub < nsubk; sub++) key_block_bwd(&ctx, b, kvh, j, sub, S, dP, 1);
         }
         // pass 1: dq, and D for pass 2
         #pragma omp for schedule(static, 1)
@@ -401,39 +423,7 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
         for (long u = 0; u < units2; u++) {
             int sub = (int)(u % nsubk), j = (int)(u / nsubk % nJ);
             int kvh = (int)(u / nsubk / nJ % KVH), b = (int)(u / nsubk / nJ / KVH);
-            int kend = imin((j + 1) * Bk, Tk);
-            int c0 = j * Bk + sub * rk, c1 = imin(c0 + rk, kend), nk = c1 - c0;
-            if (nk <= 0) continue;
-            size_t krow0 = (size_t)(b * kld + c0) * KVH + kvh;
-            const float *kp = k + krow0 * Dh, *vp = v + krow0 * Dh;
-            float *dkp = dk + krow0 * Dh, *dvp = dv + krow0 * Dh;
-            for (int c = 0; c < nk && overwrite; c++) {
-                memset(dkp + (size_t)c * ldk, 0, sizeof(float) * Dh);
-                memset(dvp + (size_t)c * ldk, 0, sizeof(float) * Dh);
-            }
-            for (int g = 0; g < G; g++) {
-                int h = kvh * G + g;
-                const float *lseh = lse + ((size_t)b * H + h) * qld, *Dvec = Dbuf + ((size_t)b * H + h) * Tq;
-                for (int i = 0; i < nI; i++) {
-                    int qend = imin((i + 1) * Bq, Tq);
-                    if (j * Bk >= qend + delta) continue;  // skipped tile, as in the forward
-                    // query rows of chunk i that see at least one of keys c0..c1-1
-                    long first = (long)c0 - delta;
-                    for (int r0 = first > i * Bq ? (int)(first < qend ? first : qend) : i * Bq; r0 < qend;
-                         r0 += RQ2) {
-                        int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
-                        size_t row0 = (size_t)(b * qld + r0) * H + h;
-                        const float *qp = q + row0 * Dh, *dop = dout + row0 * Dh;
-                        // P, dS (nq,nk) of these query rows and keys c0..c1-1
-                        tile_dS(S, dP, qp, dop, kp, vp, nq, nk, Dh, ldq, ldk, scale, r0, delta, c0, lseh + r0,
-                                Dvec + r0);
-                        // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
-                        sgemm(1, 0, nk, Dh, nq, 1.0f, S, nk, dop, ldq, 1.0f, dvp, ldk);
-                        // S = q k^T / sqrt(Dh)  =>  dk (nk,Dh) += dS^T (nk,nq) q (nq,Dh) / sqrt(Dh)
-                        sgemm(1, 0, nk, Dh, nq, scale, dP, nk, qp, ldq, 1.0f, dkp, ldk);
-                    }
-                }
-            }
+            key_block_bwd(&ctx, b, kvh, j, sub, S, dP, 0);
         }
         free(S);
     }
