@@ -40,16 +40,20 @@
 
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/cpu_tile.h"
 #include "bpt/util.h"   /* bpt_xmalloc: kernel scratch; failure is an internal error */
 
 
 #define RQ 128   /* query rows per work unit (forward, backward pass 1, vanilla) */
 #define RK 128   /* key rows per work unit (backward pass 2) */
 #define RQ2 256  /* query rows per step of a pass-2 unit */
+#define KC 256   /* keys per packed chunk of a forward tile (microkernel path) */
+#define RB 96    /* query rows per block of a forward tile (microkernel path): 16 x MR */
 
-/* The element-wise loops are also compiled for x86-64-v3 (AVX2, FMA), picked at load time. */
+/* The element-wise loops are also compiled for x86-64-v4 (AVX-512) and x86-64-v3 (AVX2,
+ * FMA), the best one this CPU runs picked at load time. */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__)
-#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VEC_CLONES
 #endif
@@ -195,6 +199,63 @@ static int tiling_of(const bpt_attn_seg *sg, tiling *t) {
     return 1;
 }
 
+/* The microkernels (cpu_tile.h) when they cover head dimension Dh, else NULL: sgemm. */
+static const bpt_cpu_tile *tile_for(int Dh) {
+    const bpt_cpu_tile *tl = bpt_cpu_tile_get();
+    return tl && Dh % tl->nr == 0 ? tl : NULL;
+}
+
+/* dst <- the n rows (Dh floats, stride ld) of src as Dh / nr strips, strip s holding
+ * columns s*nr .. s*nr+nr-1 of every row, (n, nr) contiguous: the B operand of nn and tn
+ * streams through memory instead of striding rows that alias in L1. */
+static void pack_strips(float *dst, const float *src, long ld, int n, int Dh, int nr) {
+    for (int s = 0; s < Dh / nr; s++)
+        for (int c = 0; c < n; c++)
+            memcpy(dst + ((size_t)s * n + c) * nr, src + (size_t)c * ld + (size_t)s * nr, sizeof(float) * nr);
+}
+
+/* One forward tile on the microkernels: nr query rows (qp, stride ldq) against nc keys
+ * (kp, vp, stride ldk), query row r seeing keys c <= r + off. Per chunk of KC keys, k is
+ * packed once (k in panels for nt, v in strips for nn); then per block of RB rows: S = q k^T scale panel by panel (a panel of k
+ * stays in L1 while the block's rows pass it), the online softmax, and acc += P v strip
+ * by strip of v. Each group of MR rows stops at the last key its last row sees. */
+static void fwd_tile(const bpt_cpu_tile *tl, float *S, float *Kp, float *Vs, float *acc, float *m, float *l,
+                     const float *qp, int ldq, const float *kp, const float *vp, int ldk,
+                     int nr, int nc, int Dh, float scale, long off) {
+    int NR = tl->nr, MR = tl->mr;
+    for (int c0 = 0; c0 < nc; c0 += KC) {
+        int n = imin(KC, nc - c0);
+        tl->pack(Kp, kp + (size_t)c0 * ldk, ldk, n, Dh);
+        pack_strips(Vs, vp + (size_t)c0 * ldk, ldk, n, Dh, NR);
+        for (int b0 = 0; b0 < nr; b0 += RB) {
+            int b1 = imin(b0 + RB, nr);
+            int nvb = visible(b1 - 1, off, c0, n);     // keys the block's last row sees
+            if (nvb <= 0) continue;                    // none: m, l, acc unchanged
+            for (int p = 0; p * NR < nvb; p++)
+                for (int r0 = b0; r0 < b1; r0 += MR) {
+                    int mr = imin(MR, b1 - r0);
+                    if (p * NR < visible(r0 + mr - 1, off, c0, n))
+                        tl->nt(mr, Dh, qp + (size_t)r0 * ldq, ldq, Kp + (size_t)p * Dh * NR, scale,
+                               S + (size_t)(r0 - b0) * KC + p * NR, KC);
+                }
+            for (int r0 = b0; r0 < b1; r0 += MR) {
+                int mr = imin(MR, b1 - r0), nvg = visible(r0 + mr - 1, off, c0, n);
+                for (int r = r0; r < r0 + mr && nvg > 0; r++) {
+                    float alpha = fwd_row(S + (size_t)(r - b0) * KC, visible(r, off, c0, nvg), nvg, &m[r], &l[r]);
+                    if (alpha != 1.0f) scale_row(acc + (size_t)r * Dh, alpha, Dh);
+                }
+            }
+            for (int d = 0; d < Dh; d += NR)
+                for (int r0 = b0; r0 < b1; r0 += MR) {
+                    int mr = imin(MR, b1 - r0), nvg = visible(r0 + mr - 1, off, c0, n);
+                    if (nvg > 0)
+                        tl->nn(mr, nvg, S + (size_t)(r0 - b0) * KC, KC, Vs + (size_t)d * n, NR, 1.0f,
+                               acc + (size_t)r0 * Dh + d, Dh);
+                }
+        }
+    }
+}
+
 // q (B,Tq,H,Dh), k, v (B,Tk,KVH,Dh) rows strided by q_ld / k_ld tokens per batch ->
 // o (B,Tq,H,Dh), lse (B,H,q_ld); merge: combine with the o, lse already there
 static void attn_fwd_core(float *o, float *lse, const float *q, const float *k, const float *v,
@@ -205,17 +266,26 @@ static void attn_fwd_core(float *o, float *lse, const float *q, const float *k, 
     int nI = t.nI, nJ = t.nJ, ldq = t.ldq, ldk = t.ldk;
     long delta = t.delta;
     float scale = t.scale;
-    int rq = imin(RQ, Bq), nsub = (Bq + rq - 1) / rq;
+    const bpt_cpu_tile *tl = tile_for(Dh);
+    // work units of RQ rows; on the microkernels whole query chunks (k packed once per
+    // chunk, not once per RQ rows) when those alone keep every thread busy
+    int rq = imin(RQ, Bq);
+    if (tl && (long)B * H * nI >= 4L * omp_get_max_threads()) rq = Bq;
+    int nsub = (Bq + rq - 1) / rq;
     long units = (long)B * H * nI * nsub;
+    // sgemm path: S (rq,Bk); microkernels: S (RB,KC), k packed (KC rounded up, Dh), v in strips (KC, Dh)
+    size_t nS = tl ? (size_t)RB * KC + (size_t)(2 * KC + tl->nr) * Dh : (size_t)rq * Bk;
     #pragma omp parallel
     {
-        float *S = bpt_xmalloc(sizeof(float) * ((size_t)rq * Bk + (size_t)rq * Dh + 2 * rq));
-        float *acc = S + (size_t)rq * Bk, *m = acc + (size_t)rq * Dh, *l = m + rq;
-        // units cycle over threads (sub-block fastest), which balances the causal work
-        #pragma omp for schedule(static, 1)
+        float *S = bpt_xmalloc(sizeof(float) * (nS + (size_t)rq * Dh + 2 * rq));
+        float *acc = S + nS, *m = acc + (size_t)rq * Dh, *l = m + rq, *Kp = S + (size_t)RB * KC, *Vs = Kp + (size_t)(KC + (tl ? tl->nr : 0)) * Dh;
+        // the longest units first (query chunk i sees i + 1 key chunks), each to the next
+        // free thread: the causal work balances whatever the unit count; each unit writes
+        // only its own rows, so the result does not depend on which thread ran it
+        #pragma omp for schedule(dynamic, 1)
         for (long u = 0; u < units; u++) {
-            int sub = (int)(u % nsub), i = (int)(u / nsub % nI);
-            int h = (int)(u / nsub / nI % H), b = (int)(u / nsub / nI / H);
+            int sub = (int)(u % nsub), i = nI - 1 - (int)(u / nsub / H / B);
+            int h = (int)(u / nsub % H), b = (int)(u / nsub / H % B);
             int qend = imin((i + 1) * Bq, Tq);     // end of query chunk i
             int q0 = i * Bq + sub * rq, q1 = imin(q0 + rq, qend), nr = q1 - q0;
             if (nr <= 0) continue;
@@ -230,6 +300,10 @@ static void attn_fwd_core(float *o, float *lse, const float *q, const float *k, 
                 if (nc <= 0) break;
                 size_t krow = (size_t)((long)b * sg->k_ld + k0) * KVH + kvh;
                 const float *kp = k + krow * Dh, *vp = v + krow * Dh;
+                if (tl) {
+                    fwd_tile(tl, S, Kp, Vs, acc, m, l, qp, ldq, kp, vp, ldk, nr, nc, Dh, scale, q0 + delta - k0);
+                    continue;
+                }
                 // S (nr,nc) = q_i (nr,Dh) k_j^T (Dh,nc) / sqrt(Dh)
                 sgemm(0, 1, nr, nc, Dh, scale, qp, ldq, kp, ldk, 0.0f, S, nc);
                 for (int r = 0; r < nr; r++) {
@@ -300,13 +374,58 @@ typedef struct {
     const float *dout, *q, *k, *v, *lse;
     const float *D;        // rowsum(dO o), (B,H,Tq)
     int rk, overwrite;     // key rows per block; set dk, dv (else add to them)
+    const bpt_cpu_tile *tl; // the microkernels, or NULL: sgemm
+    int ldS;               // row stride of S, dP on the microkernels
 } bwd_ctx;
+
+// One backward tile on the microkernels: nq query rows (qp, dop, dqp; stride ldq) against
+// the block's nk keys (kp, stride ldk; Kp, Vp packed k, v), query row r seeing keys
+// c <= r + off. Per group of MR rows, S = q k^T scale and dP = dO v^T over the panels its
+// last row sees, P and dS in place, and dq += dS k scale while the group's rows are in
+// L1; then dv += P^T dO and dk += dS^T q scale, each group of MR keys from the first row
+// that sees it.
+static void bwd_tile(const bwd_ctx *c, float *S, float *dP, const float *Kp, const float *Vp, const float *Ks,
+                     float *Qs, float *dOs, const float *qp, const float *dop, float *dqp, float *dkp, float *dvp,
+                     int nq, int nk, long off, const float *lse_r, const float *D_r) {
+    const bpt_cpu_tile *tl = c->tl;
+    int NR = tl->nr, MR = tl->mr, Dh = c->t->Dh, ldq = c->t->ldq, ldk = c->t->ldk, ldS = c->ldS;
+    float scale = c->t->scale;
+    pack_strips(Qs, qp, ldq, nq, Dh, NR);
+    pack_strips(dOs, dop, ldq, nq, Dh, NR);
+    for (int g0 = 0; g0 < nq; g0 += MR) {
+        int mr = imin(MR, nq - g0), nvg = visible(g0 + mr - 1, off, 0, nk);
+        float *Sg = S + (size_t)g0 * ldS, *dPg = dP + (size_t)g0 * ldS;
+        for (int p = 0; p * NR < nvg; p++) {
+            tl->nt(mr, Dh, qp + (size_t)g0 * ldq, ldq, Kp + (size_t)p * Dh * NR, scale, Sg + p * NR, ldS);
+            tl->nt(mr, Dh, dop + (size_t)g0 * ldq, ldq, Vp + (size_t)p * Dh * NR, 1.0f, dPg + p * NR, ldS);
+        }
+        for (int r = 0; r < mr; r++)
+            bwd_row(Sg + (size_t)r * ldS, dPg + (size_t)r * ldS, visible(g0 + r, off, 0, nk), nk, lse_r[g0 + r], D_r[g0 + r]);
+        for (int d = 0; d < Dh && dqp && nvg > 0; d += NR)
+            tl->nn(mr, nvg, dPg, ldS, Ks + (size_t)d * nk, NR, scale, dqp + (size_t)g0 * ldq + d, ldq);
+    }
+    for (int k0 = 0; k0 < nk; k0 += MR) {
+        int mc = imin(MR, nk - k0);
+        long first = k0 - off;                      // the first query row that sees key k0
+        int rs = first <= 0 ? 0 : first >= nq ? nq : (int)first;
+        if (rs >= nq) continue;
+        for (int d = 0; d < Dh; d += NR) {
+            tl->tn(mc, nq - rs, S + (size_t)rs * ldS + k0, ldS, dOs + ((size_t)d * nq + (size_t)rs * NR), NR, 1.0f,
+                   dvp + (size_t)k0 * ldk + d, ldk);
+            tl->tn(mc, nq - rs, dP + (size_t)rs * ldS + k0, ldS, Qs + ((size_t)d * nq + (size_t)rs * NR), NR, scale,
+                   dkp + (size_t)k0 * ldk + d, ldk);
+        }
+    }
+}
 
 // The backward of key block `sub` (rk rows) of key chunk j of kv head kvh of batch row b:
 // for each query head of the group and each unskipped query chunk, in order, P and dS of
 // the query rows that see the block, once; dv += P^T dO, dk += dS^T q / sqrt(Dh), and
 // with_dq also dq += dS k / sqrt(Dh).
-static void key_block_bwd(const bwd_ctx *c, int b, int kvh, int j, int sub, float *S, float *dP, int with_dq) {
+static void key_block_bwd(const bwd_ctx *c, int b, int kvh, int j, int sub, float *S, float *dP,
+                          float *Kp, int with_dq) {
+    float *Vp = Kp + (size_t)c->ldS * c->t->Dh, *Ks = Vp + (size_t)c->ldS * c->t->Dh;
+    float *Qs = Ks + (size_t)c->rk * c->t->Dh, *dOs = Qs + (size_t)RQ2 * c->t->Dh;
     const tiling *t = c->t;
     int Bq = t->Bq, Bk = t->Bk, Dh = t->Dh, H = t->H, KVH = t->KVH, G = t->G, ldq = t->ldq, ldk = t->ldk;
     long delta = t->delta, qld = t->qld, kld = t->kld;
@@ -320,6 +439,11 @@ static void key_block_bwd(const bwd_ctx *c, int b, int kvh, int j, int sub, floa
         memset(dkp + (size_t)r * ldk, 0, sizeof(float) * Dh);
         memset(dvp + (size_t)r * ldk, 0, sizeof(float) * Dh);
     }
+    if (c->tl) {   // k, v of the block packed once for all its tiles
+        c->tl->pack(Kp, kp, ldk, nk, Dh);
+        c->tl->pack(Vp, vp, ldk, nk, Dh);
+        pack_strips(Ks, kp, ldk, nk, Dh, c->tl->nr);
+    }
     for (int g = 0; g < G; g++) {
         int h = kvh * G + g;
         const float *lseh = c->lse + ((size_t)b * H + h) * qld, *Dvec = c->D + ((size_t)b * H + h) * t->Tq;
@@ -332,6 +456,11 @@ static void key_block_bwd(const bwd_ctx *c, int b, int kvh, int j, int sub, floa
                 int r1 = imin(r0 + RQ2, qend), nq = r1 - r0;
                 size_t row0 = (size_t)(b * qld + r0) * H + h;
                 const float *qp = c->q + row0 * Dh, *dop = c->dout + row0 * Dh;
+                if (c->tl) {
+                    bwd_tile(c, S, dP, Kp, Vp, Ks, Qs, dOs, qp, dop, with_dq ? c->dq + row0 * Dh : NULL, dkp, dvp, nq, nk,
+                             r0 + delta - c0, lseh + r0, Dvec + r0);
+                    continue;
+                }
                 // P, dS (nq,nk) of these query rows and keys c0..c1-1
                 tile_dS(S, dP, qp, dop, kp, vp, nq, nk, Dh, ldq, ldk, t->scale, r0, delta, c0, lseh + r0, Dvec + r0);
                 // o = P v  =>  dv (nk,Dh) += P^T (nk,nq) dO (nq,Dh)
@@ -360,14 +489,19 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
     int rk = imin(RK, Bk), nsubk = (Bk + rk - 1) / rk;
     float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * Tq);  // D = rowsum(dO o), (B,H,Tq)
     long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk, heads = (long)B * KVH;
-    size_t scratch = (size_t)imax(rq * Bk, RQ2 * rk);
+    const bpt_cpu_tile *tl = tile_for(Dh);
+    // microkernels: S, dP rows padded to whole panels plus one (tn reads 6 columns from
+    // any key), and k, v of a key block packed
+    int ldS = tl ? (rk + tl->nr - 1) / tl->nr * tl->nr + tl->nr : 0;
+    size_t scratch = (size_t)imax(imax(rq * Bk, RQ2 * rk), RQ2 * ldS);
+    size_t packed = tl ? (size_t)(2 * ldS + rk + 2 * RQ2) * Dh : 0;   // k, v panels; k, q, dO strips
     int nt = omp_get_max_threads();
     int one_pass = heads % nt == 0 || heads >= 4L * nt;
     if (one_pass) units1 = units2 = 0;   /* the two passes below have nothing to do */
-    bwd_ctx ctx = { &t, dq, dk, dv, dout, q, k, v, lse, Dbuf, rk, overwrite };
+    bwd_ctx ctx = { &t, dq, dk, dv, dout, q, k, v, lse, Dbuf, rk, overwrite, tl, ldS };
     #pragma omp parallel
     {
-        float *S = bpt_xmalloc(sizeof(float) * 2 * scratch), *dP = S + scratch;
+        float *S = bpt_xcalloc(2 * scratch + packed, sizeof(float)), *dP = S + scratch, *Kp = dP + scratch;
 
         // one pass: a unit is (b, kv head) and its query heads, every key block in order
         #pragma omp for schedule(static, 1)
@@ -382,7 +516,7 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
                 }
             }
             for (int j = 0; j < nJ; j++)
-                for (int sub = 0; sub < nsubk; sub++) key_block_bwd(&ctx, b, kvh, j, sub, S, dP, 1);
+                for (int sub = 0; sub < nsubk; sub++) key_block_bwd(&ctx, b, kvh, j, sub, S, dP, Kp, 1);
         }
         // pass 1: dq, and D for pass 2
         #pragma omp for schedule(static, 1)
@@ -423,7 +557,7 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
         for (long u = 0; u < units2; u++) {
             int sub = (int)(u % nsubk), j = (int)(u / nsubk % nJ);
             int kvh = (int)(u / nsubk / nJ % KVH), b = (int)(u / nsubk / nJ / KVH);
-            key_block_bwd(&ctx, b, kvh, j, sub, S, dP, 0);
+            key_block_bwd(&ctx, b, kvh, j, sub, S, dP, Kp, 0);
         }
         free(S);
     }

@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu_tile.h"
 #include "unit_test.h"
 
 static const bpt_kernels *K;  // the backend under test
@@ -606,6 +607,33 @@ static void test_attn_determinism(void) {
     free(q); free(k); free(v); free(W);
 }
 
+/* The microkernel path of the blockwise attention (cpu_tile.h) for every set this CPU
+ * runs, the 16-wide kernels compiled for AVX2 included (the AVX-512 kernels' source),
+ * and the sgemm path ("off"): head dims that are whole tiles, row counts that are not
+ * multiples of 6, forward tiles of more than one packed key chunk (Bk > 256), GQA, the
+ * one-pass and the two-pass backward. */
+static void test_attention_tiles(void) {
+    const bpt_cpu_tile *was = bpt_cpu_tile_get();
+    static const char *sets[] = { "off", "avx2", "avx2-w16", "avx512" };
+    static const int c64[][2] = {{64, 64}, {20, 32}, {64, 13}, {7, 64}};
+    static const int c600[][2] = {{600, 600}, {128, 512}, {300, 290}};
+    int nt = omp_get_max_threads();
+    for (int i = 0; i < 4; i++) {
+        if (bpt_cpu_tile_use(sets[i]) != 0) {
+            tap_note("attention microkernels %s: this CPU lacks them", sets[i]);
+            continue;
+        }
+        tap_note("attention microkernels: %s", sets[i]);
+        test_attn_config(2, 64, 4, 2, 32, c64, 4, 12);
+        test_attn_config(1, 64, 2, 1, 64, c64, 4, 0);
+        test_attn_config(1, 600, 2, 2, 32, c600, 3, 0);
+        omp_set_num_threads(3);   /* 2 (b, kv head) units on 3 threads: the two-pass backward */
+        test_attn_config(1, 64, 4, 2, 32, c64, 4, 0);
+        omp_set_num_threads(nt);
+    }
+    bpt_cpu_tile_use(was ? was->name : "off");
+}
+
 static void test_attention(void) {
     static const int c24[][2] = {{4, 8}, {8, 8}, {8, 4}, {12, 4}, {4, 12}, {3, 8}, {8, 3}, {24, 24}};
     static const int heads[][2] = {{4, 4}, {4, 2}, {6, 1}};
@@ -625,6 +653,7 @@ static void test_attention(void) {
     }
     omp_set_num_threads(nt);
     test_attn_determinism();
+    test_attention_tiles();
 }
 
 /* ------------------------------------------------------------------------- */
