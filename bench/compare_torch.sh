@@ -4,9 +4,19 @@
 # there) in a virtual environment with torch from PyPI: the tests' .venv when
 # ./quickstart.sh test made it, else bench/.venv, made here.
 #   bench/compare_torch.sh [--t 2048,8192,16384] [--rounds 2] [--steps 3,2,1] [--variants ...]
+#   bench/compare_torch.sh attention [--t 2048,8192,32768] [--dh 64,128] [--rounds 2]
+# The second form: the attention kernels alone against PyTorch's CPU flash SDPA
+# (bench/compare_attention.py with bench/bench_attention and bench/torch_attention.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-make -s bench/bench_throughput >/dev/null
+script=bench/compare_torch.py
+if [ "${1:-}" = attention ]; then
+    shift
+    script=bench/compare_attention.py
+    make -s bench/bench_attention >/dev/null
+else
+    make -s bench/bench_throughput >/dev/null
+fi
 venv=.venv
 if ! [ -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c "import torch" 2>/dev/null; then
     venv=bench/.venv
@@ -17,4 +27,4 @@ if ! [ -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c "import torch" 2>/de
             { echo "compare_torch: pip install torch failed" >&2; exit 1; }
     fi
 fi
-exec "$venv/bin/python3" bench/compare_torch.py "$@"
+exec "$venv/bin/python3" "$script" "$@"
