@@ -130,7 +130,7 @@ bench() {   # bench NAME TIMEOUT CMD...
     { echo; echo "$name:"; echo; echo '```'; cat "$out"; echo '```'; } >> "$BENCH"
     rm -f "$out"
 }
-bench "bench_attention (T = 8K, 32K, 128K)" 60 "$BIN/bench/bench_attention" --t 8192,32768,131072 --heads 16 --dh 128 --reps 3
+bench "bench_attention (T = 8K, 32K, 128K)" 60 "$BIN/bench/bench_attention" --device cuda --t 8192,32768,131072 --heads 16 --dh 128 --reps 3
 bench "bench_throughput (1B at 32K)" 90 "$BIN/bench/bench_throughput" --device=cuda --load_llama_config=1b --t 32768 \
     --steps 1 --llama.scan_query_chunk_size=2048 --llama.scan_key_chunk_size=4096 --llama.scan_mlp_chunk_size=4096 \
     --llama.scan_loss_chunk_size=2048
