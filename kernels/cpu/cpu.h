@@ -1,6 +1,7 @@
 /* cpu.h — what the CPU backend's files share (private to kernels/cpu/): the blockwise
  * and vanilla attention of cpu_attention.c, its vectorised exp, and the BLAS threading
- * rule of cpu_ops.c. The backend's public face is bpt_kernels_cpu (kernels/kernels.h). */
+ * rule of cpu_ops.c; the attention's microkernels have their own header, cpu_tile.h.
+ * The backend's public face is bpt_kernels_cpu (kernels/kernels.h). */
 #ifndef BPT_KERNELS_CPU_H
 #define BPT_KERNELS_CPU_H
 

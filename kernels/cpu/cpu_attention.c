@@ -12,8 +12,12 @@
  * lse = m + log l are kept.
  *
  * Rows of a query chunk are independent, so a work unit is a block of at most RQ rows
- * of one query chunk of one head; within a tile a unit drops the trailing keys that are
- * masked for all its rows (they would add exact zeros). The tile matmuls are
+ * of one query chunk of one head (a whole query chunk on the microkernels, when the
+ * chunks alone fill the threads), the longest first; within a tile a unit drops the
+ * trailing keys that are masked for all its rows (they would add exact zeros). The tile
+ * products run on the register-tiled microkernels of cpu_tile.h where this CPU has
+ * them (fwd_tile, bwd_tile: k and v packed once per key chunk, scores kept in L1 or L2
+ * between the products, each group of rows stopping at the last key it sees), else as
  * single-threaded sgemm calls on per-thread scratch; exp is a vectorised polynomial.
  *
  * Backward (reference §5.2). Each work unit owns what it writes, so there are no races

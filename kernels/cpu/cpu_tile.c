@@ -1,5 +1,6 @@
-/* cpu_tile.c — the attention microkernels (cpu_tile.h) for AVX-512F, AVX2 + FMA, and the
- * 16-wide kernels compiled for AVX2 (a test instance), and the run-time choice. */
+/* cpu_tile.c — the attention microkernels (cpu_tile.h) for AVX-512F, for AVX2 + FMA, and
+ * the AVX-512 ones compiled for AVX2 (a test instance); and the run-time choice. GCC on
+ * x86-64 only: elsewhere there are none and the attention runs on sgemm. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,6 @@
 #define SFX _avx2
 #define NAME "avx2"
 #include "kernels/cpu/cpu_tile_body.h"
-#undef VW
-#undef MRV
-#undef TGT
-#undef SFX
-#undef NAME
 
 #define VW 16
 #define MRV 12
@@ -28,11 +24,6 @@
 #define SFX _w16
 #define NAME "avx2-w16"
 #include "kernels/cpu/cpu_tile_body.h"
-#undef VW
-#undef MRV
-#undef TGT
-#undef SFX
-#undef NAME
 
 #define VW 16
 #define MRV 12
@@ -40,11 +31,6 @@
 #define SFX _avx512
 #define NAME "avx512"
 #include "kernels/cpu/cpu_tile_body.h"
-#undef VW
-#undef MRV
-#undef TGT
-#undef SFX
-#undef NAME
 #endif
 
 static const bpt_cpu_tile *chosen;

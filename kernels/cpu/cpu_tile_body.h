@@ -1,7 +1,8 @@
 /* cpu_tile_body.h — the microkernels of cpu_tile.h for one vector width, included by
- * cpu_tile.c once per instruction set with VW (floats per vector), TGT (the target
- * attribute) and SFX (the name suffix) defined. Plain C on GCC vector types: the
- * compiler emits the ISA's loads, broadcasts and FMAs (contraction is on in GNU C). */
+ * cpu_tile.c once per instruction set with VW (floats per vector), MRV (rows of a tile),
+ * TGT (the target attribute), SFX (the name suffix) and NAME defined (undefined again at
+ * the end). Plain C on GCC vector types: the compiler emits the set's loads, broadcasts
+ * and FMAs (contraction is on in GNU C). */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -95,3 +96,8 @@ static const bpt_cpu_tile FN(tile) = { NAME, MRV, NR, FN(pack), FN(nt), FN(nn), 
 #undef FN
 #undef CAT
 #undef CAT_
+#undef VW
+#undef MRV
+#undef TGT
+#undef SFX
+#undef NAME
