@@ -1,8 +1,9 @@
 """compare_torch.py — bpt against PyTorch on the same model and the same cores, side by
 side (bench/compare_torch.sh runs it in the benchmark's virtual environment).
 
-For each T, --rounds rounds, each running bpt (bench/bench_throughput --json) and every
-PyTorch variant of bench/torch_peer.py once, in that order (A B C D E, A B C D E, ...),
+For each T, --rounds rounds, each running bpt (bench/bench_throughput --json; --bpt
+adds bpt runs with other remat settings, BPT_RUNS) and every PyTorch variant of
+bench/torch_peer.py once, in that order (A B C D E, A B C D E, ...),
 each in its own process, so a slow phase of the machine falls on all of them alike. Per
 run: tokens/s (best step), CPU seconds per step, and the process's peak RSS (wait4).
 Prints a Markdown table of the medians over rounds, with bpt's tokens/s over each
@@ -18,6 +19,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 VARIANTS = ["eager", "ckpt", "ckpt_chunked", "compile"]
+# bpt settings on top of bench_throughput's (nothing_saveable everywhere): "bpt" as it is;
+# "bpt_attn_dots" keeps the attention's matmul outputs (q, k, v, o and lse) for the
+# backward (remat_attention: dots_saveable), which then recomputes no attention forward
+BPT_RUNS = {"bpt": [], "bpt_attn_dots": ["--llama.remat_attention=dots_saveable"]}
 
 
 def measure(cmd, env):
@@ -67,11 +72,19 @@ def main():
     ap.add_argument("--steps", default="3,2,1", help="timed steps per T (one entry, or one per T)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--bpt", default="bpt", help="bpt runs, comma-separated: " + ", ".join(BPT_RUNS))
     a = ap.parse_args()
     Ts = [int(x) for x in a.t.split(",")]
     steps = [int(x) for x in a.steps.split(",")]
     steps = (steps + [steps[-1]] * len(Ts))[:len(Ts)]
     variants = [v for v in a.variants.split(",") if v]
+    bpts = [b for b in a.bpt.split(",") if b]
+    for b in bpts + variants:
+        if b not in BPT_RUNS and b not in VARIANTS:
+            sys.exit("compare_torch: unknown run %s (bpt runs: %s; PyTorch variants: %s)" % (
+                b, ", ".join(BPT_RUNS), ", ".join(VARIANTS)))
+    if "bpt" not in bpts:
+        bpts.insert(0, "bpt")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS="1")
     bpt = os.path.join(TOP, "bench", "bench_throughput")
     if not os.access(bpt, os.X_OK):
@@ -79,13 +92,16 @@ def main():
     print("%s, %d threads per run, load average at start %s" % (cpu_model(), a.threads,
                                                                   " ".join("%.2f" % x for x in os.getloadavg())))
     print()
-    print("| T | run | tokens/s | step s | CPU s/step | peak RSS | bpt tokens/s ÷ this | this RSS ÷ bpt |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    others = ["%s tokens/s ÷ this" % b for b in bpts[1:]]
+    print("| T | run | tokens/s | step s | CPU s/step | peak RSS | bpt tokens/s ÷ this | this RSS ÷ bpt |%s" % (
+        "".join(" %s |" % o for o in others)))
+    print("|---:|---|---:|---:|---:|---:|---:|---:|%s" % ("---:|" * len(others)))
     for T, n in zip(Ts, steps):
-        res = {"bpt": []}
+        res = {b: [] for b in bpts}
         res.update({v: [] for v in variants})
         for _ in range(a.rounds):
-            res["bpt"].append(measure([bpt, "--json", "--steps", str(n), "--t", str(T)], env))
+            for b in bpts:
+                res[b].append(measure([bpt, "--json", "--steps", str(n), "--t", str(T)] + BPT_RUNS[b], env))
             for v in variants:
                 res[v].append(measure([sys.executable, os.path.join(HERE, "torch_peer.py"), "--variant", v,
                                        "--t", str(T), "--steps", str(n), "--threads", str(a.threads)], env))
@@ -93,14 +109,16 @@ def main():
                                                                        "peak_rss_bytes")}
                for k, rows in res.items()}
         b = med["bpt"]
-        for k in ["bpt"] + variants:
+        for k in bpts + variants:
             m = med[k]
-            name = "bpt" if k == "bpt" else "PyTorch " + k
+            name = k if k in BPT_RUNS else "PyTorch " + k
             ratio = "" if k == "bpt" else "%.2f" % (b["tokens_per_s"] / m["tokens_per_s"])
             rss = "" if k == "bpt" else "%.2f" % (m["peak_rss_bytes"] / b["peak_rss_bytes"])
-            print("| %d | %s | %.0f | %.2f | %.2f | %.2f GiB | %s | %s |" % (T, name, m["tokens_per_s"], m["step_s"],
-                                                                             m["cpu_s_per_step"],
-                                                                             m["peak_rss_bytes"] / 2**30, ratio, rss))
+            more = "".join(" %s |" % ("" if k in BPT_RUNS else "%.2f" % (med[o]["tokens_per_s"] / m["tokens_per_s"]))
+                           for o in bpts[1:])
+            print("| %d | %s | %.0f | %.2f | %.2f | %.2f GiB | %s | %s |%s" % (
+                T, name, m["tokens_per_s"], m["step_s"], m["cpu_s_per_step"], m["peak_rss_bytes"] / 2**30, ratio, rss,
+                more))
         sys.stdout.flush()
 
 

@@ -3,7 +3,7 @@
 # (interleaved runs of bench/bench_throughput and each bench/torch_peer.py variant; see
 # there) in a virtual environment with torch from PyPI: the tests' .venv when
 # ./quickstart.sh test made it, else bench/.venv, made here.
-#   bench/compare_torch.sh [--t 2048,8192,16384] [--rounds 2] [--steps 3,2,1] [--variants ...]
+#   bench/compare_torch.sh [--t 2048,8192,16384] [--rounds 2] [--steps 3,2,1] [--variants ...] [--bpt bpt,bpt_attn_dots]
 #   bench/compare_torch.sh attention [--t 2048,8192,32768] [--dh 64,128] [--rounds 2]
 # The second form: the attention kernels alone against PyTorch's CPU flash SDPA
 # (bench/compare_attention.py with bench/bench_attention and bench/torch_attention.py).
