@@ -52,7 +52,7 @@
 #define RK 128   /* key rows per work unit (backward pass 2) */
 #define RQ2 256  /* query rows per step of a pass-2 unit */
 #define KC 256   /* keys per packed chunk of a forward tile (microkernel path) */
-#define RB 96    /* query rows per block of a forward tile (microkernel path): 16 x MR */
+#define RB 96    /* query rows per forward block (microkernels): a multiple of every mr */
 
 /* The element-wise loops are also compiled for x86-64-v4 (AVX-512) and x86-64-v3 (AVX2,
  * FMA), the best one this CPU runs picked at load time. */
@@ -220,9 +220,10 @@ static void pack_strips(float *dst, const float *src, long ld, int n, int Dh, in
 
 /* One forward tile on the microkernels: nr query rows (qp, stride ldq) against nc keys
  * (kp, vp, stride ldk), query row r seeing keys c <= r + off. Per chunk of KC keys, k is
- * packed once (k in panels for nt, v in strips for nn); then per block of RB rows: S = q k^T scale panel by panel (a panel of k
- * stays in L1 while the block's rows pass it), the online softmax, and acc += P v strip
- * by strip of v. Each group of MR rows stops at the last key its last row sees. */
+ * packed once into panels (for nt) and v into strips (for nn); then per block of RB
+ * rows: S = q k^T scale panel by panel (a panel of k stays in L1 while the block's rows
+ * pass it), the online softmax, and acc += P v strip by strip of v. Each group of MR
+ * rows stops at the last key its last row sees. */
 static void fwd_tile(const bpt_cpu_tile *tl, float *S, float *Kp, float *Vs, float *acc, float *m, float *l,
                      const float *qp, int ldq, const float *kp, const float *vp, int ldk,
                      int nr, int nc, int Dh, float scale, long off) {
@@ -282,7 +283,8 @@ static void attn_fwd_core(float *o, float *lse, const float *q, const float *k, 
     #pragma omp parallel
     {
         float *S = bpt_xmalloc(sizeof(float) * (nS + (size_t)rq * Dh + 2 * rq));
-        float *acc = S + nS, *m = acc + (size_t)rq * Dh, *l = m + rq, *Kp = S + (size_t)RB * KC, *Vs = Kp + (size_t)(KC + (tl ? tl->nr : 0)) * Dh;
+        float *acc = S + nS, *m = acc + (size_t)rq * Dh, *l = m + rq;
+        float *Kp = S + (size_t)RB * KC, *Vs = Kp + (size_t)(KC + (tl ? tl->nr : 0)) * Dh;
         // the longest units first (query chunk i sees i + 1 key chunks), each to the next
         // free thread: the causal work balances whatever the unit count; each unit writes
         // only its own rows, so the result does not depend on which thread ran it
@@ -428,6 +430,8 @@ static void bwd_tile(const bwd_ctx *c, float *S, float *dP, const float *Kp, con
 // with_dq also dq += dS k / sqrt(Dh).
 static void key_block_bwd(const bwd_ctx *c, int b, int kvh, int j, int sub, float *S, float *dP,
                           float *Kp, int with_dq) {
+    // the microkernels' scratch from Kp (sized in attn_bwd_core): k, v panels, k strips,
+    // q and dO strips of RQ2 query rows
     float *Vp = Kp + (size_t)c->ldS * c->t->Dh, *Ks = Vp + (size_t)c->ldS * c->t->Dh;
     float *Qs = Ks + (size_t)c->rk * c->t->Dh, *dOs = Qs + (size_t)RQ2 * c->t->Dh;
     const tiling *t = c->t;
@@ -494,8 +498,8 @@ static void attn_bwd_core(float *dq, float *dk, float *dv, const float *dout,
     float *Dbuf = bpt_xmalloc(sizeof(float) * (size_t)B * H * Tq);  // D = rowsum(dO o), (B,H,Tq)
     long units1 = (long)B * H * nI * nsubq, units2 = (long)B * KVH * nJ * nsubk, heads = (long)B * KVH;
     const bpt_cpu_tile *tl = tile_for(Dh);
-    // microkernels: S, dP rows padded to whole panels plus one (tn reads 6 columns from
-    // any key), and k, v of a key block packed
+    // microkernels: S, dP rows padded to whole panels plus one (tn reads mr <= nr columns
+    // from any key), and the packed operands key_block_bwd lays out in `packed`
     int ldS = tl ? (rk + tl->nr - 1) / tl->nr * tl->nr + tl->nr : 0;
     size_t scratch = (size_t)imax(imax(rq * Bk, RQ2 * rk), RQ2 * ldS);
     size_t packed = tl ? (size_t)(2 * ldS + rk + 2 * RQ2) * Dh : 0;   // k, v panels; k, q, dO strips

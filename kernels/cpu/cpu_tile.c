@@ -50,8 +50,8 @@ static int lookup(const char *name, const bpt_cpu_tile **t) {
 }
 
 static void init(void) {
-    /* AVX-512 only by default: the 6 x 16 AVX2 tiles measured 6-14% slower than
-     * OpenBLAS's Haswell sgemm (docs/benchmarks.md), the 12 x 32 AVX-512 ones faster */
+    /* AVX-512 only by default: the 6 x 16 AVX2 tiles measured 5-34% slower than
+     * OpenBLAS's Haswell sgemm, the 12 x 32 AVX-512 ones faster (docs/benchmarks.md) */
     if (lookup("avx512", &chosen) != 0) chosen = NULL;
     const char *want = getenv("BPT_CPU_TILE");
     const bpt_cpu_tile *t;

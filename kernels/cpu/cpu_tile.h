@@ -36,8 +36,9 @@ typedef struct {
 
 /* The microkernels for this CPU: AVX-512F's, else NULL (the attention then runs its
  * tiles as sgemm calls: on AVX2 alone OpenBLAS's kernels measured faster than ours).
- * BPT_CPU_TILE=avx512|avx2|avx2-w16|off overrides the choice (tests, benchmarks); a set this CPU lacks is refused with a note on stderr
- * and the default is kept. Decided once per process. */
+ * BPT_CPU_TILE=avx512|avx2|avx2-w16|off overrides the choice (tests, benchmarks); a
+ * set this CPU lacks is refused with a note on stderr and the default is kept. Decided
+ * once per process. */
 const bpt_cpu_tile *bpt_cpu_tile_get(void);
 
 /* Switch the set bpt_cpu_tile_get returns from now on (tests; not thread-safe against
